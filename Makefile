@@ -1,0 +1,40 @@
+# Set-up and everyday commands. Works on a machine with nothing but Python 3.11+.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv install test demo bench clean system-deps
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# Reinstall when the project's metadata changes.
+$(STAMP): $(PY) pyproject.toml
+	$(PIP) install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP) system-deps
+
+# Debian packages the FUSE tests need, installed only where missing.
+system-deps:
+	@if [ ! -x /usr/bin/fusermount3 ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian's fuse3 for the FUSE mount"; \
+		(apt-get install -y -qq fuse3 libfuse3-dev >/dev/null 2>&1 || \
+		 (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq fuse3 libfuse3-dev >/dev/null 2>&1)) || \
+		echo "fuse3 could not be installed: FUSE tests will be skipped with that reason"; \
+	fi
+
+test: install
+	$(PY) -m pytest -q
+
+demo: install
+	$(VENV)/bin/channels demo
+
+bench: install
+	$(PY) -m pytest benchmarks -q --benchmark-only
+
+clean:
+	rm -rf $(VENV) .pytest_cache .benchmarks build *.egg-info

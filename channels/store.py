@@ -1,0 +1,98 @@
+"""Where objects live: URLs, endpoints and the fsspec filesystem for them.
+
+Every layer that needs to reach a store asks this module, so that the endpoint
+rules (``--endpoint-url``, then ``AWS_ENDPOINT_URL_S3``, then
+``AWS_ENDPOINT_URL``) are written once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+import fsspec
+
+S3_SCHEMES = ("s3", "s3a", "s3n")
+
+
+def endpoint_from_env(explicit: str | None = None) -> str | None:
+    """The S3 endpoint URL to use: explicit, else the standard AWS variables."""
+    return explicit or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+@dataclass(frozen=True)
+class Store:
+    """How to reach objects: the endpoint and extra fsspec options.
+
+    Attributes:
+        endpoint_url: S3 endpoint (None: the AWS default or the environment).
+        options: extra keyword arguments for the fsspec filesystem.
+    """
+
+    endpoint_url: str | None = None
+    options: tuple[tuple[str, object], ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_env(cls, endpoint_url: str | None = None, **options: object) -> "Store":
+        return cls(endpoint_from_env(endpoint_url), tuple(sorted(options.items())))
+
+    def filesystem(self, url: str) -> fsspec.AbstractFileSystem:
+        """The fsspec filesystem that serves ``url``."""
+        return _filesystem(protocol_of(url), self.endpoint_url, self.options)
+
+
+@lru_cache(maxsize=32)
+def _filesystem(protocol: str, endpoint_url: str | None, options: tuple) -> fsspec.AbstractFileSystem:
+    kwargs = dict(options)
+    if protocol in S3_SCHEMES:
+        client_kwargs = dict(kwargs.pop("client_kwargs", {}) or {})
+        if endpoint_url:
+            client_kwargs.setdefault("endpoint_url", endpoint_url)
+        kwargs["client_kwargs"] = client_kwargs
+        kwargs.setdefault("config_kwargs", {"max_pool_connections": 64})
+        # One listing call per prefix: never reuse a stale listing cache.
+        kwargs.setdefault("use_listings_cache", False)
+        return fsspec.filesystem("s3", **kwargs)
+    return fsspec.filesystem(protocol, **kwargs)
+
+
+def protocol_of(url: str) -> str:
+    """``s3``, ``file``, ``memory``...; plain paths are ``file``."""
+    scheme = urlsplit(url).scheme
+    if not scheme or len(scheme) == 1:  # "C:" on Windows, or a plain path
+        return "file"
+    return "s3" if scheme in S3_SCHEMES else scheme
+
+
+def split_url(url: str) -> tuple[str, str, str]:
+    """``(protocol, bucket_or_root, key)`` of a URL.
+
+    For ``s3://b/k/x`` that is ``("s3", "b", "k/x")``; for file URLs and plain
+    paths the bucket is empty and the key is the absolute path.
+    """
+    protocol = protocol_of(url)
+    if protocol == "s3":
+        parts = urlsplit(url)
+        return protocol, parts.netloc, parts.path.lstrip("/")
+    if protocol == "file":
+        path = urlsplit(url).path if "://" in url else url
+        return protocol, "", os.path.abspath(path)
+    parts = urlsplit(url)
+    return protocol, parts.netloc, parts.path.lstrip("/")
+
+
+def strip_protocol(url: str) -> str:
+    """The path fsspec uses for ``url`` (``bucket/key`` for S3)."""
+    protocol, bucket, key = split_url(url)
+    if protocol == "file":
+        return key
+    return f"{bucket}/{key}" if bucket else key
+
+
+def join_url(protocol: str, path: str) -> str:
+    """Inverse of :func:`strip_protocol`."""
+    if protocol == "file":
+        return "file://" + path
+    return f"{protocol}://{path}"
