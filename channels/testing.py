@@ -52,6 +52,9 @@ class LocalS3:
             raise RuntimeError(
                 "the embedded S3 endpoint needs moto's server: pip install 'channels[test]'"
             ) from exc
+        import logging
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         deadline = time.monotonic() + 10
