@@ -1,8 +1,21 @@
-"""Data sources become ordered lists of object refs (listing layer)."""
+"""Data sources become ordered lists of object refs (listing layer).
+
+A source is listed once per channel (not per epoch): S3Prefix with one
+paginated listing call and no per-object HEAD; manifests by reading the
+manifest and listing the entries' common prefix once.
+"""
 
 from __future__ import annotations
 
+import json
+import posixpath
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+
+import numpy as np
+
+from channels.errors import EmptyChannelError, ManifestError, SourceNotFoundError
+from channels.store import Store, join_url, protocol_of, split_url, strip_protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,3 +37,282 @@ class ObjectRef:
     etag: str | None = None
     key: str = ""
     inline: bytes | None = None
+
+
+S3_PREFIX = "S3Prefix"
+MANIFEST_FILE = "ManifestFile"
+AUGMENTED_MANIFEST_FILE = "AugmentedManifestFile"
+DATA_TYPES = (S3_PREFIX, MANIFEST_FILE, AUGMENTED_MANIFEST_FILE)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A data source's objects in their documented order, plus its units.
+
+    The unit is what sharding and shuffling move as a whole: one object for
+    S3Prefix and ManifestFile, one line (all its selected attributes) for an
+    AugmentedManifestFile. ``unit_starts[i]`` is the index in ``refs`` where
+    unit ``i`` begins; None means one ref per unit.
+
+    Attributes:
+        source: the URL that was listed (prefix or manifest).
+        refs: every object (or inline value) in order.
+        unit_starts: int64 array of unit start indices, or None.
+    """
+
+    source: str
+    refs: tuple[ObjectRef, ...]
+    unit_starts: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    @property
+    def unit_count(self) -> int:
+        return len(self.refs) if self.unit_starts is None else len(self.unit_starts)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(r.size for r in self.refs)
+
+    def sizes(self) -> np.ndarray:
+        """Bytes per object (int64)."""
+        return np.fromiter((r.size for r in self.refs), dtype=np.int64, count=len(self.refs))
+
+    def unit_sizes(self) -> np.ndarray:
+        """Bytes per unit (int64): what the planner balances."""
+        sizes = self.sizes()
+        if self.unit_starts is None:
+            return sizes
+        return np.add.reduceat(sizes, self.unit_starts) if len(sizes) else sizes
+
+    def expand(self, units: Sequence[int] | np.ndarray) -> list[ObjectRef]:
+        """The refs of the given units, in the given unit order."""
+        if self.unit_starts is None:
+            return [self.refs[i] for i in np.asarray(units, dtype=np.int64).tolist()]
+        ends = np.append(self.unit_starts[1:], len(self.refs))
+        out: list[ObjectRef] = []
+        for u in np.asarray(units, dtype=np.int64).tolist():
+            out.extend(self.refs[self.unit_starts[u]:ends[u]])
+        return out
+
+
+def list_source(uri: str, data_type: str = S3_PREFIX, *, attribute_names: Sequence[str] = (),
+                store: Store | None = None) -> Listing:
+    """List a channel's data source.
+
+    Args:
+        uri: the S3Uri (a prefix or a manifest's URL); any fsspec URL works.
+        data_type: S3Prefix | ManifestFile | AugmentedManifestFile.
+        attribute_names: the attributes streamed from an augmented manifest.
+        store: endpoint and options (default: from the environment).
+
+    Raises:
+        SourceNotFoundError: the bucket, prefix or manifest does not exist.
+        EmptyChannelError: the source names no objects.
+        ManifestError: the manifest is not in its documented format.
+    """
+    store = store or Store.from_env()
+    if data_type == S3_PREFIX:
+        return list_prefix(uri, store=store)
+    if data_type == MANIFEST_FILE:
+        return list_manifest(uri, store=store)
+    if data_type == AUGMENTED_MANIFEST_FILE:
+        return list_augmented_manifest(uri, attribute_names, store=store)
+    raise ValueError(f"unknown S3DataType {data_type!r}: use one of {', '.join(DATA_TYPES)}")
+
+
+def list_prefix(uri: str, *, store: Store | None = None) -> Listing:
+    """Every object whose key starts with the prefix, in key order.
+
+    One paginated listing call, no per-object HEAD. As in S3, the prefix is a
+    key prefix, not a folder: ``s3://b/train`` also matches ``train-2/x``.
+    An object's ``key`` is its path below the prefix's last ``/``. Folder
+    markers (keys ending in ``/``) are skipped.
+    """
+    store = store or Store.from_env()
+    fs = store.filesystem(uri)
+    protocol = protocol_of(uri)
+    path = strip_protocol(uri)
+    base, _, rest = path.rpartition("/") if "/" in path else (path, "", "")
+    try:
+        if protocol == "s3":
+            found = fs.find(base, prefix=rest, detail=True) if rest else fs.find(base, detail=True)
+        elif fs.isdir(path):
+            base, rest = path.rstrip("/"), ""
+            found = fs.find(base, detail=True)
+        else:
+            found = {p: i for p, i in fs.find(base, detail=True).items() if p.startswith(path)}
+    except FileNotFoundError as exc:
+        bucket = split_url(uri)[1]
+        what = f"bucket {bucket!r}" if bucket else "path"
+        raise SourceNotFoundError(f"{what} does not exist: {uri} (check the name and --endpoint-url)",
+                                  url=uri) from exc
+    except PermissionError as exc:
+        raise SourceNotFoundError(f"access denied listing {uri}: check the credentials and the bucket policy",
+                                  url=uri) from exc
+    base_len = len(base) + 1 if base else 0
+    refs = []
+    for name in sorted(found):
+        info = found[name]
+        if name.endswith("/") or info.get("type") == "directory":
+            continue
+        refs.append(ObjectRef(join_url(protocol, name), int(info["size"]), _etag(info), name[base_len:]))
+    if not refs:
+        raise EmptyChannelError(f"no objects under {uri}: the channel is empty (is the prefix right?)", url=uri)
+    return Listing(uri, tuple(refs))
+
+
+def _etag(info: dict) -> str | None:
+    tag = info.get("ETag") or info.get("etag") or info.get("e_tag")
+    return tag.strip('"') if isinstance(tag, str) else None
+
+
+def _read_text(uri: str, store: Store) -> str:
+    fs = store.filesystem(uri)
+    try:
+        with fs.open(strip_protocol(uri), "rb") as f:
+            data = f.read()
+    except FileNotFoundError as exc:
+        raise SourceNotFoundError(f"manifest not found: {uri}", url=uri) from exc
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"manifest {uri} is not UTF-8 text (byte {exc.start})", url=uri,
+                            offset=exc.start) from exc
+
+
+def list_manifest(uri: str, *, store: Store | None = None) -> Listing:
+    """Objects named by a ManifestFile, in manifest order.
+
+    The manifest is a JSON array ``[{"prefix": "s3://bucket/p/"}, "rel/key", ...]``.
+    Entries may also be absolute URLs, which must lie in the prefix's bucket.
+    Sizes come from one listing of the entries' common prefix, not a HEAD each.
+    """
+    store = store or Store.from_env()
+    text = _read_text(uri, store)
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"manifest {uri} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                            url=uri) from exc
+    if not isinstance(doc, list) or not doc or not isinstance(doc[0], dict) or "prefix" not in doc[0]:
+        raise ManifestError(f'manifest {uri} must be a JSON array starting with {{"prefix": "s3://bucket/path/"}}',
+                            url=uri)
+    prefix = doc[0]["prefix"]
+    if not isinstance(prefix, str) or "://" not in prefix:
+        raise ManifestError(f"manifest {uri}: entry [0] prefix {prefix!r} is not a URL", url=uri)
+    protocol, bucket, _ = split_url(prefix)
+    urls = []
+    for i, entry in enumerate(doc[1:], start=1):
+        if not isinstance(entry, str) or not entry:
+            raise ManifestError(f"manifest {uri}: entry [{i}] is {entry!r}, expected a key string", url=uri)
+        if "://" in entry:
+            e_protocol, e_bucket, _ = split_url(entry)
+            if (e_protocol, e_bucket) != (protocol, bucket):
+                raise ManifestError(
+                    f"manifest {uri}: entry [{i}] {entry} is outside the manifest's bucket {bucket!r}; "
+                    "every entry must live in the prefix's bucket", url=uri, entry=i)
+            urls.append(entry)
+        else:
+            urls.append(prefix + entry if prefix.endswith("/") else f"{prefix}/{entry}")
+    if not urls:
+        raise EmptyChannelError(f"manifest {uri} names no objects", url=uri)
+    refs = _resolve(urls, store, source=uri, key_base=prefix)
+    return Listing(uri, tuple(refs))
+
+
+def _common_dir(paths: Sequence[str]) -> str:
+    common = posixpath.commonprefix(list(paths))
+    return common[: common.rfind("/") + 1] if "/" in common else ""
+
+
+def _resolve(urls: Sequence[str], store: Store, *, source: str, key_base: str | None = None,
+             what: str = "entry") -> list[ObjectRef]:
+    """Sizes and ETags of the named objects from one listing of their common prefix."""
+    by_url: dict[str, ObjectRef] = {}
+    groups: dict[str, list[str]] = {}
+    for url in dict.fromkeys(urls):
+        protocol, bucket, _ = split_url(url)
+        groups.setdefault(f"{protocol}://{bucket}", []).append(url)
+    for group in groups.values():
+        common = _common_dir(group)
+        try:
+            listed = list_prefix(common, store=store).refs
+        except EmptyChannelError:
+            listed = ()
+        by_url.update((r.url, r) for r in listed)
+    base = key_base if key_base is None or key_base.endswith("/") else key_base.rsplit("/", 1)[0] + "/"
+    refs = []
+    for i, url in enumerate(urls):
+        ref = by_url.get(url) or by_url.get(_normal(url))
+        if ref is None:
+            raise SourceNotFoundError(f"{source}: {what} {url} does not exist", url=url, source=source, entry=i)
+        key = url[len(base):] if base and url.startswith(base) else split_url(url)[2]
+        refs.append(ObjectRef(ref.url, ref.size, ref.etag, key))
+    return refs
+
+
+def _normal(url: str) -> str:
+    protocol = protocol_of(url)
+    return join_url(protocol, strip_protocol(url))
+
+
+def list_augmented_manifest(uri: str, attribute_names: Sequence[str], *,
+                            store: Store | None = None) -> Listing:
+    """Lines of an AugmentedManifestFile, each a unit of its selected attributes.
+
+    Each line is a JSON object. For every name in ``attribute_names``, in that
+    order: a name ending in ``-ref`` is an object URL whose bytes are streamed;
+    any other attribute is streamed as its JSON text (inline, no request).
+    A line missing an attribute is an error naming the line and attribute.
+    """
+    if not attribute_names:
+        raise ManifestError(f"augmented manifest {uri}: AttributeNames is empty; name the attributes to stream",
+                            url=uri)
+    store = store or Store.from_env()
+    text = _read_text(uri, store)
+    items: list[tuple[str, object]] = []  # (kind, value) per attribute, in order
+    starts: list[int] = []
+    lineno = 0
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"augmented manifest {uri}: line {lineno} is not JSON ({exc.msg} at column {exc.colno})",
+                                url=uri, line=lineno) from exc
+        if not isinstance(obj, dict):
+            raise ManifestError(f"augmented manifest {uri}: line {lineno} is not a JSON object", url=uri, line=lineno)
+        starts.append(len(items))
+        for name in attribute_names:
+            if name not in obj:
+                raise ManifestError(f"augmented manifest {uri}: line {lineno} has no attribute {name!r} "
+                                    f"(it has: {', '.join(sorted(obj)) or 'none'})", url=uri, line=lineno)
+            value = obj[name]
+            if name.endswith("-ref"):
+                if not isinstance(value, str) or "://" not in value:
+                    raise ManifestError(f"augmented manifest {uri}: line {lineno} attribute {name!r} is {value!r}, "
+                                        "expected an object URL", url=uri, line=lineno)
+                items.append(("ref", value))
+            else:
+                data = json.dumps(value, separators=(",", ":")).encode()
+                items.append(("inline", (f"{uri}#line={lineno}&attr={name}", data)))
+    if not starts:
+        raise EmptyChannelError(f"augmented manifest {uri} has no lines", url=uri)
+    ref_urls = [v for k, v in items if k == "ref"]
+    resolved = iter(_resolve(ref_urls, store, source=uri, what="-ref object")) if ref_urls else iter(())
+    refs = []
+    for kind, value in items:
+        if kind == "ref":
+            refs.append(next(resolved))
+        else:
+            url, data = value  # type: ignore[misc]
+            refs.append(ObjectRef(url, len(data), None, "", data))
+    return Listing(uri, tuple(refs), np.asarray(starts, dtype=np.int64))
+
+
+def iter_keys(listing: Listing) -> Iterator[str]:
+    """The key path of each object (for File and FastFile layouts)."""
+    return (r.key for r in listing.refs)
