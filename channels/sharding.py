@@ -203,9 +203,7 @@ def _by_size(sizes: np.ndarray, order: np.ndarray, hosts: int) -> np.ndarray:
     if n == 0:
         return host_of
     # Largest first; ties broken by the epoch's order (so a seed varies them).
-    rank_in_epoch = np.empty(n, dtype=np.int64)
-    rank_in_epoch[order] = np.arange(n, dtype=np.int64)
-    by_size = np.lexsort((rank_in_epoch, -sizes))
+    by_size = order[np.argsort(-sizes[order], kind="stable")]
     k = min(n, GREEDY_UNITS_PER_HOST * hosts)
     loads = np.zeros(hosts, dtype=np.float64)
     heap = [(0, h) for h in range(hosts)]
