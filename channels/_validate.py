@@ -1,0 +1,340 @@
+"""Checking job definitions: field paths, values shown, common checks, reading the JSON.
+
+A check never raises: it appends ``(field path, message)`` to a
+:class:`Problems` list so that the caller can report every problem at once.
+Paths are written as in the API's JSON (``InputDataConfig[2].ChannelName``);
+each message shows the value (truncated when long), the limit and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+
+Problem = tuple[str, str]
+
+SHOW_MAX_CHARS = 60
+"""Longest rendering of a value inside a message; longer ones are cut with "…"."""
+
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://(.*)$", re.DOTALL)
+_BUCKET_SCHEMES = ("s3", "s3a", "gs", "gcs")  # schemes whose URL must name a bucket
+
+
+def join(prefix: str, path: str) -> str:
+    """Join two field paths: ``join("A[0]", "B.C") == "A[0].B.C"``."""
+    if not prefix or not path:
+        return prefix or path
+    return prefix + ("" if path.startswith("[") else ".") + path
+
+
+def show(value: object) -> str:
+    """Render a value for a message: JSON where it can, cut to SHOW_MAX_CHARS."""
+    if isinstance(value, str) and len(value) > SHOW_MAX_CHARS:
+        return json.dumps(value[:SHOW_MAX_CHARS], ensure_ascii=False)[:-1] + f'…" ({len(value)} chars)'
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= SHOW_MAX_CHARS else text[:SHOW_MAX_CHARS] + "…"
+
+
+def type_name(value: object) -> str:
+    """The JSON name of a value's type ("string", "integer", "object", ...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    for kind, name in ((int, "integer"), (float, "number"), (str, "string"),
+                       (Mapping, "object"), ((list, tuple), "array")):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
+
+
+def a_type(value: object) -> str:
+    """type_name with its article: "an integer", "a string", "null"."""
+    name = type_name(value)
+    return name if name == "null" else ("an " if name[0] in "aeiou" else "a ") + name
+
+
+def summary(problems: list[Problem], what: str) -> str:
+    """The multi-line text of a SpecError: a count, then one line per problem."""
+    lines = [f"{len(problems)} problem(s) in {what}"]
+    lines += [f"  {path or '(top level)'}: {message}" for path, message in problems]
+    return "\n".join(lines)
+
+
+def _natural(path: str) -> list[object]:
+    """Sort key that puts ``InputDataConfig[2]`` before ``InputDataConfig[10]``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
+
+
+def _under(path: str, parent: str) -> bool:
+    return path.startswith(parent) and path[len(parent):len(parent) + 1] in (".", "[")
+
+
+class Problems:
+    """An ordered list of (field path, message), plus the checks that fill it.
+
+    ``broken`` holds paths whose container was unusable (not an object,
+    missing); later problems at or below them are noise and :meth:`result`
+    drops them.
+    """
+
+    def __init__(self) -> None:
+        self.items: list[Problem] = []
+        self.broken: set[str] = set()
+
+    def __iter__(self) -> Iterator[Problem]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, path: str, message: str) -> None:
+        self.items.append((path, message))
+
+    def extend(self, prefix: str, problems: Iterable[Problem]) -> None:
+        for path, message in problems:
+            self.add(join(prefix, path), message)
+
+    def result(self) -> list[Problem]:
+        """Problems sorted by path (stable), the noise about broken containers left out."""
+        kept, seen = [], set()
+        for path, message in self.items:
+            if (path in self.broken and path in seen) or any(_under(path, b) for b in self.broken):
+                continue
+            seen.add(path)
+            kept.append((path, message))
+        return sorted(kept, key=lambda p: _natural(p[0]))
+
+    # -- checks: each returns True when the value passed -----------------
+
+    def choice(self, path: str, value: object, choices: tuple[str, ...], *,
+               required: bool = False) -> bool:
+        """One of a fixed set of strings (case matters, as in the API)."""
+        valid = " | ".join(choices)
+        if value is None and not required:
+            return True
+        if value is None:
+            self.add(path, f"missing (required); set it to one of {valid}")
+            return False
+        if value in choices:
+            return True
+        hint = "use one of those"
+        if isinstance(value, str):
+            same = [c for c in choices if c.lower() == value.lower()]
+            close = same or difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
+            if close:
+                hint = f'did you mean "{close[0]}"? (case matters)'
+        self.add(path, f"{show(value)} is not one of {valid}; {hint}")
+        return False
+
+    def integer(self, path: str, value: object, *, minimum: int,
+                maximum: int | None = None, required: bool = True) -> bool:
+        """An integer (not a boolean, not a float) within [minimum, maximum]."""
+        limit = f"an integer >= {minimum}" if maximum is None else f"an integer from {minimum} to {maximum}"
+        if value is None and not required:
+            return True
+        if value is None:
+            self.add(path, f"missing (required); set it to {limit}")
+            return False
+        if isinstance(value, bool) or not isinstance(value, int):
+            numeric = isinstance(value, str) and value.strip().lstrip("-").isdigit()
+            fix = f"write it without quotes: {value.strip()}" if numeric else f"use {limit}"  # type: ignore[union-attr]
+            self.add(path, f"{show(value)} is {a_type(value)}, not an integer; must be {limit}: {fix}")
+            return False
+        if value < minimum or (maximum is not None and value > maximum):
+            self.add(path, f"{value} is out of range; must be {limit}")
+            return False
+        return True
+
+    def string(self, path: str, value: object, *, max_len: int, min_len: int = 0,
+               required: bool = False, pattern: re.Pattern[str] | None = None,
+               pattern_help: str = "") -> bool:
+        """A string of min_len..max_len chars, matching pattern (fully) if given."""
+        if value is None and not required:
+            return True
+        if value is None:
+            self.add(path, f"missing (required); set it to a string of {max(min_len, 1)} to {max_len} chars")
+            return False
+        if not isinstance(value, str):
+            self.add(path, f"{show(value)} is {a_type(value)}, not a string; quote it")
+            return False
+        if len(value) < min_len:
+            self.add(path, f"{show(value)} is shorter than the minimum of {min_len} char(s); give a value")
+            return False
+        if len(value) > max_len:
+            self.add(path, f"{show(value)} is longer than the limit of {max_len} chars; shorten it")
+            return False
+        if pattern is not None and not pattern.fullmatch(value):
+            self.add(path, f"{show(value)} does not match the pattern {pattern.pattern}"
+                           f"{f' ({pattern_help})' if pattern_help else ''}; rename it")
+            return False
+        return True
+
+    def url(self, path: str, value: object, *, max_len: int, required: bool = True) -> bool:
+        """A URL with a scheme (``s3://bucket/prefix``, ``file:///dir``, ``memory://x``)."""
+        example = "s3://bucket/prefix/"
+        if value is None and required:
+            self.add(path, f"missing (required); set it to a URL such as {example} (at most {max_len} chars)")
+            return False
+        if not self.string(path, value, max_len=max_len, min_len=1, required=required):
+            return False
+        if value is None:
+            return True
+        match = _URL.match(value)  # type: ignore[arg-type]
+        if match is None:
+            self.add(path, f"{show(value)} has no scheme; must be a URL such as {example} "
+                           f"(at most {max_len} chars): add the scheme, e.g. s3://")
+            return False
+        scheme, rest = match.groups()
+        if not rest or (scheme.lower() in _BUCKET_SCHEMES and not rest.split("/", 1)[0]):
+            self.add(path, f"{show(value)} names no bucket; must be a URL such as {example}")
+            return False
+        return True
+
+    def keys(self, path: str, obj: Mapping[str, object], known: tuple[str, ...], *,
+             ignored: tuple[str, ...] = (), unsupported: Mapping[str, str] | None = None,
+             strict: bool) -> None:
+        """Report keys of an API object that channels cannot honour.
+
+        Args:
+            path: the object's field path.
+            obj: the object as parsed from JSON.
+            known: keys channels reads.
+            ignored: real API keys that do not touch the data path (accepted, dropped).
+            unsupported: real API keys channels refuses, each with the reason.
+            strict: report every other key too; otherwise report only those
+                that look like a typo of a known, ignored or unsupported key.
+        """
+        unsupported = unsupported or {}
+        everything = (*known, *ignored, *unsupported)
+        for key in obj:
+            where = join(path, str(key))
+            if key in known or key in ignored:
+                continue
+            if key in unsupported:
+                self.add(where, f"not supported by channels: {unsupported[key]}")
+                continue
+            same = [k for k in everything if isinstance(key, str) and k.lower() == key.lower()]
+            close = same or difflib.get_close_matches(str(key), everything, n=1, cutoff=0.8)
+            if close:
+                self.add(where, f'unknown key; did you mean "{close[0]}"? (keys are case-sensitive PascalCase)')
+            elif strict:
+                self.add(where, f"unknown key; valid keys here: {', '.join(known)}")
+
+
+# -- reading the API's JSON ---------------------------------------------------
+# Structure only (objects, lists, keys); values are checked by the dataclasses,
+# which Job.from_dict builds with their checks deferred.
+
+_TOP_KEYS = ("TrainingJobName", "AlgorithmSpecification", "TrainingInputMode", "HyperParameters",
+             "InputDataConfig", "OutputDataConfig", "ResourceConfig", "StoppingCondition")
+_TOP_IGNORED = (  # CreateTrainingJob keys off the data path
+    "RoleArn", "VpcConfig", "Tags", "EnableNetworkIsolation", "EnableInterContainerTrafficEncryption",
+    "EnableManagedSpotTraining", "CheckpointConfig", "DebugHookConfig", "DebugRuleConfigurations",
+    "TensorBoardOutputConfig", "ExperimentConfig", "ProfilerConfig", "ProfilerRuleConfigurations",
+    "Environment", "RetryStrategy", "RemoteDebugConfig", "InfraCheckConfig", "SessionChainingConfig")
+_ALGORITHM_IGNORED = ("TrainingImage", "AlgorithmName", "MetricDefinitions", "EnableSageMakerMetricsTimeSeries",
+                      "ContainerEntrypoint", "ContainerArguments", "TrainingImageConfig")
+_CHANNEL_KEYS = ("ChannelName", "DataSource", "ContentType", "CompressionType", "RecordWrapperType",
+                 "InputMode", "ShuffleConfig")
+_S3_KEYS = ("S3DataType", "S3Uri", "S3DataDistributionType", "AttributeNames")
+_RESOURCE_KEYS = ("InstanceCount", "InstanceType", "VolumeSizeInGB")
+_UNSUPPORTED = {
+    "FileSystemDataSource": "channels reads S3DataSource only (any fsspec URL works there)",
+    "InstanceGroupNames": "heterogeneous clusters are not modelled; use ResourceConfig.InstanceCount",
+    "InstanceGroups": "heterogeneous clusters are not modelled; use InstanceCount and InstanceType",
+}
+
+
+def _object(p: Problems, path: str, value: object, *, required: bool = False) -> dict:
+    """``value`` if it is a JSON object; else report it, mark the path broken, and give {}."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if value is None and not required:
+        return {}
+    p.add(path, "missing (required)" if value is None else f"{show(value)} is {a_type(value)}, not an object")
+    p.broken.add(path)
+    return {}
+
+
+def parse_job(data: Mapping, p: Problems):
+    """Build a Job (checks deferred by the caller) and tell which shape it came in."""
+    from channels import spec
+
+    p.keys("", data, _TOP_KEYS, ignored=_TOP_IGNORED, strict=False)
+    shape = "request" if "AlgorithmSpecification" in data else "definition"
+    mode = data.get("TrainingInputMode")
+    if shape == "request":
+        algorithm = _object(p, "AlgorithmSpecification", data["AlgorithmSpecification"], required=True)
+        p.keys("AlgorithmSpecification", algorithm, ("TrainingInputMode",), ignored=_ALGORITHM_IGNORED, strict=False)
+        if "TrainingInputMode" in data:
+            p.add("TrainingInputMode", "given at the top level and in AlgorithmSpecification; a CreateTrainingJob "
+                                       "request sets it only in AlgorithmSpecification: remove this one")
+        mode = algorithm.get("TrainingInputMode")
+    raw_channels = data.get("InputDataConfig")
+    if raw_channels is not None and not isinstance(raw_channels, list):
+        p.add("InputDataConfig", f"{show(raw_channels)} is {a_type(raw_channels)}; give a list of 1 to 20 channels")
+        p.broken.add("InputDataConfig")
+        raw_channels = []
+    channels = [_parse_channel(raw, p, f"InputDataConfig[{i}]") for i, raw in enumerate(raw_channels or [])]
+    hyperparameters = _object(p, "HyperParameters", data.get("HyperParameters"))
+    resource = _object(p, "ResourceConfig", data.get("ResourceConfig"))
+    p.keys("ResourceConfig", resource, _RESOURCE_KEYS, ignored=("VolumeKmsKeyId", "KeepAlivePeriodInSeconds",
+           "TrainingPlanArn"), unsupported=_UNSUPPORTED, strict=False)
+    stopping = _object(p, "StoppingCondition", data.get("StoppingCondition"))
+    p.keys("StoppingCondition", stopping, ("MaxRuntimeInSeconds",),
+           ignored=("MaxWaitTimeInSeconds", "MaxPendingTimeInSeconds"), strict=False)
+    output = _object(p, "OutputDataConfig", data.get("OutputDataConfig"), required=True)
+    p.keys("OutputDataConfig", output, ("S3OutputPath",), ignored=("KmsKeyId", "CompressionType"), strict=False)
+    job = spec.Job(
+        channels=tuple(channels),
+        input_mode=mode,
+        resource_config=spec.ResourceConfig(resource.get("InstanceCount", 1), resource.get("InstanceType"),
+                                            resource.get("VolumeSizeInGB", 30)),
+        stopping_condition=spec.StoppingCondition(stopping.get("MaxRuntimeInSeconds", 86400)),
+        output_data_config=spec.OutputDataConfig(output.get("S3OutputPath")),
+        hyperparameters=hyperparameters,
+        training_job_name=data.get("TrainingJobName"),
+    )
+    return job, shape
+
+
+def _parse_channel(raw: object, p: Problems, path: str):
+    from channels import spec
+
+    channel = _object(p, path, raw, required=True)
+    p.keys(path, channel, _CHANNEL_KEYS, strict=True)
+    source_path = join(path, "DataSource")
+    source = _object(p, source_path, channel.get("DataSource"), required=True)
+    p.keys(source_path, source, ("S3DataSource",), unsupported=_UNSUPPORTED, strict=True)
+    s3_path = join(source_path, "S3DataSource")
+    only_fs = "FileSystemDataSource" in source and "S3DataSource" not in source
+    if only_fs:
+        p.broken.add(s3_path)  # already reported as unsupported
+    s3 = _object(p, s3_path, source.get("S3DataSource"), required=not only_fs)
+    p.keys(s3_path, s3, _S3_KEYS, ignored=("ModelAccessConfig", "HubAccessConfig"),
+           unsupported=_UNSUPPORTED, strict=True)
+    seed = None
+    if "ShuffleConfig" in channel:
+        shuffle_path = join(path, "ShuffleConfig")
+        shuffle = _object(p, shuffle_path, channel["ShuffleConfig"], required=True)
+        p.keys(shuffle_path, shuffle, ("Seed",), strict=True)
+        seed = shuffle.get("Seed")
+        if isinstance(channel["ShuffleConfig"], Mapping) and "Seed" not in shuffle:
+            p.add(join(shuffle_path, "Seed"), "missing (required); give an integer seed, or remove ShuffleConfig")
+    return spec.Channel(
+        name=channel.get("ChannelName"),
+        data_source=spec.S3DataSource(s3.get("S3DataType"), s3.get("S3Uri"),
+                                      s3.get("S3DataDistributionType", "FullyReplicated"),
+                                      s3.get("AttributeNames", ())),
+        content_type=channel.get("ContentType"),
+        compression=channel.get("CompressionType", "None"),
+        record_wrapper=channel.get("RecordWrapperType", "None"),
+        shuffle_seed=seed,
+        input_mode=channel.get("InputMode"),
+    )
