@@ -4,9 +4,9 @@ Run: ``.venv/bin/python -m pytest benchmarks/test_bench_framing.py --benchmark-o
 (add ``--benchmark-json=out.json`` for the notebook). Each case frames one
 in-memory object fed in 4 MiB chunks (a transport-sized piece), CRCs
 checked, and consumes every record with a plain for loop. MB/s and records/s
-come from the median round and land in ``extra_info``. Baselines: a copy into a
-new buffer (page faults included) and
-crc32c over the same bytes, the limits framing can approach.
+come from the median round and land in ``extra_info``. Baselines, the limits
+framing can approach: a copy into a new buffer (page faults included) and
+crc32c over the same bytes.
 
 Targets: TFRecord >= 1 GB/s on 64 KiB records, >= 500,000 records/s on 100 B.
 """
