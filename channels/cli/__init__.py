@@ -19,6 +19,7 @@ COMMANDS = [
     "validate",
     "shard_report",
     "demo",
+    "download",
 ]
 
 
