@@ -1,0 +1,549 @@
+"""Adaptive readahead over a fetch callable: the file objects of FastFile mode.
+
+A :class:`ReadaheadFile` is a real :class:`io.RawIOBase` over one object. It
+knows nothing about S3: it calls ``fetch(start, buf)``, which must fill the
+writable memoryview ``buf`` with the object's bytes ``[start, start + len(buf))``
+(FastFile wires it to ``Transport.read_into``; tests use a lambda over bytes).
+
+How much it fetches (Mountpoint's prefetcher works so):
+
+- The first read after ``open`` fetches ``initial_window`` (1 MiB) bytes.
+- A read that goes on where the last one ended (a *sequential* read) and
+  misses the buffered windows fetches a window twice the previous one, up
+  to ``max_window`` (64 MiB).
+- From the second sequential read on, the next window is fetched in the
+  background while the reader consumes the current one, so reads overlap the
+  network.
+- A read anywhere else (a *seek*) drops the windows and fetches just what
+  was asked (at least ``seek_window``, 4 KiB); windows double again from
+  there if the reader goes on sequentially. So random 4 KiB reads fetch
+  about the bytes they return.
+- A window is fetched as parts of at most ``part_size`` bytes, concurrently;
+  a read waits only for the part it needs.
+- Every window's buffer is granted by one :class:`ByteBudget` shared by all
+  files of a view. When the budget is short a window shrinks to what is
+  left; when nothing is left, the read goes straight into the caller's
+  buffer (no readahead) instead of waiting, so that a single thread reading
+  many files round-robin can never deadlock on the budget.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from dataclasses import dataclass
+
+KIB = 1024
+MIB = 1024 * KIB
+
+#: ``fetch(start, buf)``: fill ``buf`` with bytes ``[start, start + len(buf))``.
+Fetch = Callable[[int, memoryview], None]
+
+
+@dataclass(frozen=True)
+class ReadaheadConfig:
+    """Readahead knobs, shared by every file of a view.
+
+    Attributes:
+        initial_window: bytes the first read after ``open`` fetches.
+        max_window: the cap of a doubling window.
+        seek_window: the least a read after a seek fetches.
+        part_size: a window is fetched as concurrent parts of at most this.
+        budget_bytes: the most window-buffer bytes all files hold at once.
+        max_workers: fetch threads per view (parts in flight at once).
+        forward_tolerance: a read this far past the last one's end (or the
+            current window's length, if larger) still counts as sequential,
+            so reads that the kernel delivers slightly out of order (FUSE)
+            do not reset the window.
+    """
+
+    initial_window: int = 1 * MIB
+    max_window: int = 64 * MIB
+    seek_window: int = 4 * KIB
+    part_size: int = 8 * MIB
+    budget_bytes: int = 256 * MIB
+    max_workers: int = 16
+    forward_tolerance: int = 256 * KIB
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("initial_window", "max_window", "seek_window", "part_size", "budget_bytes",
+                     "max_workers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                problems.append(f"{name} must be a positive int, got {value!r}")
+        if isinstance(self.forward_tolerance, bool) or not isinstance(self.forward_tolerance, int) \
+                or self.forward_tolerance < 0:
+            problems.append(f"forward_tolerance must be an int >= 0, got {self.forward_tolerance!r}")
+        if not problems and not self.seek_window <= self.initial_window <= self.max_window:
+            problems.append(f"need seek_window ({self.seek_window}) <= initial_window "
+                            f"({self.initial_window}) <= max_window ({self.max_window})")
+        if problems:
+            raise ValueError("invalid ReadaheadConfig: " + "; ".join(problems))
+
+
+class ReadStats:
+    """Thread-safe counters of a file's (or a whole view's) work.
+
+    Attributes (read through :meth:`snapshot`):
+        requests: fetch calls made (one per part).
+        bytes_fetched: bytes those fetches returned.
+        bytes_read: bytes handed to readers.
+        windows: windows fetched (direct reads included).
+        prefetches: windows started in the background.
+        seeks: reads that reset the window.
+        budget_denied: windows that fell back to a direct read for want of budget.
+    """
+
+    FIELDS = ("requests", "bytes_fetched", "bytes_read", "windows", "prefetches", "seeks",
+              "budget_denied")
+
+    def __init__(self, parent: ReadStats | None = None) -> None:
+        self._lock = threading.Lock()
+        self._parent = parent
+        self._counts = dict.fromkeys(self.FIELDS, 0)
+
+    def add(self, **deltas: int) -> None:
+        with self._lock:
+            for name, delta in deltas.items():
+                self._counts[name] += delta
+        if self._parent is not None:
+            self._parent.add(**deltas)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def __getattr__(self, name: str) -> int:
+        if name in ReadStats.FIELDS:
+            with self._lock:
+                return self._counts[name]
+        raise AttributeError(name)
+
+    def __repr__(self) -> str:
+        return f"ReadStats({self.snapshot()})"
+
+
+class ByteBudget:
+    """A byte semaphore: window buffers of all open files stay within ``limit``.
+
+    It never blocks: :meth:`try_acquire` grants what is free (a shrunk window)
+    or nothing, and the caller falls back to a smaller read.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"budget must be a positive number of bytes, got {limit}")
+        self.limit = limit
+        self._lock = threading.Lock()
+        # Invariant: 0 <= in_use <= limit, and in_use == sum of grants not yet released.
+        self._in_use = 0
+        self.peak = 0
+
+    def try_acquire(self, want: int, minimum: int) -> int:
+        """Grant ``min(want, free)`` bytes if that is at least ``minimum``, else 0."""
+        with self._lock:
+            grant = min(want, self.limit - self._in_use)
+            if grant < max(minimum, 1):
+                return 0
+            self._in_use += grant
+            self.peak = max(self.peak, self._in_use)
+            return grant
+
+    def release(self, n: int) -> None:
+        with self._lock:
+            if n > self._in_use:
+                raise RuntimeError(f"released {n} bytes but only {self._in_use} are in use")
+            self._in_use -= n
+
+    @property
+    def in_use(self) -> int:
+        with self._lock:
+            return self._in_use
+
+
+class _Window:
+    """Bytes ``[start, end)`` of the object in one budgeted buffer, fetched in parts.
+
+    The buffer's grant goes back to the budget once the window is dropped and
+    no part is still writing into it.
+    """
+
+    __slots__ = ("start", "end", "buf", "_grant", "_budget", "_parts", "_lock", "_pending",
+                 "_dropped")
+
+    def __init__(self, start: int, end: int, budget: ByteBudget, grant: int) -> None:
+        self.start = start
+        self.end = end
+        self.buf = bytearray(end - start)
+        self._budget = budget
+        self._grant = grant
+        self._parts: list[tuple[int, Future]] = []  # (part end, future), in offset order
+        self._lock = threading.Lock()
+        # Invariant: pending == parts added whose future is not done yet.
+        self._pending = 0
+        self._dropped = False
+
+    def add_part(self, end: int, future: Future) -> None:
+        with self._lock:
+            self._pending += 1
+        self._parts.append((end, future))
+        future.add_done_callback(self._part_done)
+
+    def _part_done(self, _future: Future) -> None:
+        with self._lock:
+            self._pending -= 1
+            free = self._dropped and self._pending == 0
+        if free:
+            self._free()
+
+    def drop(self) -> None:
+        """Stop caring about this window: cancel queued parts, free the buffer when idle."""
+        for _, future in self._parts:
+            future.cancel()
+        with self._lock:
+            if self._dropped:
+                return
+            self._dropped = True
+            free = self._pending == 0
+        if free:
+            self._free()
+
+    def _free(self) -> None:
+        self.buf = None  # type: ignore[assignment]
+        grant, self._grant = self._grant, 0
+        if grant:
+            self._budget.release(grant)
+
+    def contains(self, pos: int) -> bool:
+        return self.start <= pos < self.end
+
+    def ready(self, pos: int, n: int) -> int:
+        """Bytes from ``pos`` (at most ``n``) available now without waiting."""
+        for end, future in self._parts:
+            if pos < end:
+                if not future.done() or future.exception() is not None:
+                    return 0
+                return min(n, end - pos)
+        return 0
+
+    def copy_into(self, pos: int, dest: memoryview) -> int:
+        """Copy from ``pos`` into ``dest``, up to the window's end; wait for parts as needed."""
+        n = min(len(dest), self.end - pos)
+        done = 0
+        for end, future in self._parts:
+            if pos + done >= end:
+                continue
+            future.result()  # raises the part's fetch error
+            k = min(end, pos + n) - (pos + done)
+            lo = pos + done - self.start
+            dest[done:done + k] = self.buf[lo:lo + k]
+            done += k
+            if done >= n:
+                break
+        return n
+
+
+class ReadaheadFile(io.RawIOBase):
+    """A read-only, seekable file over ``fetch``, with adaptive readahead.
+
+    Thread-safe: one lock serialises reads and seeks (FUSE may call
+    :meth:`pread` from several threads for one open handle).
+
+    Args:
+        fetch: fills a buffer with bytes of the object from an offset.
+        size: the object's size in bytes.
+        name: what ``repr`` and errors show (the path in the view).
+        config: readahead knobs.
+        budget: the byte budget shared with other files (default: a private one).
+        executor: threads for parts and prefetch (default: a private pool,
+            shut down by :meth:`close`).
+        stats: counters to add to (a view's); the file also keeps its own.
+    """
+
+    def __init__(self, fetch: Fetch, size: int, *, name: str = "", config: ReadaheadConfig | None = None,
+                 budget: ByteBudget | None = None, executor: ThreadPoolExecutor | None = None,
+                 stats: ReadStats | None = None) -> None:
+        super().__init__()
+        if size < 0:
+            raise ValueError(f"size must be >= 0, got {size} for {name!r}")
+        self._fetch = fetch
+        self.size = size
+        self.name = name
+        self.mode = "rb"
+        self.config = cfg = config or ReadaheadConfig()
+        self._budget = budget or ByteBudget(cfg.budget_bytes)
+        self._own_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(cfg.max_workers, thread_name_prefix="channels-readahead")
+        self.stats = ReadStats(stats)
+        self._lock = threading.RLock()
+        self._pos = 0
+        # Invariant: windows are disjoint, sorted by start, and none ends after
+        # ``_fetched_end``; at most one lies wholly behind the last read (kept
+        # for reads that arrive slightly out of order).
+        self._windows: list[_Window] = []
+        # Invariant: ``_expected`` is where the last read ended (0 after open);
+        # ``_fetched_end`` is the end of the furthest byte fetched in the
+        # current sequential run; ``_next_size`` is the size of the next window.
+        self._expected = 0
+        self._fetched_end = 0
+        self._next_size = cfg.initial_window
+        self._run = 0  # consecutive sequential reads, the current one included
+
+    # ------------------------------------------------------------ io protocol
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def write(self, b) -> int:
+        raise io.UnsupportedOperation(f"{self.name!r} is read-only (FastFile views cannot be written)")
+
+    def tell(self) -> int:
+        self._check_closed()
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move the position; fetching happens (and adapts) at the next read."""
+        self._check_closed()
+        with self._lock:
+            if whence == io.SEEK_SET:
+                pos = offset
+            elif whence == io.SEEK_CUR:
+                pos = self._pos + offset
+            elif whence == io.SEEK_END:
+                pos = self.size + offset
+            else:
+                raise ValueError(f"invalid whence {whence!r}: use 0 (SEEK_SET), 1 (SEEK_CUR) or 2 (SEEK_END)")
+            if pos < 0:
+                raise OSError(22, f"negative seek position {pos} in {self.name!r}")
+            self._pos = pos
+            return pos
+
+    def readinto(self, b) -> int:
+        """Read up to ``len(b)`` bytes into ``b``; 0 at the end of the object."""
+        self._check_closed()
+        view = memoryview(b).cast("B")
+        with self._lock:
+            n = self._read_at(self._pos, view)
+            self._pos += n
+            return n
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Up to ``size`` bytes (all the rest when negative or None)."""
+        self._check_closed()
+        if size is None or size < 0:
+            return self.readall()
+        with self._lock:
+            data = self._pread(self._pos, size)
+            self._pos += len(data)
+            return bytes(data)
+
+    def readall(self) -> bytes:
+        self._check_closed()
+        with self._lock:
+            buf = bytearray(max(0, self.size - self._pos))
+            n = self._read_at(self._pos, memoryview(buf))
+            self._pos += n
+            del buf[n:]
+            return bytes(buf)
+
+    def pread(self, offset: int, size: int) -> bytes | memoryview:
+        """Bytes at ``offset`` without moving the position (a view when no copy is needed).
+
+        The view stays valid for as long as the caller holds it.
+        """
+        self._check_closed()
+        with self._lock:
+            return self._pread(offset, size)
+
+    def preadinto(self, offset: int, buf) -> int:
+        """Fill ``buf`` from ``offset`` without moving the position; bytes read."""
+        self._check_closed()
+        with self._lock:
+            return self._read_at(offset, memoryview(buf).cast("B"))
+
+    def close(self) -> None:
+        """Drop every window (their budget goes back) and stop private threads."""
+        if self.closed:
+            return
+        with self._lock:
+            for w in self._windows:
+                w.drop()
+            self._windows.clear()
+            if self._own_executor:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+        super().close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"pos={self._pos}"
+        return f"<ReadaheadFile {self.name!r} size={self.size} {state}>"
+
+    def _check_closed(self) -> None:
+        if self.closed:
+            raise ValueError(f"I/O operation on closed file {self.name!r}")
+
+    # ------------------------------------------------------------ the policy (lock held)
+
+    def _pread(self, pos: int, size: int) -> bytes | memoryview:
+        n = max(0, min(size, self.size - pos))
+        if n == 0:
+            return b""
+        self._note_read(pos, n)
+        w = self._window_at(pos)
+        if w is not None and w.ready(pos, n) == n:  # the common case: no copy
+            self._after_read(pos + n)
+            return memoryview(w.buf)[pos - w.start:pos - w.start + n]
+        buf = bytearray(n)
+        self._read_at(pos, memoryview(buf), noted=True)
+        return buf
+
+    def _read_at(self, pos: int, dest: memoryview, noted: bool = False) -> int:
+        n = max(0, min(len(dest), self.size - pos))
+        if n == 0:
+            return 0
+        if not noted:
+            self._note_read(pos, n)
+        done = 0
+        while done < n:
+            p = pos + done
+            w = self._window_at(p)
+            if w is None:
+                w = self._miss(p, dest[done:n])
+                if w is None:  # read straight into dest
+                    break
+            try:
+                done += w.copy_into(p, dest[done:n])
+            except BaseException:
+                # A failed part: forget the windows so that a later read fetches anew.
+                self._drop_windows()
+                self._fetched_end = p
+                raise
+        self._after_read(pos + n)
+        return n
+
+    def _note_read(self, pos: int, n: int) -> None:
+        """Classify a read as sequential or a seek, before serving it."""
+        self.stats.add(bytes_read=n)
+        tolerance = max(self.config.forward_tolerance, self._windows[-1].end - self._windows[-1].start
+                        if self._windows else 0)
+        sequential = (self._window_at(pos) is not None
+                      or self._expected <= pos <= self._expected + tolerance and (self._run or pos == 0))
+        if sequential:
+            self._run += 1
+            return
+        self.stats.add(seeks=1)
+        self._drop_windows()
+        self._run = 1
+        self._next_size = self.config.seek_window
+        self._fetched_end = pos
+
+    def _after_read(self, end: int) -> None:
+        self._expected = end
+        # Keep at most one window wholly behind the reader.
+        behind = [w for w in self._windows if w.end <= end]
+        for w in behind[:-1]:
+            w.drop()
+            self._windows.remove(w)
+        self._maybe_prefetch(end)
+
+    def _window_at(self, pos: int) -> _Window | None:
+        for w in self._windows:
+            if w.contains(pos):
+                return w
+        return None
+
+    def _drop_windows(self) -> None:
+        for w in self._windows:
+            w.drop()
+        self._windows.clear()
+
+    def _grow(self, fetched: int) -> None:
+        self._next_size = min(max(2 * fetched, self._next_size), self.config.max_window)
+
+    def _miss(self, pos: int, dest: memoryview) -> _Window | None:
+        """Fetch for a read at ``pos`` that no window covers: a new window, or into ``dest``."""
+        need = min(len(dest), self.size - pos)
+        if pos != self._fetched_end:  # a tolerated skip forward: the run goes on from here
+            self._drop_windows()
+        want = min(max(need, self._next_size), self.size - pos)
+        grant = 0 if need >= want else self._budget.try_acquire(want, need)
+        if not grant:
+            if need < want:
+                self.stats.add(budget_denied=1)
+            self._fetch_direct(pos, dest[:need])
+            self._fetched_end = pos + need
+            self._grow(need)
+            return None
+        w = self._start_window(pos, grant, inline_first=True)
+        self._grow(grant)
+        return w
+
+    def _maybe_prefetch(self, pos: int) -> None:
+        """Once the run is sequential, keep the next window fetching in the background."""
+        if self._run < 2 or self._fetched_end >= self.size:
+            return
+        last = self._windows[-1] if self._windows else None
+        if last is not None and last.end == self._fetched_end and pos < last.start:
+            return  # a window ahead of the reader is already on its way
+        if last is None and pos < self._fetched_end:
+            return
+        want = min(self._next_size, self.size - self._fetched_end)
+        grant = self._budget.try_acquire(want, min(want, self.config.initial_window))
+        if not grant:
+            return
+        self.stats.add(prefetches=1)
+        self._start_window(self._fetched_end, grant, inline_first=False)
+        self._grow(grant)
+
+    def _start_window(self, start: int, length: int, *, inline_first: bool) -> _Window:
+        w = _Window(start, start + length, self._budget, length)
+        self._windows.append(w)
+        self._fetched_end = w.end
+        self.stats.add(windows=1)
+        view = memoryview(w.buf)
+        bounds = [(lo, min(lo + self.config.part_size, w.end)) for lo in range(start, w.end, self.config.part_size)]
+        first = None
+        for i, (lo, hi) in enumerate(bounds):
+            if i == 0 and inline_first:
+                first = Future()
+                w.add_part(hi, first)
+                continue
+            w.add_part(hi, self._executor.submit(self._fetch_part, lo, view[lo - start:hi - start]))
+        if first is not None:
+            lo, hi = bounds[0]
+            try:
+                self._fetch_part(lo, view[: hi - lo])
+            except BaseException as exc:
+                first.set_exception(exc)
+            else:
+                first.set_result(None)
+        return w
+
+    def _fetch_part(self, start: int, buf: memoryview) -> None:
+        self.stats.add(requests=1)
+        self._fetch(start, buf)
+        self.stats.add(bytes_fetched=len(buf))
+
+    def _fetch_direct(self, pos: int, dest: memoryview) -> None:
+        """Fill the caller's buffer, in concurrent parts; no budget is used."""
+        self.stats.add(windows=1)
+        part = self.config.part_size
+        n = len(dest)
+        futures = [self._executor.submit(self._fetch_part, pos + lo, dest[lo:lo + part])
+                   for lo in range(part, n, part)]
+        try:
+            self._fetch_part(pos, dest[:part])
+        finally:
+            # Parts write into the caller's buffer: none may outlive this call.
+            wait_futures(futures)
+        for future in futures:
+            future.result()

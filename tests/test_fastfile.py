@@ -1,0 +1,154 @@
+"""FastFileView against the loopback S3 server."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import random
+
+import pytest
+
+import channels.modes.fastfile as fastfile
+from channels.errors import SourceNotFoundError
+from channels.modes.fastfile import FastFileView, build_tree
+from channels.modes.readahead import KIB, MIB, ReadaheadConfig
+from channels.testing import object_bytes
+
+KEYS = {
+    "train/a.bin": 3 * MIB + 17,
+    "train/b.bin": 1000,
+    "train/sub/c.bin": 0,
+    "train/sub/deep/d.bin": 5,
+    "val/x.bin": 70 * KIB,
+    "top.bin": 12,
+}
+
+
+@pytest.fixture
+def channel(s3_client, bucket):
+    contents = {}
+    for key, size in KEYS.items():
+        body = object_bytes(key, size)
+        s3_client.put_object(Bucket=bucket, Key=f"ds/{key}", Body=body)
+        contents[key] = body
+    s3_client.put_object(Bucket=bucket, Key="ds-other/z.bin", Body=b"not in the channel")
+    return f"s3://{bucket}/ds/", contents
+
+
+def test_tree_from_one_listing_and_nothing_downloaded(channel, monkeypatch):
+    uri, _ = channel
+    calls = []
+    real = fastfile.list_prefix
+    monkeypatch.setattr(fastfile, "list_prefix", lambda *a, **k: calls.append(a) or real(*a, **k))
+    with FastFileView(uri) as view:
+        assert calls == []  # lazy
+        assert view.listdir("") == ["top.bin", "train", "val"]
+        assert view.listdir("/train/") == ["a.bin", "b.bin", "sub"]
+        assert view.isdir("train/sub") and view.isfile("train/sub/c.bin") and not view.exists("nope")
+        assert view.size("train/a.bin") == KEYS["train/a.bin"]
+        st = view.stat("train")
+        assert st.is_dir and st.subdirs == 1 and st.size == 0
+        assert list(view.walk()) == [
+            ("", ["train", "val"], ["top.bin"]),
+            ("train", ["sub"], ["a.bin", "b.bin"]),
+            ("train/sub", ["deep"], ["c.bin"]),
+            ("train/sub/deep", [], ["d.bin"]),
+            ("val", [], ["x.bin"]),
+        ]
+        assert len(calls) == 1
+        assert view.stats.requests == 0 and view.transport.stats.requests == 0
+
+
+def test_every_file_reads_right(channel):
+    uri, contents = channel
+    with FastFileView(uri) as view:
+        for key, body in contents.items():
+            with view.open(key) as f:
+                assert f.read() == body, key
+        st = view.stats.snapshot()
+        assert st["bytes_fetched"] == sum(len(b) for b in contents.values())
+        assert view.transport.stats.bytes == st["bytes_fetched"]
+
+
+def test_cat_reads_and_random_reads_against_the_server(channel):
+    uri, contents = channel
+    body = contents["train/a.bin"]
+    with FastFileView(uri) as view:
+        with view.open("train/a.bin") as f:
+            h = hashlib.sha256()
+            for chunk in iter(lambda: f.read(MIB), b""):
+                h.update(chunk)
+            assert h.digest() == hashlib.sha256(body).digest()
+            assert f.stats.requests == 3  # 1 MiB, 2 MiB, then the last 17 bytes prefetched
+        rng = random.Random(3)
+        with view.open("train/a.bin") as f:
+            returned = 0
+            for _ in range(100):
+                pos = rng.randrange(len(body))
+                f.seek(pos)
+                got = f.read(4 * KIB)
+                assert got == body[pos:pos + 4 * KIB]
+                returned += len(got)
+            assert f.stats.bytes_fetched <= 4 * returned
+
+
+def test_errors_are_the_builtin_ones(channel):
+    uri, _ = channel
+    with FastFileView(uri) as view:
+        with pytest.raises(FileNotFoundError):
+            view.open("missing.bin")
+        with pytest.raises(IsADirectoryError):
+            view.open("train")
+        with pytest.raises(NotADirectoryError):
+            view.listdir("top.bin")
+        with pytest.raises(NotADirectoryError):
+            view.stat("top.bin/x")
+        with pytest.raises(FileNotFoundError):
+            view.stat("../ds-other/z.bin")
+        with pytest.raises(ValueError, match="read-only"):
+            view.open("top.bin", "wb")
+    with pytest.raises(ValueError, match="closed"):
+        view.open("top.bin")
+
+
+def test_missing_bucket_is_reported_at_first_use(s3):
+    view = FastFileView("s3://no-such-bucket/x/")
+    with pytest.raises(SourceNotFoundError):
+        view.listdir("")
+
+
+def test_file_and_folder_with_one_name_folder_wins(caplog):
+    from channels.listing import ObjectRef
+
+    refs = [ObjectRef(f"s3://b/{k}", 1, None, k) for k in ("a", "a/b", "c//d", "e/./f", "g")]
+    with caplog.at_level(logging.WARNING):
+        root, shadowed, skipped = build_tree(refs, source="s3://b/")
+    assert sorted(root) == ["a", "g"] and list(root["a"]) == ["b"]
+    assert shadowed == ["a"] and skipped == ["c//d", "e/./f"]
+    assert "hidden by a folder" in caplog.text
+
+
+def test_budget_bounds_many_open_files(channel):
+    uri, contents = channel
+    cfg = ReadaheadConfig(budget_bytes=2 * MIB, max_window=MIB, part_size=512 * KIB)
+    with FastFileView(uri, config=cfg) as view:
+        files = [view.open("train/a.bin") for _ in range(6)]
+        bufs = [io.BytesIO() for _ in files]
+        while any(b.write(f.read(300 * KIB)) for f, b in zip(files, bufs)):
+            pass
+        assert all(b.getvalue() == contents["train/a.bin"] for b in bufs)
+        assert view.budget.peak <= 2 * MIB
+        for f in files:
+            f.close()
+        assert view.budget.in_use == 0
+
+
+def test_from_channel_needs_an_s3_prefix():
+    from channels.spec import Channel, S3DataSource
+
+    manifest = Channel("m", S3DataSource("ManifestFile", "s3://b/m.json"))
+    with pytest.raises(ValueError, match="S3Prefix"):
+        FastFileView.from_channel(manifest)
+    view = FastFileView.from_channel(Channel("p", S3DataSource("S3Prefix", "s3://b/p/")))
+    assert view.uri == "s3://b/p/"

@@ -1,0 +1,238 @@
+"""ReadaheadFile against an in-memory copy: the pure part of FastFile mode."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import random
+import threading
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from channels.modes.readahead import KIB, MIB, ByteBudget, ReadaheadConfig, ReadaheadFile
+
+DATA = random.Random(7).randbytes(9 * MIB + 12345)
+
+
+def memory_fetch(data: bytes, log: list | None = None):
+    """``fetch(start, buf)`` over bytes, recording each call's (start, length)."""
+
+    def fetch(start: int, buf: memoryview) -> None:
+        if start < 0 or start + len(buf) > len(data):
+            raise AssertionError(f"fetch past the end: [{start}, {start + len(buf)})")
+        if log is not None:
+            log.append((start, len(buf)))
+        buf[:] = data[start:start + len(buf)]
+
+    return fetch
+
+
+def open_mem(data: bytes = DATA, log: list | None = None, **config) -> ReadaheadFile:
+    return ReadaheadFile(memory_fetch(data, log), len(data), name="mem",
+                         config=ReadaheadConfig(**config) if config else None)
+
+
+def test_is_a_real_io_object():
+    with open_mem() as f:
+        assert isinstance(f, io.RawIOBase)
+        assert f.readable() and f.seekable() and not f.writable()
+        assert not f.closed and f.mode == "rb"
+        with pytest.raises(io.UnsupportedOperation):
+            f.write(b"x")
+        with pytest.raises(io.UnsupportedOperation):
+            f.fileno()
+    assert f.closed
+    with pytest.raises(ValueError, match="closed"):
+        f.read(1)
+    with pytest.raises(ValueError, match="closed"):
+        f.seek(0)
+
+
+def test_wraps_in_buffered_and_text_io():
+    text = b"".join(b"line %d\n" % i for i in range(5000))
+    raw = open_mem(text)
+    with io.TextIOWrapper(io.BufferedReader(raw), encoding="ascii") as t:
+        lines = t.readlines()
+    assert lines[0] == "line 0\n" and lines[-1] == "line 4999\n" and len(lines) == 5000
+
+
+def test_sequential_cat_reads_double_the_window_and_prefetch():
+    log: list = []
+    with open_mem(log=log) as f:
+        chunks = iter(lambda: f.read(MIB), b"")
+        assert hashlib.sha256(b"".join(chunks)).digest() == hashlib.sha256(DATA).digest()
+        s = f.stats.snapshot()
+    sizes = [n for _, n in sorted(log)]
+    assert sizes[0] == MIB  # about 1 MiB first
+    assert sizes[1] == 2 * MIB and sizes[2] == 4 * MIB  # then doubling
+    assert s["bytes_fetched"] == len(DATA)  # nothing fetched twice
+    assert s["prefetches"] >= 1 and s["seeks"] == 0
+    assert s["requests"] == len(log)
+
+
+def test_window_is_capped_and_split_into_parts():
+    log: list = []
+    with open_mem(log=log, max_window=2 * MIB, part_size=512 * KIB, initial_window=256 * KIB) as f:
+        assert f.read() == DATA
+    assert max(n for _, n in log) <= 512 * KIB
+    with open_mem(log=(log2 := []), max_window=2 * MIB, part_size=8 * MIB) as f:
+        while f.read(64 * KIB):
+            pass
+    assert max(n for _, n in log2) == 2 * MIB
+
+
+def test_seek_resets_the_window():
+    log: list = []
+    with open_mem(log=log) as f:
+        f.read(MIB)
+        f.read(MIB)  # sequential: a 2 MiB window, and a prefetch
+        f.seek(7 * MIB)
+        log.clear()
+        assert f.read(10) == DATA[7 * MIB:7 * MIB + 10]
+        assert log == [(7 * MIB, 4 * KIB)]  # small again: seek_window
+        assert f.stats.seeks == 1
+        assert f.read(10) == DATA[7 * MIB + 10:7 * MIB + 20]  # served from that window
+        assert len(log) == 1
+
+
+def test_random_4k_reads_fetch_at_most_4x():
+    rng = random.Random(1)
+    with open_mem() as f:
+        returned = 0
+        for _ in range(400):
+            pos = rng.randrange(len(DATA))
+            f.seek(pos)
+            got = f.read(4 * KIB)
+            assert got == DATA[pos:pos + 4 * KIB]
+            returned += len(got)
+        ratio = f.stats.bytes_fetched / returned
+    assert ratio <= 4, f"random 4 KiB reads fetched {ratio:.2f}x the bytes returned"
+
+
+def test_read_beyond_end_and_empty_object():
+    with open_mem() as f:
+        f.seek(len(DATA) + 10)
+        assert f.read(5) == b"" and f.readinto(bytearray(5)) == 0
+        assert f.seek(-3, io.SEEK_END) == len(DATA) - 3
+        assert f.read(100) == DATA[-3:]
+        with pytest.raises(OSError):
+            f.seek(-1)
+        with pytest.raises(ValueError, match="whence"):
+            f.seek(0, 7)
+    log: list = []
+    with open_mem(b"", log) as f:
+        assert f.read() == b"" and f.read(10) == b""
+    assert log == []
+
+
+def test_pread_does_not_move_and_returns_views():
+    with open_mem() as f:
+        f.seek(5)
+        assert bytes(f.pread(MIB, 100)) == DATA[MIB:MIB + 100]
+        assert f.tell() == 5
+        buf = bytearray(300)
+        assert f.preadinto(2 * MIB, buf) == 300 and bytes(buf) == DATA[2 * MIB:2 * MIB + 300]
+
+
+def test_fetch_error_surfaces_and_a_later_read_retries():
+    calls = {"n": 0}
+
+    def flaky(start, buf):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConnectionError("boom")
+        buf[:] = DATA[start:start + len(buf)]
+
+    with ReadaheadFile(flaky, len(DATA), name="flaky") as f:
+        with pytest.raises(ConnectionError):
+            f.read(100)
+        assert f.tell() == 0
+        assert f.read(100) == DATA[:100]
+
+
+def test_budget_is_shared_and_never_exceeded():
+    budget = ByteBudget(6 * MIB)
+    cfg = ReadaheadConfig(budget_bytes=6 * MIB, max_window=4 * MIB, part_size=MIB)
+    files = [ReadaheadFile(memory_fetch(DATA), len(DATA), name=f"f{i}", config=cfg, budget=budget)
+             for i in range(8)]
+    digests = [hashlib.sha256() for _ in files]
+    # One thread, round-robin: must not deadlock on the budget.
+    while True:
+        progressed = False
+        for f, d in zip(files, digests):
+            b = f.read(256 * KIB)
+            if b:
+                d.update(b)
+                progressed = True
+        if not progressed:
+            break
+    want = hashlib.sha256(DATA).digest()
+    assert all(d.digest() == want for d in digests)
+    assert budget.peak <= budget.limit
+    assert any(f.stats.budget_denied for f in files) or budget.peak == budget.limit
+    for f in files:
+        f.close()
+    assert budget.in_use == 0
+
+
+def test_concurrent_preads_on_one_handle():
+    with open_mem() as f:
+        errors = []
+
+        def worker(seed):
+            rng = random.Random(seed)
+            for _ in range(50):
+                pos = rng.randrange(len(DATA))
+                n = rng.choice([1, 4 * KIB, 128 * KIB])
+                if bytes(f.pread(pos, n)) != DATA[pos:pos + n]:
+                    errors.append((pos, n))
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+
+
+def test_config_is_validated():
+    with pytest.raises(ValueError, match="initial_window"):
+        ReadaheadConfig(initial_window=0)
+    with pytest.raises(ValueError, match="seek_window"):
+        ReadaheadConfig(seek_window=2 * MIB, initial_window=MIB)
+
+
+SMALL = os.urandom(300 * KIB)
+ops = st.lists(st.one_of(
+    st.tuples(st.just("read"), st.integers(-1, 70 * KIB)),
+    st.tuples(st.just("readinto"), st.integers(0, 70 * KIB)),
+    st.tuples(st.just("seek"), st.integers(0, len(SMALL) + 100), st.sampled_from([0, 1, 2])),
+    st.tuples(st.just("pread"), st.integers(0, len(SMALL) + 10), st.integers(0, 40 * KIB)),
+), max_size=40)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=ops, initial=st.sampled_from([4 * KIB, 16 * KIB, 64 * KIB]), part=st.sampled_from([5000, 64 * KIB]))
+def test_random_seek_read_sequences_match_bytesio(ops, initial, part):
+    ref = io.BytesIO(SMALL)
+    cfg = ReadaheadConfig(initial_window=initial, max_window=128 * KIB, seek_window=4 * KIB, part_size=part,
+                          budget_bytes=256 * KIB)
+    with ReadaheadFile(memory_fetch(SMALL), len(SMALL), name="h", config=cfg) as f:
+        for op in ops:
+            if op[0] == "read":
+                assert f.read(op[1]) == ref.read(op[1])
+            elif op[0] == "readinto":
+                a, b = bytearray(op[1]), bytearray(op[1])
+                assert f.readinto(a) == ref.readinto(b) and a == b
+            elif op[0] == "seek":
+                offset = op[1] if op[2] == 0 else op[1] - len(SMALL) // 2 if op[2] == 1 else -min(op[1], len(SMALL))
+                if ref.tell() + offset < 0 and op[2] == 1:
+                    continue
+                assert f.seek(offset, op[2]) == ref.seek(offset, op[2])
+            else:
+                assert bytes(f.pread(op[1], op[2])) == SMALL[op[1]:op[1] + op[2]]
+            assert f.tell() == ref.tell()
+        assert f._budget.in_use <= cfg.budget_bytes
