@@ -1,0 +1,334 @@
+"""The fast S3 path: urllib3 connection pools, botocore's SigV4 signer, and
+bodies read straight into the caller's buffer.
+
+Measured on this project's 2-core machine (DESIGN.md), a thread pool reading
+ranged GETs with urllib3 into reused buffers costs the least client CPU per GB
+of every client tried; boto3 adds its request pipeline on top, s3fs an event
+loop. Only the signature comes from botocore (``S3SigV4Auth``), so credential
+resolution and signing follow AWS's own rules.
+
+Addressing: path style (``endpoint/bucket/key``) against a custom endpoint
+(``--endpoint-url``, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL); virtual-hosted
+style (``bucket.s3.region.amazonaws.com/key``) against AWS, path style there
+for bucket names with dots (TLS certificates do not cover them).
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import os
+import re
+import threading
+from urllib.parse import quote, urlsplit
+
+import urllib3
+from urllib3.exceptions import HTTPError as Urllib3HTTPError
+
+from channels.errors import ChannelsError, ObjectChangedError, SourceNotFoundError, TransportError
+from channels.store import Store, endpoint_from_env
+from channels.transport.backends.base import Backend
+from channels.transport.config import TransportConfig
+from channels.transport.errors import AccessDeniedError, Cancelled, PartialRead, TransientHTTPError
+from channels.transport.stats import TransportStats
+
+log = logging.getLogger(__name__)
+
+#: Bytes read per ``readinto`` call: the granularity of resume and cancel.
+READ_SLICE = 1024 * 1024
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_NETWORK_ERRORS = (OSError, Urllib3HTTPError, http.client.HTTPException)
+_CODE = re.compile(rb"<Code>([^<]{1,200})</Code>")
+_MESSAGE = re.compile(rb"<Message>([^<]{1,500})</Message>")
+_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_VIRTUAL_OK = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """``(bucket, key)`` of ``s3://bucket/key``, taking the key verbatim.
+
+    Keys may hold ``?``, ``#`` and ``%``: no URL parsing past the bucket.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("s3", "s3a", "s3n"):
+        raise ValueError(f"not an S3 URL: {url!r} (expected s3://bucket/key)")
+    bucket, _, key = rest.partition("/")
+    if not bucket or not key:
+        raise ValueError(f"S3 URL {url!r} names no object (expected s3://bucket/key)")
+    return bucket, key
+
+
+def quote_key(key: str) -> str:
+    """Percent-encode a key as SigV4 and S3 expect: all but unreserved and ``/``."""
+    return quote(key, safe="/~")
+
+
+class S3Backend(Backend):
+    """Ranged GETs over urllib3, signed with botocore's SigV4 signer.
+
+    Credentials come from the Store's options (``anon``, ``key``/``secret``/
+    ``token``, ``profile``, as s3fs names them) or botocore's usual chain
+    (environment, config files, instance metadata); with none the requests
+    go unsigned. No credential value or signature is ever put in a message.
+    """
+
+    name = "s3"
+
+    def __init__(self, store: Store, config: TransportConfig, stats: TransportStats) -> None:
+        super().__init__(store, config, stats)
+        self._options = dict(store.options)
+        endpoint = endpoint_from_env(store.endpoint_url)
+        self._endpoint = urlsplit(endpoint) if endpoint else None
+        timeout = urllib3.Timeout(connect=config.connect_timeout, read=config.read_timeout)
+        self._manager = urllib3.PoolManager(
+            num_pools=64, maxsize=max(16, 2 * config.max_workers), block=False, retries=False,
+            timeout=timeout, ca_certs=os.environ.get("AWS_CA_BUNDLE") or None,
+            headers={"User-Agent": "channels-transport/0.1"})
+        self._lock = threading.Lock()
+        self._resolved = False
+        self._session = None
+        self._credentials = None  # botocore credentials, or None: unsigned
+        self._region = config.region
+        self._bucket_region: dict[str, str] = {}  # learnt from redirects (AWS only)
+
+    # ------------------------------------------------------------ identity
+
+    def _resolve(self) -> None:
+        """Find credentials and region once (may consult instance metadata)."""
+        with self._lock:
+            if self._resolved:
+                return
+            import botocore.session
+            from botocore.credentials import Credentials
+
+            opts = self._options
+            session = botocore.session.Session(profile=opts.get("profile"))
+            client_kwargs = dict(opts.get("client_kwargs") or {})
+            if not self._region:
+                self._region = (client_kwargs.get("region_name") or os.environ.get("AWS_REGION")
+                                or session.get_config_variable("region") or "us-east-1")
+            if opts.get("anon"):
+                creds = None
+            elif opts.get("key") and opts.get("secret"):
+                creds = Credentials(opts["key"], opts["secret"], opts.get("token"))
+            else:
+                creds = session.get_credentials()
+            if creds is None:
+                log.info("no AWS credentials found: sending unsigned S3 requests")
+            self._credentials = creds
+            self._resolved = True
+
+    def _signer(self, bucket: str):
+        from botocore.auth import S3SigV4Auth
+
+        creds = self._credentials
+        if creds is None:
+            return None
+        # Refreshable credentials: one consistent (key, secret, token) per request.
+        frozen = creds.get_frozen_credentials()
+        return S3SigV4Auth(frozen, "s3", self._bucket_region.get(bucket, self._region))
+
+    # ------------------------------------------------------------ requests
+
+    def _locate(self, bucket: str, key: str) -> tuple[str, str, str]:
+        """``(scheme, netloc, path)`` of an object (path already quoted)."""
+        qkey = quote_key(key)
+        if self._endpoint is not None:
+            base = self._endpoint.path.rstrip("/")
+            return self._endpoint.scheme, self._endpoint.netloc, f"{base}/{bucket}/{qkey}"
+        region = self._bucket_region.get(bucket, self._region)
+        host = f"s3.{region}.amazonaws.com" + (".cn" if region.startswith("cn-") else "")
+        if _VIRTUAL_OK.match(bucket):
+            return "https", f"{bucket}.{host}", f"/{qkey}"
+        return "https", host, f"/{bucket}/{qkey}"
+
+    def _send(self, method: str, bucket: str, key: str, headers: dict[str, str]):
+        """One request (plus one re-send if AWS names another region)."""
+        if not self._resolved:
+            self._resolve()
+        for _ in range(2):
+            scheme, netloc, path = self._locate(bucket, key)
+            send = dict(headers)
+            signer = self._signer(bucket)
+            if signer is not None:
+                from botocore.awsrequest import AWSRequest
+
+                request = AWSRequest(method=method, url=f"{scheme}://{netloc}{path}", headers=send)
+                signer.add_auth(request)
+                send = dict(request.headers.items())
+            pool = self._manager.connection_from_url(f"{scheme}://{netloc}")
+            self.stats.add(requests=1)
+            try:
+                resp = pool.urlopen(method, path, headers=send, preload_content=False,
+                                    decode_content=False, retries=False, redirect=False,
+                                    assert_same_host=False, release_conn=False)
+            except _NETWORK_ERRORS as exc:
+                raise PartialRead(0, exc) from exc
+            region = resp.headers.get("x-amz-bucket-region")
+            if (self._endpoint is None and region and resp.status in (301, 307, 400)
+                    and region != self._bucket_region.get(bucket, self._region)):
+                _discard(resp)
+                self._bucket_region[bucket] = region
+                continue
+            return resp
+        return resp
+
+    def _read_into(self, url: str, start: int, buf: memoryview, size: int | None,
+                   etag: str | None, cancel: threading.Event | None) -> None:
+        bucket, key = parse_s3_url(url)
+        n = len(buf)
+        whole = start == 0 and size is not None and n == size
+        headers = {} if whole else {"Range": f"bytes={start}-{start + n - 1}"}
+        etag = etag if self.config.verify_etag else None
+        if etag:
+            headers["If-Match"] = f'"{etag}"'
+        resp = self._send("GET", bucket, key, headers)
+        nread = 0
+        try:
+            if resp.status not in (200, 206):
+                self._raise_for_status(resp, url, start, etag, bucket, key)
+            self._check_body(resp, url, start, n, size, etag, whole)
+            readinto, exact = _body_reader(resp, n)
+            while nread < n:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled()
+                got = readinto(buf[nread:nread + READ_SLICE])
+                if not got:
+                    raise http.client.IncompleteRead(b"", n - nread)
+                nread += got
+            if exact:
+                resp._fp.close()  # body consumed to the byte: the connection may be reused
+            elif whole and resp.read(1):
+                raise ObjectChangedError(f"{url} changed since it was listed: longer than {size} "
+                                         f"bytes", url=url, offset=start, expected_size=size)
+        except ChannelsError:
+            _discard(resp)
+            raise
+        except _NETWORK_ERRORS as exc:
+            _discard(resp)
+            raise PartialRead(nread, exc) from exc
+        except BaseException:
+            _discard(resp)
+            raise
+        resp.release_conn()
+
+    def _get(self, url: str) -> bytes:
+        bucket, key = parse_s3_url(url)
+        resp = self._send("GET", bucket, key, {})
+        try:
+            if resp.status != 200:
+                self._raise_for_status(resp, url, 0, None, bucket, key)
+            return resp.read()
+        except ChannelsError:
+            raise
+        except _NETWORK_ERRORS as exc:
+            _discard(resp)
+            raise PartialRead(0, exc) from exc
+        finally:
+            resp.release_conn()
+
+    # ------------------------------------------------------------ checks
+
+    def _check_body(self, resp, url: str, start: int, n: int, size: int | None,
+                    etag: str | None, whole: bool) -> None:
+        """The response holds exactly the bytes asked for, of the listed version."""
+        if resp.status == 206:
+            m = _RANGE.fullmatch(resp.headers.get("Content-Range", ""))
+            if not m or int(m.group(1)) != start or int(m.group(2)) != start + n - 1:
+                raise TransportError(
+                    f"{url}: asked for bytes {start}-{start + n - 1}, the store answered "
+                    f"Content-Range {resp.headers.get('Content-Range')!r}", url=url, offset=start)
+            total = None if m.group(3) == "*" else int(m.group(3))
+        else:
+            length = resp.headers.get("Content-Length")
+            total = int(length) if length is not None else None
+            if not whole and not (start == 0 and total == n):
+                raise TransportError(f"{url}: the store ignored the Range header (HTTP 200 for "
+                                     f"bytes {start}-{start + n - 1})", url=url, offset=start)
+        if size is not None and total is not None and total != size:
+            raise ObjectChangedError(
+                f"{url} changed since it was listed: {total} bytes now, {size} listed",
+                url=url, offset=start, expected_size=size, actual_size=total)
+        got = resp.headers.get("ETag", "").strip('"')
+        if etag and got and got != etag:
+            raise ObjectChangedError(
+                f"{url} changed since it was listed: ETag {got!r} now, {etag!r} listed",
+                url=url, offset=start, expected_etag=etag, actual_etag=got)
+
+    def _raise_for_status(self, resp, url: str, start: int, etag: str | None, bucket: str,
+                          key: str) -> None:
+        status = resp.status
+        try:
+            body = resp.read(64 * 1024) or b""
+        except _NETWORK_ERRORS:
+            body = b""
+        _discard(resp)
+        code = _match(_CODE, body)
+        message = _match(_MESSAGE, body)
+        detail = f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
+        if status in RETRYABLE_STATUS:
+            raise PartialRead(0, TransientHTTPError(status, code))
+        if status == 404:
+            raise SourceNotFoundError(f"{url} does not exist ({detail})", url=url, status=status,
+                                      code=code)
+        if status == 403:
+            raise AccessDeniedError(
+                f"access denied reading {url} ({detail}); check the credentials (AWS_PROFILE, "
+                f"AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, instance role) and the bucket policy",
+                url=url, status=status, code=code)
+        if status == 412:
+            now = self._current_etag(bucket, key)
+            raise ObjectChangedError(
+                f"{url} changed since it was listed: ETag {now or 'unknown'!r} now, {etag!r} "
+                f"listed (If-Match failed at offset {start})",
+                url=url, offset=start, expected_etag=etag, actual_etag=now)
+        if status == 416:
+            raise ObjectChangedError(f"{url} is shorter than listed: offset {start} is past its "
+                                     f"end ({detail})", url=url, offset=start)
+        raise TransportError(f"reading {url} at offset {start} failed: {detail}", url=url,
+                             offset=start, status=status, code=code)
+
+    def _current_etag(self, bucket: str, key: str) -> str | None:
+        """Best effort, for error messages only."""
+        try:
+            resp = self._send("HEAD", bucket, key, {})
+        except PartialRead:
+            return None
+        etag = resp.headers.get("ETag", "").strip('"') if resp.status == 200 else None
+        _discard(resp)
+        return etag
+
+    def close(self) -> None:
+        self._manager.clear()
+
+
+def _body_reader(resp, n: int):
+    """``(readinto, exact)``: the cheapest way to read this ``n``-byte body.
+
+    With a plain ``Content-Length`` body, reads go to the socket's buffered
+    reader with ``readinto1``: no copy, and one socket read per call, so the
+    count of bytes written stays exact when the connection breaks
+    (``BufferedReader.readinto`` loops and loses it, and urllib3's own
+    ``readinto`` copies). Anything else (chunked, unknown length) goes through
+    http.client's ``readinto``.
+    """
+    hresp = getattr(resp, "_fp", None)  # urllib3 wraps http.client's response
+    raw = getattr(hresp, "fp", None)
+    if (raw is not None and hasattr(raw, "readinto1") and not getattr(hresp, "chunked", True)
+            and getattr(hresp, "length", None) == n):
+        return raw.readinto1, True
+    return (hresp.readinto if hresp is not None else resp.readinto), False
+
+
+def _match(pattern: re.Pattern, body: bytes) -> str:
+    m = pattern.search(body)
+    return m.group(1).decode("utf-8", "replace") if m else ""
+
+
+def _discard(resp) -> None:
+    """Drop a response and its connection (never reuse a half-read one)."""
+    try:
+        resp.close()
+    except Exception:  # pragma: no cover - closing a broken socket
+        pass
+    resp.release_conn()

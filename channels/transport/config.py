@@ -1,0 +1,102 @@
+"""How the transport moves bytes: one frozen, validated configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TransportConfig:
+    """Tuning and safety knobs of the transport engine.
+
+    The defaults were measured on a 2-core machine against moto on loopback
+    (see benchmarks/test_bench_transport.py) and follow the design notes:
+    ranged GETs of a few MiB, many in flight, a bounded memory budget.
+
+    Attributes:
+        part_size: bytes per ranged GET of a large object. 8 MiB: large enough
+            that per-request cost (signing, headers, a connection) is noise,
+            small enough that 32 of them fit the default budget.
+        budget_bytes: the most bytes of part buffers one stream holds at once,
+            in flight plus delivered to the consumer and not yet released.
+            Must hold at least one part and one whole small object.
+        max_workers: threads per stream, so the most GETs in flight at once.
+        small_object_threshold: objects of at most this many bytes are fetched
+            whole, in one GET each; larger ones in ``part_size`` ranges.
+            None means ``part_size``.
+        retries: further attempts after a failed one (so ``retries + 1``
+            attempts). An attempt that made progress resets the count: a read
+            resumes at the failed offset, so progress is never lost.
+        backoff_base: seconds; the n-th consecutive retry sleeps a uniformly
+            random time in ``[0, min(backoff_max, backoff_base * 2**(n-1))]``
+            ("full jitter").
+        backoff_max: seconds; the cap of one backoff sleep.
+        connect_timeout: seconds to open a connection.
+        read_timeout: seconds a response may stall (no byte arriving) before
+            the attempt is abandoned and retried.
+        verify_etag: send ``If-Match`` with the listed ETag and check the ETag
+            of every response, so that an object overwritten between listing
+            and reading raises ObjectChangedError instead of mixing versions.
+        region: S3 region for signing; None means AWS_REGION,
+            AWS_DEFAULT_REGION, the AWS config file, then ``us-east-1``.
+        s3_backend: backend name for ``s3://`` URLs: ``"s3"`` (the fast
+            urllib3 path) or ``"fsspec"`` (s3fs, slower, for stores the fast
+            path cannot talk to).
+    """
+
+    part_size: int = 8 * MIB
+    budget_bytes: int = 256 * MIB
+    max_workers: int = 32
+    small_object_threshold: int | None = None
+    retries: int = 4
+    backoff_base: float = 0.1
+    backoff_max: float = 5.0
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    verify_etag: bool = True
+    region: str | None = None
+    s3_backend: str = "s3"
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("part_size", "budget_bytes", "max_workers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                problems.append(f"{name} must be a positive int, got {value!r}")
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
+            problems.append(f"retries must be an int >= 0, got {self.retries!r}")
+        threshold = self.small_object_threshold
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int)
+                                      or threshold < 0):
+            problems.append(f"small_object_threshold must be an int >= 0 or None, got {threshold!r}")
+        for name in ("connect_timeout", "read_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not value > 0:
+                problems.append(f"{name} must be a number of seconds > 0, got {value!r}")
+        if not isinstance(self.backoff_base, (int, float)) or self.backoff_base < 0:
+            problems.append(f"backoff_base must be >= 0 seconds, got {self.backoff_base!r}")
+        elif not isinstance(self.backoff_max, (int, float)) or self.backoff_max < self.backoff_base:
+            problems.append(f"backoff_max must be >= backoff_base ({self.backoff_base}), "
+                            f"got {self.backoff_max!r}")
+        if problems:
+            raise ValueError("invalid TransportConfig: " + "; ".join(problems))
+        # Every part must fit the budget on its own, or the head of the stream
+        # could never be fetched.
+        if self.part_size > self.budget_bytes:
+            raise ValueError(f"invalid TransportConfig: part_size ({self.part_size}) exceeds "
+                             f"budget_bytes ({self.budget_bytes}); raise the budget or lower the part size")
+        if self.threshold > self.budget_bytes:
+            raise ValueError(f"invalid TransportConfig: small_object_threshold ({self.threshold}) exceeds "
+                             f"budget_bytes ({self.budget_bytes}); a whole object must fit the budget")
+
+    @property
+    def threshold(self) -> int:
+        """The effective small-object threshold in bytes."""
+        return self.part_size if self.small_object_threshold is None else self.small_object_threshold
+
+    @property
+    def max_part(self) -> int:
+        """The largest single buffer a stream ever needs."""
+        return max(self.part_size, self.threshold)

@@ -1,0 +1,214 @@
+"""The transport: the one engine that moves bytes for every input mode.
+
+``Transport.stream`` delivers many objects as ordered chunks (Pipe, File);
+``read_into``/``read_range`` serve single ranges (FastFile readahead);
+``get`` reads a small whole object (manifests). All of them share the retry
+logic here: transient failures resume at the failed offset, with full-jitter
+exponential backoff, up to ``config.retries`` further attempts.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import weakref
+from collections.abc import Iterable
+
+from channels.errors import TransportError
+from channels.listing import ObjectRef
+from channels.store import Store, protocol_of
+from channels.transport.backends import Backend, backend_class
+from channels.transport.config import TransportConfig
+from channels.transport.errors import Cancelled, PartialRead
+from channels.transport.stats import TransportStats
+from channels.transport.stream import ChunkStream
+
+log = logging.getLogger(__name__)
+
+
+class Transport:
+    """Moves bytes from a store into buffers, concurrently and in order.
+
+    Thread-safe: ``read_into``/``read_range``/``get`` may be called from many
+    threads; each ``stream`` has its own worker threads and buffer budget.
+
+    Args:
+        store: endpoint rules and fsspec options (default: from the environment).
+        config: tuning knobs (default: ``TransportConfig()``).
+
+    Example:
+        >>> with Transport() as t:                       # doctest: +SKIP
+        ...     for chunk in t.stream(refs):
+        ...         sink.write(chunk.data)
+    """
+
+    def __init__(self, store: Store | None = None, config: TransportConfig | None = None) -> None:
+        self.store = store if store is not None else Store.from_env()
+        self.config = config if config is not None else TransportConfig()
+        backend_class(self.config.s3_backend)  # an unknown name fails here, not mid-stream
+        self.stats = TransportStats()
+        self._lock = threading.Lock()
+        self._backends: dict[str, Backend] = {}
+        self._streams: weakref.WeakSet[ChunkStream] = weakref.WeakSet()
+        self._closed = False
+
+    # ------------------------------------------------------------ public API
+
+    def stream(self, refs: Iterable[ObjectRef]) -> ChunkStream:
+        """Every byte of ``refs`` as :class:`Chunk` s, in order.
+
+        Objects come in the order given, each one's chunks in offset order;
+        reads run ahead across objects within ``config.budget_bytes``. A
+        failure is raised when the consumer reaches the chunk it concerns.
+        """
+        self._check_open()
+        stream = ChunkStream(self, refs)
+        with self._lock:
+            self._streams.add(stream)
+        return stream
+
+    def read_into(self, ref: ObjectRef | str, start: int, buf) -> None:
+        """Fill ``buf`` (any writable, contiguous buffer) with bytes from ``start``.
+
+        Raises:
+            ValueError: the range is past the object's listed end.
+            SourceNotFoundError, AccessDeniedError, ObjectChangedError: as the
+                store says; not retried.
+            TransportError: transient failures outlasted the retries.
+        """
+        self._check_open()
+        view = memoryview(buf)
+        if view.readonly or not view.contiguous:
+            raise ValueError("read_into needs a writable, contiguous buffer")
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+        url, size, etag = _target(ref)
+        self._read(url, start, view, size, etag, None)
+
+    def read_range(self, ref: ObjectRef | str, start: int, end: int) -> memoryview:
+        """Bytes ``[start, end)`` of an object, in a new buffer the caller owns."""
+        if not 0 <= start <= end:
+            raise ValueError(f"bad range [{start}, {end}) for {_target(ref)[0]}")
+        buf = bytearray(end - start)
+        self.read_into(ref, start, buf)
+        return memoryview(buf)
+
+    def get(self, url: str) -> bytes:
+        """A whole object of unknown size (a manifest), retried from scratch."""
+        self._check_open()
+        backend = self.backend_for(url)
+        failures = attempts = 0
+        while True:
+            attempts += 1
+            try:
+                data = backend.get(url)
+            except PartialRead as exc:
+                failures += 1
+                if self._give_up_or_wait(url, 0, attempts, failures, exc.cause, None):
+                    continue
+            except BaseException:
+                self.stats.add(errors=1)
+                raise
+            else:
+                self.stats.add(bytes=len(data))
+                return data
+
+    def backend_for(self, url: str) -> Backend:
+        """The backend serving ``url``: S3 fast path, local files, or fsspec."""
+        protocol = protocol_of(url)
+        name = self.config.s3_backend if protocol == "s3" else "local" if protocol == "file" else "fsspec"
+        backend = self._backends.get(name)
+        if backend is None:
+            with self._lock:
+                backend = self._backends.get(name)
+                if backend is None:
+                    backend = backend_class(name)(self.store, self.config, self.stats)
+                    self._backends[name] = backend
+        return backend
+
+    def close(self) -> None:
+        """Close open streams and release connections; idempotent."""
+        with self._lock:
+            self._closed = True
+            streams, self._streams = list(self._streams), weakref.WeakSet()
+            backends, self._backends = list(self._backends.values()), {}
+        for stream in streams:
+            stream.close()
+        for backend in backends:
+            backend.close()
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ retry core
+
+    def _read(self, url: str, start: int, view: memoryview, size: int | None, etag: str | None,
+              cancel: threading.Event | None) -> None:
+        """Fill ``view`` with ``[start, start + len(view))``, resuming on failure."""
+        backend = self.backend_for(url)
+        n = len(view)
+        done = failures = attempts = 0
+        # Invariant: view[:done] holds bytes [start, start + done) of the object.
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+            attempts += 1
+            try:
+                backend.read_into(url, start + done, view[done:], size=size, etag=etag,
+                                  cancel=cancel)
+            except PartialRead as exc:
+                done += exc.nread
+                self.stats.add(bytes=exc.nread)
+                # Progress forgives earlier failures: the retry budget bounds
+                # consecutive attempts that got nothing.
+                failures = 1 if exc.nread else failures + 1
+                if done >= n:
+                    return
+                if self._give_up_or_wait(url, start + done, attempts, failures, exc.cause, cancel):
+                    continue
+            except Cancelled:
+                raise
+            except BaseException:
+                self.stats.add(errors=1)
+                raise
+            else:
+                self.stats.add(bytes=n - done)
+                return
+
+    def _give_up_or_wait(self, url: str, offset: int, attempts: int, failures: int,
+                         cause: BaseException, cancel: threading.Event | None) -> bool:
+        """Sleep before a retry (True), or raise TransportError when spent."""
+        cfg = self.config
+        if failures > cfg.retries:
+            self.stats.add(errors=1)
+            raise TransportError(
+                f"gave up reading {url} at offset {offset} after {attempts} attempts; last "
+                f"error: {cause!r}. The store kept failing: check the endpoint, or raise "
+                f"TransportConfig.retries (now {cfg.retries})",
+                url=url, offset=offset, attempts=attempts, cause=repr(cause)) from cause
+        self.stats.add(retries=1)
+        delay = random.uniform(0, min(cfg.backoff_max, cfg.backoff_base * 2 ** (failures - 1)))
+        log.debug("retrying %s at offset %d in %.3fs (attempt %d): %r", url, offset, delay,
+                  attempts + 1, cause)
+        if cancel is not None:
+            if cancel.wait(delay):
+                raise Cancelled()
+        elif delay:
+            time.sleep(delay)
+        return True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("this Transport is closed")
+
+
+def _target(ref: ObjectRef | str) -> tuple[str, int | None, str | None]:
+    if isinstance(ref, str):
+        return ref, None, None
+    return ref.url, ref.size, ref.etag
+

@@ -1,0 +1,54 @@
+"""Transport-specific exceptions.
+
+``AccessDeniedError`` belongs with the others in :mod:`channels.errors`; it
+lives here until that module grows it (the transport owns no other file).
+"""
+
+from __future__ import annotations
+
+from channels.errors import ChannelsError
+
+
+class AccessDeniedError(ChannelsError, PermissionError):
+    """The store refused the credentials or the request (HTTP 403).
+
+    Never carries credential values or signatures: only the URL, the store's
+    error code and its human message.
+    """
+
+
+class PartialRead(Exception):
+    """A transient failure after ``nread`` bytes were written to the buffer.
+
+    Backends raise it for anything worth retrying (connection reset, timeout,
+    HTTP 5xx/SlowDown); the engine resumes at ``start + nread`` into
+    ``buf[nread:]``. Permanent failures are raised as ChannelsError instead.
+
+    Attributes:
+        nread: bytes already written at the start of the buffer.
+        cause: the underlying exception.
+    """
+
+    def __init__(self, nread: int, cause: BaseException) -> None:
+        super().__init__(f"read failed after {nread} bytes: {cause!r}")
+        self.nread = nread
+        self.cause = cause
+
+    def __reduce__(self):
+        return (PartialRead, (self.nread, self.cause))
+
+
+class TransientHTTPError(Exception):
+    """A retryable HTTP status (429, 5xx) as the cause of a PartialRead."""
+
+    def __init__(self, status: int, code: str = "") -> None:
+        super().__init__(f"HTTP {status}" + (f" {code}" if code else ""))
+        self.status = status
+        self.code = code
+
+    def __reduce__(self):
+        return (TransientHTTPError, (self.status, self.code))
+
+
+class Cancelled(Exception):
+    """The stream that asked for the read was closed; nothing to report."""

@@ -1,0 +1,245 @@
+"""Ordered, prefetching delivery of many objects as chunks: the hot path.
+
+A stream turns object refs into a plan of parts (whole small objects, fixed
+ranges of large ones) and keeps a sliding window over that plan: parts enter
+the window in plan order, each with a buffer from a budgeted pool, and are
+fetched by a thread pool; the consumer takes them from the head, in order.
+
+Why it cannot deadlock: the only part the consumer ever waits for is the
+window's head, and the head was admitted (so it is in flight or done) unless
+the window is empty. An empty window with nothing lent to the consumer means
+every buffer is free, and a free pool serves any part of at most
+``max_part <= budget`` bytes; so the next part is always admitted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from channels.listing import ObjectRef
+from channels.transport.buffers import BufferPool
+from channels.transport.errors import Cancelled
+
+if TYPE_CHECKING:
+    from channels.transport.engine import Transport
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A run of bytes of one object, delivered in plan order.
+
+    Attributes:
+        ref: the object.
+        offset: where ``data`` starts in the object.
+        data: the bytes. Valid until the consumer asks for the next chunk:
+            the buffer behind it is then reused and this view released
+            (using it raises ValueError). Copy (``bytes(data)``) what must
+            outlive the step.
+        last: True on the object's final chunk (an empty object yields one
+            empty chunk with ``last=True``).
+    """
+
+    ref: ObjectRef
+    offset: int
+    data: memoryview
+    last: bool
+
+
+def plan_parts(refs: Iterable[ObjectRef], part_size: int,
+               threshold: int) -> Iterator[tuple[ObjectRef, int, int, bool]]:
+    """``(ref, offset, length, last)`` per part, in delivery order.
+
+    Objects of at most ``threshold`` bytes are one whole part; larger ones
+    are cut into ``part_size`` ranges (the last one shorter).
+    """
+    for ref in refs:
+        size = ref.size
+        if size < 0:
+            raise ValueError(f"object {ref.url} has a negative size ({size})")
+        if size <= threshold:
+            yield ref, 0, size, True
+            continue
+        for offset in range(0, size, part_size):
+            length = min(part_size, size - offset)
+            yield ref, offset, length, offset + length == size
+
+
+class _Slot:
+    """One admitted part: its buffer and, once fetched, its view or error."""
+
+    __slots__ = ("ref", "offset", "length", "last", "buf", "view", "done", "error")
+
+    def __init__(self, ref, offset=0, length=0, last=True, buf=None, *, done=False, error=None):
+        self.ref = ref
+        self.offset = offset
+        self.length = length
+        self.last = last
+        self.buf: bytearray | None = buf
+        self.view: memoryview | None = None
+        self.done = done
+        self.error: BaseException | None = error
+
+
+class ChunkStream(Iterator[Chunk]):
+    """Iterator of :class:`Chunk` over many objects; made by ``Transport.stream``.
+
+    Close it (or use it as a context manager) when stopping early: that
+    cancels outstanding reads and lets its worker threads end.
+    """
+
+    def __init__(self, transport: Transport, refs: Iterable[ObjectRef]) -> None:
+        cfg = transport.config
+        self._transport = transport
+        self._stats = transport.stats
+        self._max_workers = cfg.max_workers
+        self._plan = plan_parts(refs, cfg.part_size, cfg.threshold)
+        self._cond = threading.Condition()
+        self._cancel = threading.Event()
+        self._executor = ThreadPoolExecutor(cfg.max_workers, thread_name_prefix="channels-transport")
+        # Invariant: pool.allocated <= budget_bytes; every admitted slot's
+        # buffer and the held slot's buffer are lent out of this pool.
+        self._pool = BufferPool(cfg.budget_bytes, cfg.max_part)
+        # Invariant: slots in plan order; window[0] is the next to deliver.
+        # len(window) <= window_limit bounds the slots of empty objects too.
+        self._window: deque[_Slot] = deque()
+        self._window_limit = max(64, 8 * cfg.max_workers)
+        # Invariant: inflight == slots submitted and not done <= max_workers.
+        self._inflight = 0
+        self._pending: tuple | None = None  # next part, planned but waiting for budget
+        self._planned_all = False
+        self._held: _Slot | None = None  # the slot whose view the consumer holds
+        self._closed = False
+
+    # ------------------------------------------------------------ consumer side
+
+    def __iter__(self) -> ChunkStream:
+        return self
+
+    def __next__(self) -> Chunk:
+        with self._cond:
+            self._release_held()
+            if self._closed:
+                raise StopIteration
+            self._admit()
+            if not self._window:  # see the module docstring: the plan is spent
+                self._close_locked()
+                raise StopIteration
+            head = self._window[0]
+            while not head.done:
+                self._cond.wait()
+            self._window.popleft()
+            if head.error is not None:
+                self._close_locked()
+                raise head.error
+            self._held = head
+            data = head.view if head.view is not None else memoryview(b"")
+            head.view = data
+        return Chunk(head.ref, head.offset, data, head.last)
+
+    def close(self) -> None:
+        """Cancel outstanding reads and free every buffer; idempotent."""
+        with self._cond:
+            self._close_locked()
+
+    @property
+    def buffer_peak(self) -> int:
+        """The most buffer bytes this stream held at once (<= budget_bytes)."""
+        return self._pool.peak
+
+    def __enter__(self) -> ChunkStream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+    # ------------------------------------------------------------ internals (lock held)
+
+    def _release_held(self) -> None:
+        slot, self._held = self._held, None
+        if slot is None:
+            return
+        if slot.view is not None:
+            try:
+                slot.view.release()
+            except BufferError:  # the consumer exported it (np.frombuffer...): its problem
+                pass
+        if slot.buf is not None and not self._closed:
+            self._pool.release(slot.buf)
+
+    def _admit(self) -> None:
+        """Admit parts in plan order while workers, window and budget allow."""
+        while (not self._closed and self._inflight < self._max_workers
+               and len(self._window) < self._window_limit):
+            part, self._pending = self._pending, None
+            if part is None:
+                if self._planned_all:
+                    return
+                try:
+                    part = next(self._plan)
+                except StopIteration:
+                    self._planned_all = True
+                    return
+                except BaseException as exc:  # bad ref or failing listing: raise it in order
+                    self._planned_all = True
+                    self._window.append(_Slot(None, done=True, error=exc))
+                    return
+            ref, offset, length, last = part
+            if length == 0:
+                self._window.append(_Slot(ref, done=True))
+                continue
+            buf = self._pool.try_acquire(length)
+            if buf is None:
+                self._pending = part
+                return
+            self._stats.peak("buffer_peak", self._pool.allocated)
+            slot = _Slot(ref, offset, length, last, buf)
+            self._window.append(slot)
+            self._inflight += 1
+            self._executor.submit(self._fetch, slot)
+
+    def _close_locked(self) -> None:
+        if self._closed:
+            return
+        self._release_held()
+        self._closed = True
+        self._cancel.set()
+        self._window.clear()
+        self._pending = None
+        self._pool.clear()
+        self._cond.notify_all()
+        # Queued parts never start; running ones stop at their next cancel
+        # check. Not waiting keeps close() prompt even on a stalled socket.
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------ worker side
+
+    def _fetch(self, slot: _Slot) -> None:
+        view = memoryview(slot.buf)[: slot.length]
+        try:
+            ref = slot.ref
+            self._transport._read(ref.url, slot.offset, view, ref.size, ref.etag, self._cancel)
+            slot.view = view
+        except Cancelled:
+            pass
+        except BaseException as exc:  # delivered to the consumer in plan order
+            slot.error = exc
+        with self._cond:
+            slot.done = True
+            self._inflight -= 1
+            if not self._closed:
+                self._admit()
+            self._cond.notify_all()

@@ -1,0 +1,425 @@
+"""The transport against a real S3 endpoint (moto on loopback), local files
+and fsspec's memory store: order, content, request counts, the memory budget,
+cancellation, errors, and signing. Faults are in test_transport_faults.py."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import threading
+import urllib.request
+
+import numpy as np
+import pytest
+from faultproxy import wait_for
+
+from channels.errors import ObjectChangedError, SourceNotFoundError, TransportError
+from channels.listing import ObjectRef
+from channels.store import Store
+from channels.transport import (AccessDeniedError, Transport, TransportConfig, backend_class,
+                                backend_names, plan_parts)
+from channels.transport.backends.s3 import S3Backend, parse_s3_url, quote_key
+from channels.transport.buffers import BufferPool
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+def put(client, bucket: str, key: str, data: bytes) -> ObjectRef:
+    etag = client.put_object(Bucket=bucket, Key=key, Body=data)["ETag"].strip('"')
+    return ObjectRef(f"s3://{bucket}/{key}", len(data), etag, key)
+
+
+def transport(s3, **config) -> Transport:
+    return Transport(Store(s3.endpoint_url), TransportConfig(**config))
+
+
+def collect(chunks) -> dict[str, bytearray]:
+    out: dict[str, bytearray] = {}
+    for chunk in chunks:
+        out.setdefault(chunk.ref.url, bytearray()).extend(chunk.data)
+    return out
+
+
+def transport_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("channels-transport")]
+
+
+# ---------------------------------------------------------------- configuration
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"part_size": 0}, "part_size must be a positive int"),
+    ({"max_workers": -1}, "max_workers"),
+    ({"part_size": 8 * MIB, "budget_bytes": 4 * MIB}, "exceeds budget_bytes"),
+    ({"small_object_threshold": 512 * MIB}, "a whole object must fit the budget"),
+    ({"retries": -1}, "retries"),
+    ({"read_timeout": 0}, "read_timeout"),
+    ({"backoff_base": 2.0, "backoff_max": 1.0}, "backoff_max"),
+])
+def test_config_rejects_bad_values(kwargs, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        TransportConfig(**kwargs)
+
+
+def test_config_defaults_are_consistent():
+    cfg = TransportConfig()
+    assert cfg.threshold == cfg.part_size == 8 * MIB
+    assert cfg.budget_bytes // cfg.part_size >= cfg.max_workers  # every worker can hold a part
+
+
+def test_unknown_backend_lists_valid_names():
+    with pytest.raises(ValueError, match="fsspec, local, s3"):
+        backend_class("nope")
+    with pytest.raises(ValueError, match="valid names"):
+        Transport(config=TransportConfig(s3_backend="boto"))
+    assert backend_names() == ["fsspec", "local", "s3"]
+
+
+def test_plan_parts_cuts_large_objects_only():
+    refs = [ObjectRef("s3://b/a", 10), ObjectRef("s3://b/e", 0), ObjectRef("s3://b/x", 25)]
+    parts = [(r.url, o, n, last) for r, o, n, last in plan_parts(refs, part_size=10, threshold=10)]
+    assert parts == [("s3://b/a", 0, 10, True), ("s3://b/e", 0, 0, True),
+                     ("s3://b/x", 0, 10, False), ("s3://b/x", 10, 10, False),
+                     ("s3://b/x", 20, 5, True)]
+
+
+def test_buffer_pool_reuses_and_never_exceeds_budget():
+    pool = BufferPool(budget=64 * KIB, max_size=32 * KIB)
+    a = pool.try_acquire(30 * KIB)
+    b = pool.try_acquire(20 * KIB)
+    assert len(a) == 32 * KIB and len(b) == 32 * KIB and pool.allocated == 64 * KIB
+    assert pool.try_acquire(1) is None  # spent
+    pool.release(a)
+    assert pool.try_acquire(17 * KIB) is a  # same class: reused, not reallocated
+    pool.release(a)
+    pool.release(b)
+    small = [pool.try_acquire(4 * KIB) for _ in range(16)]  # evicts the free 32 KiB ones
+    assert all(s is not None for s in small) and pool.allocated == 64 * KIB
+    assert pool.peak == 64 * KIB
+
+
+def test_s3_url_parsing_and_key_quoting():
+    assert parse_s3_url("s3://b/dir/a b?c#d%e") == ("b", "dir/a b?c#d%e")
+    assert quote_key("dir/a b+ü%~x") == "dir/a%20b%2B%C3%BC%25~x"
+    with pytest.raises(ValueError, match="names no object"):
+        parse_s3_url("s3://bucket")
+
+
+def test_aws_addressing_is_virtual_hosted_except_dotted_buckets(monkeypatch):
+    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(var, raising=False)
+    backend = S3Backend(Store(), TransportConfig(region="eu-west-1"), None)
+    assert backend._locate("my-bucket", "k y") == ("https", "my-bucket.s3.eu-west-1.amazonaws.com",
+                                                   "/k%20y")
+    assert backend._locate("my.bucket", "k") == ("https", "s3.eu-west-1.amazonaws.com", "/my.bucket/k")
+    custom = S3Backend(Store("http://127.0.0.1:9000/base/"), TransportConfig(), None)
+    assert custom._locate("b", "k") == ("http", "127.0.0.1:9000", "/base/b/k")
+
+
+# ---------------------------------------------------------------- streaming
+
+
+def test_stream_mixed_objects_in_order_byte_identical(s3_client, bucket, s3):
+    part = 256 * KIB
+    sizes = {"tiny": 1, "empty": 0, "small": 1000, "aligned": 3 * part, "odd": 2 * part + 12345,
+             "at-threshold": part, "just-over": part + 1, "z-empty": 0}
+    rng = np.random.default_rng(1)
+    blobs = {k: rng.bytes(n) for k, n in sizes.items()}
+    refs = [put(s3_client, bucket, f"mix/{k}", v) for k, v in blobs.items()]
+    t = transport(s3, part_size=part, budget_bytes=4 * part, max_workers=4)
+    seen, digests = [], {}
+    with t.stream(refs) as stream:
+        for chunk in stream:
+            seen.append((chunk.ref.key, chunk.offset, len(chunk.data), chunk.last))
+            digests.setdefault(chunk.ref.key, hashlib.sha256()).update(chunk.data)
+    # Strict plan order: objects as given, offsets ascending, `last` on each final chunk.
+    assert seen == [(r.key, o, n, last) for r, o, n, last in plan_parts(refs, part, part)]
+    assert {k: d.hexdigest() for k, d in digests.items()} == {
+        f"mix/{k}": hashlib.sha256(v).hexdigest() for k, v in blobs.items()}
+    stats = t.stats.snapshot()
+    # One GET per small object, ceil(size / part) per large one, none for empty ones.
+    assert stats["requests"] == 1 + 1 + 3 + 3 + 1 + 2
+    assert stats["bytes"] == sum(sizes.values())
+    assert stats["retries"] == 0 and stats["errors"] == 0
+    assert stats["buffer_peak"] <= 4 * part
+
+
+def test_stream_request_counts_for_large_object(s3_client, bucket, s3):
+    data = os.urandom(64 * MIB)
+    ref = put(s3_client, bucket, "big.bin", data)
+    t = transport(s3)  # defaults: 8 MiB parts
+    digest = hashlib.sha256()
+    for chunk in t.stream([ref]):
+        digest.update(chunk.data)
+    assert digest.digest() == hashlib.sha256(data).digest()
+    assert t.stats.requests == 8 and t.stats.bytes == 64 * MIB
+
+
+def test_stream_respects_budget_and_prefetches_across_objects(s3_client, bucket, s3):
+    part = 64 * KIB
+    refs = [put(s3_client, bucket, f"b/{i}", os.urandom(3 * part + i)) for i in range(6)]
+    budget = 5 * part
+    t = transport(s3, part_size=part, budget_bytes=budget, max_workers=8)
+    stream = t.stream(refs)
+    first = next(stream)
+    # The consumer sits on the first chunk: reads run ahead into the next
+    # objects, but only as far as the budget allows (5 parts incl. the held one).
+    assert wait_for(lambda: t.stats.requests >= 5)
+    assert not wait_for(lambda: t.stats.requests > 5, timeout=0.3)
+    assert first.offset == 0
+    got = collect(stream)
+    got[first.ref.url] = bytearray()  # its view was released; content is checked below
+    assert stream.buffer_peak <= budget and t.stats.buffer_peak <= budget
+    assert t.stats.requests == 3 + 5 * 4  # object 0 is exactly 3 parts
+    assert collect(t.stream(refs)) == {
+        r.url: bytearray(s3_client.get_object(Bucket=bucket, Key=r.key)["Body"].read()) for r in refs}
+
+
+def test_chunk_view_is_released_when_the_consumer_moves_on(s3_client, bucket, s3):
+    refs = [put(s3_client, bucket, f"v/{i}", b"x" * 100) for i in range(3)]
+    stream = transport(s3).stream(refs)
+    first = next(stream)
+    assert bytes(first.data) == b"x" * 100
+    next(stream)
+    with pytest.raises(ValueError, match="released"):
+        bytes(first.data)
+    stream.close()
+
+
+def test_early_close_cancels_and_leaves_no_threads(s3_client, bucket, s3):
+    refs = [put(s3_client, bucket, f"c/{i}", os.urandom(256 * KIB)) for i in range(40)]
+    t = transport(s3, part_size=64 * KIB, budget_bytes=1 * MIB, max_workers=8)
+    stream = t.stream(refs)
+    for i, _chunk in enumerate(stream):
+        if i == 5:
+            break
+    assert transport_threads()
+    stream.close()
+    assert wait_for(lambda: not transport_threads(), timeout=2.0), transport_threads()
+    assert t.stats.requests < 40 * 4  # the rest was never fetched
+    with pytest.raises(StopIteration):
+        next(stream)
+
+
+def test_transport_close_closes_open_streams(s3_client, bucket, s3):
+    refs = [put(s3_client, bucket, f"d/{i}", os.urandom(1000)) for i in range(20)]
+    with transport(s3, max_workers=4) as t:
+        stream = t.stream(refs)
+        next(stream)
+    assert wait_for(lambda: not transport_threads(), timeout=2.0)
+    with pytest.raises(StopIteration):
+        next(stream)
+    with pytest.raises(ValueError, match="closed"):
+        t.stream(refs)
+
+
+def test_listing_failure_is_raised_in_order(s3_client, bucket, s3):
+    good = put(s3_client, bucket, "ok", b"fine")
+
+    def refs():
+        yield good
+        raise RuntimeError("listing broke")
+
+    stream = transport(s3).stream(refs())
+    assert bytes(next(stream).data) == b"fine"
+    with pytest.raises(RuntimeError, match="listing broke"):
+        next(stream)
+
+
+# ---------------------------------------------------------------- single reads, other backends
+
+
+def test_read_into_and_read_range(s3_client, bucket, s3):
+    data = os.urandom(300 * KIB)
+    ref = put(s3_client, bucket, "r.bin", data)
+    t = transport(s3)
+    assert bytes(t.read_range(ref, 1000, 70 * KIB)) == data[1000:70 * KIB]
+    arr = np.zeros(1000, dtype=np.float64)  # any writable buffer, cast to bytes
+    t.read_into(ref, 8, arr)
+    assert arr.tobytes() == data[8:8008]
+    assert t.read_range(f"s3://{bucket}/r.bin", 0, 5) == data[:5]  # a bare URL: no size, no etag
+    assert t.get(f"s3://{bucket}/r.bin") == data
+    with pytest.raises(ValueError, match="past the end"):
+        t.read_range(ref, 0, len(data) + 1)
+    assert t.stats.requests == 4
+
+
+@pytest.fixture(params=["s3", "s3-via-fsspec", "local", "memory"])
+def stored(request, tmp_path, s3_client, bucket, s3):
+    """(transport, refs, contents) for each backend of the registry."""
+    rng = np.random.default_rng(7)
+    blobs = {"a": rng.bytes(10), "b dir/ü+1": rng.bytes(200 * KIB + 3), "e": b""}
+    kind = request.param
+    cfg = dict(part_size=64 * KIB, budget_bytes=512 * KIB, max_workers=4)
+    if kind.startswith("s3"):
+        refs = [put(s3_client, bucket, k, v) for k, v in blobs.items()]
+        if kind == "s3-via-fsspec":
+            cfg["s3_backend"] = "fsspec"
+    elif kind == "local":
+        refs = []
+        for k, v in blobs.items():
+            path = tmp_path / k
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(v)
+            refs.append(ObjectRef(f"file://{path}" if k != "a" else str(path), len(v), None, k))
+    else:
+        import fsspec
+
+        fs = fsspec.filesystem("memory")
+        refs = []
+        for k, v in blobs.items():
+            fs.pipe_file(f"memory://transport-test/{k}", v)
+            refs.append(ObjectRef(f"memory://transport-test/{k}", len(v), None, k))
+        request.addfinalizer(lambda: fs.rm("memory://transport-test", recursive=True))
+    return transport(s3, **cfg), refs, list(blobs.values()), kind
+
+
+def test_every_backend_streams_and_reads_ranges(stored):
+    t, refs, blobs, kind = stored
+    got = collect(t.stream(refs))
+    assert [bytes(got[r.url]) for r in refs] == blobs
+    assert bytes(t.read_range(refs[1], 5, 70 * KIB)) == blobs[1][5:70 * KIB]
+    expected_backend = {"s3": "s3", "s3-via-fsspec": "fsspec", "local": "local", "memory": "fsspec"}
+    assert t.backend_for(refs[0].url).name == expected_backend[kind]
+    # small object 1 + large one 4 parts (+1 range read); the empty one costs nothing
+    assert t.stats.requests == 6
+
+
+def test_every_backend_reports_missing_objects(stored):
+    t, refs, _, _ = stored
+    missing = ObjectRef(refs[0].url + "-missing", 5, None)
+    with pytest.raises(SourceNotFoundError, match="-missing"):
+        list(t.stream([missing]))
+    assert t.stats.retries == 0 and t.stats.errors == 1
+
+
+def test_size_change_is_detected(s3_client, bucket, s3, tmp_path):
+    ref = put(s3_client, bucket, "grow", b"12345")
+    s3_client.put_object(Bucket=bucket, Key="grow", Body=b"123456789")
+    stale = ObjectRef(ref.url, ref.size, None)  # no etag: the size gives it away
+    with pytest.raises(ObjectChangedError, match="9 bytes now, 5 listed"):
+        list(transport(s3).stream([stale]))
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    with pytest.raises(ObjectChangedError, match="3 bytes, listed 4"):
+        transport(s3).read_range(ObjectRef(str(path), 4), 0, 2)
+
+
+# ---------------------------------------------------------------- S3 errors
+
+
+def test_missing_object_is_not_retried(s3_client, bucket, s3):
+    ok = put(s3_client, bucket, "there", b"yes")
+    missing = ObjectRef(f"s3://{bucket}/not/there", 10, "abc")
+    t = transport(s3)
+    stream = t.stream([ok, missing])
+    assert bytes(next(stream).data) == b"yes"
+    with pytest.raises(SourceNotFoundError) as info:
+        next(stream)
+    assert f"s3://{bucket}/not/there" in str(info.value) and "NoSuchKey" in str(info.value)
+    assert info.value.details["url"] == missing.url
+    assert t.stats.retries == 0 and t.stats.requests == 2
+    with pytest.raises(SourceNotFoundError, match="NoSuchBucket"):
+        t.read_range("s3://no-such-bucket/k", 0, 1)
+
+
+def test_overwrite_between_parts_raises_object_changed(s3_client, bucket, s3):
+    part = 64 * KIB
+    ref = put(s3_client, bucket, "moving", os.urandom(2 * part))
+    # Budget of one part: the second part is not fetched before the consumer
+    # asks for it, so the overwrite lands between the two GETs.
+    t = transport(s3, part_size=part, budget_bytes=part, max_workers=2)
+    stream = t.stream([ref])
+    first = next(stream)
+    assert first.offset == 0 and not first.last
+    new_etag = s3_client.put_object(Bucket=bucket, Key="moving", Body=os.urandom(2 * part))["ETag"]
+    with pytest.raises(ObjectChangedError) as info:
+        next(stream)
+    message = str(info.value)
+    assert ref.url in message and ref.etag in message and new_etag.strip('"') in message
+    assert info.value.details["offset"] == part
+    assert t.stats.retries == 0
+
+
+def test_wrong_etag_on_a_single_read(s3_client, bucket, s3):
+    ref = put(s3_client, bucket, "e", b"content")
+    stale = ObjectRef(ref.url, ref.size, "0" * 32)
+    with pytest.raises(ObjectChangedError, match="0" * 32):
+        transport(s3).read_range(stale, 0, 3)
+    assert bytes(transport(s3, verify_etag=False).read_range(stale, 0, 3)) == b"con"
+
+
+def test_errors_survive_pickling():
+    err = AccessDeniedError("access denied reading s3://b/k", url="s3://b/k", code="AccessDenied")
+    back = pickle.loads(pickle.dumps(err))
+    assert isinstance(back, PermissionError) and back.details["url"] == "s3://b/k"
+    gave_up = TransportError("gave up", url="s3://b/k", offset=5, attempts=3, cause="x")
+    assert pickle.loads(pickle.dumps(gave_up)).details["attempts"] == 3
+
+
+# ---------------------------------------------------------------- signing (moto checks signatures)
+
+
+def _moto_auth(s3, count) -> None:
+    req = urllib.request.Request(f"{s3.endpoint_url}/moto-api/reset-auth", data=str(count).encode(),
+                                 method="POST", headers={"Content-Type": "text/plain"})
+    urllib.request.urlopen(req, timeout=10).close()
+
+
+@pytest.fixture
+def iam_user(s3):
+    """moto with signature checks on; yields (key id, secret) of a user allowed s3:*."""
+    import boto3
+
+    _moto_auth(s3, 3)  # the three IAM calls below pass unauthenticated
+    try:
+        iam = boto3.client("iam", endpoint_url=s3.endpoint_url, region_name="us-east-1")
+        iam.create_user(UserName="reader")
+        policy = {"Version": "2012-10-17",
+                  "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+        iam.put_user_policy(UserName="reader", PolicyName="read", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName="reader")["AccessKey"]
+        yield key["AccessKeyId"], key["SecretAccessKey"]
+    finally:
+        _moto_auth(s3, "inf")
+
+
+KEYS = ["plain", "with space", "ünïcödé/日本", "a+b", "100%", "q?x=1#frag", "dir//double", "~tilde*"]
+
+
+def test_signed_requests_with_awkward_keys(s3_client, bucket, s3, iam_user):
+    import boto3
+
+    key_id, secret = iam_user
+    writer = boto3.client("s3", endpoint_url=s3.endpoint_url, aws_access_key_id=key_id,
+                          aws_secret_access_key=secret, region_name="us-east-1")
+    refs = [put(writer, bucket, k, k.encode() * 50) for k in KEYS]
+    store = Store(s3.endpoint_url, (("key", key_id), ("secret", secret)))
+    t = Transport(store, TransportConfig(part_size=128, budget_bytes=4096, max_workers=4))
+    got = collect(t.stream(refs))
+    assert [bytes(got[r.url]) for r in refs] == [k.encode() * 50 for k in KEYS]
+
+
+def test_wrong_secret_is_a_clear_error_without_the_secret(s3_client, bucket, s3, iam_user):
+    import boto3
+
+    key_id, secret = iam_user
+    writer = boto3.client("s3", endpoint_url=s3.endpoint_url, aws_access_key_id=key_id,
+                          aws_secret_access_key=secret, region_name="us-east-1")
+    ref = put(writer, bucket, "secret-data", b"payload")
+    bad_secret = "Wr0ngS3cretValue/ShouldNeverBePrinted"
+    store = Store(s3.endpoint_url, (("key", key_id), ("secret", bad_secret)))
+    t = Transport(store, TransportConfig())
+    with pytest.raises(AccessDeniedError) as info:
+        list(t.stream([ref]))
+    err = info.value
+    text = " ".join([str(err), repr(err), repr(err.details), repr(pickle.loads(pickle.dumps(err)))])
+    assert "SignatureDoesNotMatch" in text and "check the credentials" in text and ref.url in text
+    assert bad_secret not in text and secret not in text and "Signature=" not in text
+    assert isinstance(err, PermissionError) and t.stats.retries == 0
+    anonymous = Transport(Store(s3.endpoint_url, (("anon", True),)), TransportConfig())
+    with pytest.raises(AccessDeniedError, match="access denied"):
+        anonymous.read_range(ref, 0, 3)
