@@ -8,12 +8,16 @@ import hashlib
 import json
 import os
 import pickle
+import tempfile
 import threading
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 from faultproxy import wait_for
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from channels.errors import ObjectChangedError, SourceNotFoundError, TransportError
 from channels.listing import ObjectRef
@@ -66,7 +70,8 @@ def test_config_rejects_bad_values(kwargs, fragment):
 
 def test_config_defaults_are_consistent():
     cfg = TransportConfig()
-    assert cfg.threshold == cfg.part_size == 8 * MIB
+    assert cfg.part_size == 8 * MIB and cfg.threshold == 16 * MIB  # two parts: one GET
+    assert TransportConfig(part_size=MIB, budget_bytes=MIB).threshold == MIB  # never past the budget
     assert cfg.budget_bytes // cfg.part_size >= cfg.max_workers  # every worker can hold a part
 
 
@@ -129,7 +134,8 @@ def test_stream_mixed_objects_in_order_byte_identical(s3_client, bucket, s3):
     rng = np.random.default_rng(1)
     blobs = {k: rng.bytes(n) for k, n in sizes.items()}
     refs = [put(s3_client, bucket, f"mix/{k}", v) for k, v in blobs.items()]
-    t = transport(s3, part_size=part, budget_bytes=4 * part, max_workers=4)
+    t = transport(s3, part_size=part, small_object_threshold=part, budget_bytes=4 * part,
+                  max_workers=4)
     seen, digests = [], {}
     with t.stream(refs) as stream:
         for chunk in stream:
@@ -423,3 +429,106 @@ def test_wrong_secret_is_a_clear_error_without_the_secret(s3_client, bucket, s3,
     anonymous = Transport(Store(s3.endpoint_url, (("anon", True),)), TransportConfig())
     with pytest.raises(AccessDeniedError, match="access denied"):
         anonymous.read_range(ref, 0, 3)
+
+
+# ---------------------------------------------------------------- properties (local backend: fast)
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.integers(0, 5000), min_size=0, max_size=12),
+       part=st.integers(1, 2048), extra_threshold=st.integers(0, 2048),
+       spare=st.integers(0, 8192), workers=st.integers(1, 6), stop_after=st.integers(0, 40))
+def test_stream_matches_reference_for_any_plan(sizes, part, extra_threshold, spare, workers, stop_after):
+    threshold = part + extra_threshold
+    budget = max(part, threshold) + spare
+    with tempfile.TemporaryDirectory() as root:
+        rng = np.random.default_rng(len(sizes))
+        blobs = [rng.bytes(n) for n in sizes]
+        refs = []
+        for i, blob in enumerate(blobs):
+            path = os.path.join(root, f"o{i}")
+            with open(path, "wb") as f:
+                f.write(blob)
+            refs.append(ObjectRef(path, len(blob), None, f"o{i}"))
+        t = Transport(Store(), TransportConfig(part_size=part, small_object_threshold=threshold,
+                                               budget_bytes=budget, max_workers=workers))
+        seen = []
+        with t.stream(refs) as stream:
+            for chunk in stream:
+                seen.append((chunk.ref.key, chunk.offset, bytes(chunk.data), chunk.last))
+                if len(seen) == stop_after:
+                    break
+        planned = list(plan_parts(refs, part, threshold))[: len(seen)]
+        assert [(k, o, len(d), last) for k, o, d, last in seen] == [
+            (r.key, o, n, last) for r, o, n, last in planned]
+        for key, offset, data, _ in seen:
+            assert data == blobs[int(key[1:])][offset:offset + len(data)]
+        assert t.stats.buffer_peak <= budget
+    assert wait_for(lambda: not transport_threads(), timeout=2.0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(size=st.integers(0, 3000), data=st.data())
+def test_read_range_matches_reference(size, data):
+    start = data.draw(st.integers(0, size))
+    end = data.draw(st.integers(start, size))
+    with tempfile.TemporaryDirectory() as root:
+        blob = os.urandom(size)
+        path = os.path.join(root, "x")
+        with open(path, "wb") as f:
+            f.write(blob)
+        t = Transport(Store())
+        assert bytes(t.read_range(ObjectRef("file://" + path, size), start, end)) == blob[start:end]
+
+
+# ---------------------------------------------------------------- keep-alive (moto closes every connection; S3 does not)
+
+
+class _KeepAliveS3(BaseHTTPRequestHandler):
+    """Serves one blob at any path, honouring Range, keeping connections open."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go in separate writes
+    blob = os.urandom(300 * KIB)
+    peers: set = set()
+
+    def do_GET(self):
+        type(self).peers.add(self.client_address)
+        start, end = 0, len(self.blob) - 1
+        rng = self.headers.get("Range")
+        if rng:
+            a, b = rng.removeprefix("bytes=").split("-")
+            start, end = int(a), int(b)
+        body = self.blob[start:end + 1]
+        self.send_response(206 if rng else 200)
+        if rng:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(self.blob)}")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("ETag", '"v1"')
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_connections_are_reused_with_keep_alive_servers():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _KeepAliveS3)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        store = Store(f"http://127.0.0.1:{server.server_port}", (("anon", True),))
+        t = Transport(store, TransportConfig(part_size=16 * KIB, small_object_threshold=16 * KIB,
+                                             max_workers=1))
+        blob = _KeepAliveS3.blob
+        refs = [ObjectRef(f"s3://b/k{i}", len(blob), "v1") for i in range(3)]
+        got = collect(t.stream(refs))
+        assert all(bytes(v) == blob for v in got.values())
+        assert t.stats.requests == 3 * 19
+        # One worker, one connection, reused for every request after the first.
+        assert len(_KeepAliveS3.peers) == 1
+        with pytest.raises(ObjectChangedError, match="'v1' now, 'v2' listed"):
+            t.read_range(ObjectRef("s3://b/k", len(blob), "v2"), 0, 10)  # server ignores If-Match
+        assert bytes(t.read_range(refs[0], 5, 10)) == blob[5:10]
+    finally:
+        server.shutdown()
+        server.server_close()

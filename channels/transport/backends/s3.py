@@ -272,8 +272,9 @@ class S3Backend(Backend):
             raise SourceNotFoundError(f"{url} does not exist ({detail})", url=url, status=status,
                                       code=code)
         if status == 403:
+            unsigned = ", sent unsigned: no AWS credentials were found" if self._credentials is None else ""
             raise AccessDeniedError(
-                f"access denied reading {url} ({detail}); check the credentials (AWS_PROFILE, "
+                f"access denied reading {url} ({detail}{unsigned}); check the credentials (AWS_PROFILE, "
                 f"AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, instance role) and the bucket policy",
                 url=url, status=status, code=code)
         if status == 412:
