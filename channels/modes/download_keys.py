@@ -31,7 +31,7 @@ def unsafe_reason(key: str) -> str | None:
         >>> unsafe_reason("a/../../x")
         "'..' segment"
     """
-    if (key and key[0] != "/" and "//" not in key and "\0" not in key and "/." not in "/" + key
+    if (key and key[0] != "/" and key[-1] != "/" and "//" not in key and "\0" not in key and "/." not in "/" + key
             and ".channels-" not in key and len(key.encode()) <= NAME_MAX):
         return None  # the common case, decided with a few substring scans
     if not key:
