@@ -20,6 +20,7 @@ COMMANDS = [
     "shard_report",
     "demo",
     "download",
+    "run",
     "pipe",
 ]
 

@@ -1,0 +1,113 @@
+"""``channels run JOB.json -- COMMAND ...``: run a training script as a training job would.
+
+The command sees SageMaker's container layout under ``--root`` (default
+``./.channels-run/<job name>``; SageMaker's is ``/opt/ml``), with the
+``SM_*`` environment, every channel served in its input mode (Pipe FIFOs,
+File downloads, FastFile mounts) and the StoppingCondition enforced. With
+``--hosts N`` (default: the job's InstanceCount) N hosts run at once, each
+with its own root ``DIR/algo-k``, identity and share. At the end every
+host's ``model/`` is uploaded as ``<S3OutputPath>/<job name>/output/model.tar.gz``.
+
+Exit status: 0 completed; the script's own status when it failed (128+N
+when a signal ended it); 124 stopped at MaxRuntimeInSeconds (the script got
+SIGTERM and ended within the grace period); 137 the script ignored SIGTERM
+and got SIGKILL after the grace period; 130 interrupted (Ctrl-C, or SIGTERM to
+``channels run``); 2 the job could not run (bad job, a channel that could
+not be served, a failed upload).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from channels.cli import add_endpoint_argument
+from channels.runner import DEFAULT_GRACE_SECONDS, Run, RunOptions, install_signal_handlers
+from channels.spec import Job
+
+NAME = "run"
+HELP = ("Run a training command as a training job would: the /opt/ml layout and SM_* environment, "
+        "channels served in their input modes, MaxRuntimeInSeconds enforced, model.tar.gz uploaded.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    _add_options(p)
+    p.add_argument("job_and_command", nargs=argparse.REMAINDER, metavar="JOB.json [OPTIONS] -- COMMAND ...",
+                   help="the job definition (either JSON shape), then the training command after --")
+
+
+def _add_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", metavar="DIR", type=Path,
+                   help="what /opt/ml is for the script; with several hosts each gets DIR/algo-k "
+                        "(default: ./.channels-run/<job name>)")
+    p.add_argument("--hosts", type=int, metavar="N",
+                   help="hosts to run at once (default: the job's ResourceConfig.InstanceCount)")
+    p.add_argument("--grace-seconds", type=float, default=DEFAULT_GRACE_SECONDS, metavar="S",
+                   help="seconds between SIGTERM and SIGKILL when the job is stopped (default: %(default)g, "
+                        "as SageMaker)")
+    p.add_argument("--max-runtime-seconds", type=float, metavar="S",
+                   help="override the job's StoppingCondition.MaxRuntimeInSeconds")
+    p.add_argument("--job-name", help="TrainingJobName (default: the job's, else channels-YYYYmmdd-HHMMSS-xxxx)")
+    p.add_argument("--pipe-epochs", type=int, metavar="K",
+                   help="epochs each Pipe channel serves (default: until the script ends, as SageMaker)")
+    p.add_argument("--no-upload", action="store_true",
+                   help="keep model.tar.gz and output.tar.gz in DIR/.channels instead of uploading them")
+    add_endpoint_argument(p)
+
+
+def _split(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """JOB.json and the command from what follows the options; options between them parsed into ``args``.
+
+    argparse cannot tell options after a positional from the command's own,
+    so the words are split at the first ``--`` (without one: JOB.json, then
+    the command) and the part before it parsed again.
+    """
+    words = list(args.job_and_command)
+    if "--" in words:
+        cut = words.index("--")
+        head, command = words[:cut], words[cut + 1:]
+    else:
+        head, command = words[:1], words[1:]
+    inner = argparse.ArgumentParser(prog="channels run", add_help=False)
+    _add_options(inner)
+    inner.add_argument("job", metavar="JOB.json", nargs="?")
+    inner.parse_args(head, namespace=args)
+    return args.job, command
+
+
+def run(args: argparse.Namespace) -> int:
+    job_path, command = _split(args)
+    if job_path is None:
+        print("channels run: error: give a job definition: channels run JOB.json [OPTIONS] -- COMMAND ...",
+              file=sys.stderr)
+        return 2
+    if not command:
+        print("channels run: error: no command: give it after --, e.g. "
+              "channels run job.json -- python train.py", file=sys.stderr)
+        return 2
+    job = Job.load(job_path)
+    options = RunOptions(job, tuple(command), root=args.root, hosts=args.hosts, job_name=args.job_name,
+                         grace_seconds=args.grace_seconds, max_runtime_seconds=args.max_runtime_seconds,
+                         endpoint_url=args.endpoint_url, pipe_epochs=args.pipe_epochs,
+                         upload=not args.no_upload)
+    runner = Run(options)
+    previous = install_signal_handlers(runner)
+    try:
+        hosts = len(runner.layouts)
+        print(f"channels run: {runner.job_name}: {hosts} host(s) under {runner.root}, "
+              f"MaxRuntimeInSeconds {options.max_runtime:g}", file=sys.stderr, flush=True)
+        result = runner.execute()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if result.model_url:
+        print(f"channels run: model: {result.model_url} ({len(result.model.members)} file(s))", file=sys.stderr)
+    elif result.model is not None:
+        print(f"channels run: model: {result.model.path} (not uploaded)", file=sys.stderr)
+    if result.model is not None and result.model.clashes:
+        print(f"channels run: warning: several hosts wrote {', '.join(result.model.clashes[:10])} in model/; "
+              "the lowest-numbered host's copy was kept", file=sys.stderr)
+    print(f"channels run: {result.job_name}: {result.message} (exit {result.exit_code})", file=sys.stderr)
+    return result.exit_code
