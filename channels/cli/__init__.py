@@ -20,6 +20,7 @@ COMMANDS = [
     "shard_report",
     "demo",
     "download",
+    "mount",
     "run",
     "pipe",
 ]

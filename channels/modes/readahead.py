@@ -8,12 +8,12 @@ writable memoryview ``buf`` with the object's bytes ``[start, start + len(buf))`
 How much it fetches (Mountpoint's prefetcher works so):
 
 - The first read after ``open`` fetches ``initial_window`` (1 MiB) bytes.
-- A read that goes on where the last one ended (a *sequential* read) and
-  misses the buffered windows fetches a window twice the previous one, up
-  to ``max_window`` (64 MiB).
-- From the second sequential read on, the next window is fetched in the
-  background while the reader consumes the current one, so reads overlap the
-  network.
+- Each further read that goes on where the last one ended (a *sequential*
+  read) doubles the window, up to ``max_window`` (64 MiB); so does each
+  window fetched (the next one is at least twice as large).
+- From the second sequential read on (from open: once the reader has used
+  half of the first window), the next window is fetched in the background
+  while the reader consumes the current one, so reads overlap the network.
 - A read anywhere else (a *seek*) drops the windows and fetches just what
   was asked (at least ``seek_window``, 4 KiB); windows double again from
   there if the reader goes on sequentially. So random 4 KiB reads fetch
@@ -292,6 +292,7 @@ class ReadaheadFile(io.RawIOBase):
         self._fetched_end = 0
         self._next_size = cfg.initial_window
         self._run = 0  # consecutive sequential reads, the current one included
+        self._from_open = True  # the run began at open, not at a seek
 
     # ------------------------------------------------------------ io protocol
 
@@ -439,10 +440,13 @@ class ReadaheadFile(io.RawIOBase):
                       or self._expected <= pos <= self._expected + tolerance and (self._run or pos == 0))
         if sequential:
             self._run += 1
+            if self._run >= 2:  # each further sequential read doubles the window
+                self._next_size = min(2 * self._next_size, self.config.max_window)
             return
         self.stats.add(seeks=1)
         self._drop_windows()
         self._run = 1
+        self._from_open = False
         self._next_size = self.config.seek_window
         self._fetched_end = pos
 
@@ -489,7 +493,11 @@ class ReadaheadFile(io.RawIOBase):
 
     def _maybe_prefetch(self, pos: int) -> None:
         """Once the run is sequential, keep the next window fetching in the background."""
-        if self._run < 2 or self._fetched_end >= self.size:
+        if self._fetched_end >= self.size:
+            return
+        if self._run < 2 and not (self._from_open and 2 * pos >= self._fetched_end):
+            # One read proves nothing after a seek; from open, using half the
+            # first window does (cat, tar, a checksum), and a header read does not.
             return
         last = self._windows[-1] if self._windows else None
         if last is not None and last.end == self._fetched_end and pos < last.start:

@@ -1,0 +1,156 @@
+"""``channels mount``: a channel (or every FastFile channel of a job) as a read-only FUSE mount.
+
+``channels mount s3://bucket/prefix/ /mnt/train`` mounts one prefix;
+``channels mount JOB.json --root /opt/ml`` mounts each FastFile channel of
+the job at ``/opt/ml/input/data/<channel>/``, one FUSE process per channel.
+
+With ``--foreground`` the command serves until SIGTERM or Ctrl-C and then
+unmounts; without it the mounts are served by background processes and the
+command returns once every mount is up (unmount with ``fusermount3 -u`` or by
+signalling the pid it prints).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+
+from channels.cli import add_endpoint_argument
+from channels.errors import MountError
+
+NAME = "mount"
+HELP = "Mount a channel (S3 prefix) or a job's FastFile channels read-only with FUSE."
+
+#: Seconds to wait for a background mount to appear (the listing comes first).
+READY_TIMEOUT = 600.0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="an S3 prefix (s3://bucket/prefix/) or a job definition (JOB.json)")
+    p.add_argument("mountpoint", nargs="?", help="an empty directory (with a prefix)")
+    p.add_argument("--root", help="with a job: mount each FastFile channel at ROOT/input/data/<channel>/")
+    p.add_argument("--foreground", action="store_true", help="serve until SIGTERM or Ctrl-C, then unmount")
+    p.add_argument("--budget-mib", type=int, default=256,
+                   help="readahead memory shared by all open files, per mount (default: %(default)s)")
+    add_endpoint_argument(p)
+
+
+def is_job_file(source: str) -> bool:
+    return "://" not in source and source.endswith(".json")
+
+
+def run(args: argparse.Namespace) -> int:
+    if is_job_file(args.source):
+        if args.mountpoint or not args.root:
+            raise MountError(f"with a job definition give --root DIR and no MOUNTPOINT "
+                             f"(channels mount {args.source} --root /opt/ml)")
+        targets = job_targets(args.source, args.root)
+    else:
+        if not args.mountpoint or args.root:
+            raise MountError(f"with a prefix give a MOUNTPOINT and no --root "
+                             f"(channels mount {args.source} /mnt/data)")
+        targets = [(args.source, args.mountpoint)]
+    if args.foreground and len(targets) == 1:
+        return serve(targets[0][0], targets[0][1], args)
+    return supervise(targets, args)
+
+
+def job_targets(path: str, root: str) -> list[tuple[str, str]]:
+    """``(S3Uri, mount point)`` of each FastFile channel; the directories are created."""
+    from channels.spec import Job
+
+    job = Job.load(path)
+    targets = []
+    for channel in job.channels:
+        if job.mode_of(channel) != "FastFile":
+            continue
+        if channel.data_source.s3_data_type != "S3Prefix":
+            raise MountError(f"channel {channel.name!r} is {channel.data_source.s3_data_type}; FastFile "
+                             "mounts only an S3Prefix", channel=channel.name)
+        target = os.path.join(root, "input", "data", channel.name)
+        os.makedirs(target, exist_ok=True)
+        targets.append((channel.data_source.s3_uri, target))
+    if not targets:
+        modes = ", ".join(f"{c.name}: {job.mode_of(c)}" for c in job.channels)
+        raise MountError(f"{path} has no FastFile channels ({modes}); nothing to mount")
+    return targets
+
+
+def serve(uri: str, mountpoint: str, args: argparse.Namespace) -> int:
+    """Mount one prefix in this process and block until a signal unmounts it."""
+    from channels.modes.fastfile import FastFileView
+    from channels.modes.mount import check_fuse, mount
+    from channels.modes.readahead import MIB, ReadaheadConfig
+    from channels.store import Store
+
+    check_fuse(mountpoint)  # before the listing: a bad mount point fails fast
+    budget = args.budget_mib * MIB
+    config = ReadaheadConfig(budget_bytes=budget, max_window=min(64 * MIB, max(MIB, budget // 4)))
+    view = FastFileView(uri, Store.from_env(args.endpoint_url), config)
+    mount(view, mountpoint)
+    return 0
+
+
+def supervise(targets: list[tuple[str, str]], args: argparse.Namespace) -> int:
+    """One ``--foreground`` child per mount; wait until all are up, then wait or return."""
+    from channels.modes.mount import check_fuse, wait_mounted
+
+    for _, mountpoint in targets:
+        check_fuse(mountpoint)
+    children = []
+    for uri, mountpoint in targets:
+        cmd = [sys.executable, "-m", "channels", "mount", uri, mountpoint, "--foreground",
+               "--budget-mib", str(args.budget_mib)]
+        if args.endpoint_url:
+            cmd += ["--endpoint-url", args.endpoint_url]
+        logfile = tempfile.NamedTemporaryFile("w+", prefix="channels-mount-", suffix=".log", delete=False)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT,
+                                start_new_session=not args.foreground)
+        children.append((proc, uri, mountpoint, logfile))
+    failed = []
+    for proc, uri, mountpoint, logfile in children:
+        if not wait_mounted(mountpoint, READY_TIMEOUT, alive=lambda p=proc: p.poll() is None):
+            failed.append((proc, uri, mountpoint, logfile))
+    if failed:
+        _stop(children)
+        for _, uri, mountpoint, logfile in failed:
+            logfile.seek(0)
+            print(f"channels mount: {uri} at {mountpoint} failed:\n{logfile.read().strip()}", file=sys.stderr)
+        return 2
+    for proc, uri, mountpoint, logfile in children:
+        print(f"mounted {uri} at {mountpoint} (pid {proc.pid}, log {logfile.name})", flush=True)
+    if not args.foreground:
+        print("unmount with: fusermount3 -u MOUNTPOINT (or kill PID)", flush=True)
+        return 0
+    return _wait(children)
+
+
+def _wait(children) -> int:
+    """Forward SIGTERM/SIGINT to the children and wait for all of them to unmount."""
+    def forward(signum, _frame):
+        for proc, *_ in children:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        codes = [proc.wait() for proc, *_ in children]
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    return 1 if any(codes) else 0
+
+
+def _stop(children) -> None:
+    for proc, *_ in children:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc, *_ in children:
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

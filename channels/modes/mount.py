@@ -1,0 +1,254 @@
+"""A read-only FUSE mount of a FastFile view, so scripts that only know paths need no change.
+
+Built on Debian's libfuse3 through ``mfusepy`` (ctypes bindings for the
+high-level libfuse API, 2 and 3). libfuse runs the loop multithreaded, so
+several programs read at once; each ``open`` gets its own
+:class:`~channels.modes.readahead.ReadaheadFile`, so readahead adapts per
+handle, and all handles share the view's byte budget.
+
+Reads go straight from a readahead window into the kernel's buffer (one copy):
+:class:`_FUSE` overrides mfusepy's ``read`` wrapper, which would otherwise
+build a ``bytes`` first.
+
+libfuse installs its own SIGTERM, SIGINT and SIGHUP handlers: any of them ends
+the loop, and libfuse unmounts before :func:`mount` returns.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import itertools
+import logging
+import os
+import shutil
+import stat
+import threading
+import time
+
+from channels.errors import MountError
+from channels.modes.fastfile import FastFileView
+from channels.modes.readahead import ReadaheadFile
+
+log = logging.getLogger(__name__)
+
+#: Seconds the kernel may cache names and attributes: objects do not change under a mount.
+CACHE_SECONDS = 3600.0
+BLOCK = 512
+#: What libfuse 3's fuse_main returns when its loop ends with an error, a signal included.
+LOOP_ENDED = 8
+#: FUSE worker threads at most (libfuse 3.14 warns when none is given).
+MAX_THREADS = 32
+
+
+def check_fuse(mountpoint: str, *, device: str = "/dev/fuse", fusermount: str = "fusermount3") -> None:
+    """Raise :class:`MountError` with the fix when a mount at ``mountpoint`` cannot work.
+
+    Checks the FUSE device, the fuse3 tools, the libfuse3 library and binding,
+    and that the mount point is an existing, empty directory not mounted on.
+    """
+    if not os.path.exists(device):
+        raise MountError(f"FUSE is unavailable: {device} is missing. Load the kernel module (modprobe fuse) "
+                         "or, in a container, run with --device /dev/fuse --cap-add SYS_ADMIN",
+                         device=device)
+    if shutil.which(fusermount) is None:
+        raise MountError(f"FUSE is unavailable: {fusermount} is not on PATH. Install Debian's fuse3 "
+                         "(apt-get install fuse3 libfuse3-dev)", tool=fusermount)
+    load_binding()
+    if not os.path.exists(mountpoint):
+        raise MountError(f"mount point {mountpoint} does not exist: create it (mkdir -p {mountpoint})",
+                         mountpoint=mountpoint)
+    if not os.path.isdir(mountpoint):
+        raise MountError(f"mount point {mountpoint} is not a directory", mountpoint=mountpoint)
+    if is_mounted(mountpoint):
+        raise MountError(f"{mountpoint} is already a mount point: unmount it first "
+                         f"(fusermount3 -u {mountpoint})", mountpoint=mountpoint)
+    if os.listdir(mountpoint):
+        raise MountError(f"mount point {mountpoint} is not empty: mount on an empty directory "
+                         "(its files would be hidden)", mountpoint=mountpoint)
+
+
+def load_binding():
+    """The ``mfusepy`` module, or a MountError naming what to install."""
+    try:
+        import mfusepy
+    except ImportError as exc:
+        raise MountError("the FUSE binding is missing: pip install mfusepy (or reinstall channels)") from exc
+    except OSError as exc:  # mfusepy raises this when libfuse cannot be found
+        raise MountError(f"libfuse3 could not be loaded ({exc}): apt-get install fuse3 libfuse3-dev") from exc
+    if mfusepy.fuse_version_major != 3:
+        raise MountError(f"found libfuse {mfusepy.fuse_version_major}, FastFile mounts need libfuse 3: "
+                         "apt-get install fuse3 libfuse3-dev (or set FUSE_LIBRARY_NAME=fuse3)")
+    return mfusepy
+
+
+def mount_table(path: str = "/proc/mounts") -> list[tuple[str, str]]:
+    """``(mount point, fs type)`` of every mount (octal escapes decoded)."""
+    out = []
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) >= 3:
+                point = fields[1].encode("latin-1", "surrogateescape").decode("unicode_escape")
+                out.append((point, fields[2]))
+    return out
+
+
+def is_mounted(mountpoint: str) -> bool:
+    """Whether ``mountpoint`` appears in /proc/mounts."""
+    target = os.path.realpath(mountpoint)
+    return any(point == target for point, _ in mount_table())
+
+
+def wait_mounted(mountpoint: str, timeout: float, *, alive=lambda: True) -> bool:
+    """Poll /proc/mounts until ``mountpoint`` is there (True), ``alive()`` is False or time is up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if is_mounted(mountpoint):
+            return True
+        if not alive():
+            return is_mounted(mountpoint)
+        time.sleep(0.05)
+    return False
+
+
+class FastFileOperations:
+    """The FUSE callbacks over a view: getattr, readdir, open, read, release, statfs.
+
+    Args:
+        view: the channel's tree (listed at construction if not yet).
+    """
+
+    use_ns = True  # times in nanoseconds (mfusepy's current convention)
+
+    def __init__(self, view: FastFileView) -> None:
+        self.view = view.load()
+        self._uid, self._gid = os.getuid(), os.getgid()
+        self._time_ns = time.time_ns()
+        self._handles: dict[int, ReadaheadFile] = {}  # open handles by fh number
+        self._next_fh = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def _attrs(self, entry) -> dict:
+        common = {"st_uid": self._uid, "st_gid": self._gid, "st_atime": self._time_ns,
+                  "st_mtime": self._time_ns, "st_ctime": self._time_ns}
+        if entry.is_dir:
+            return {"st_mode": stat.S_IFDIR | 0o555, "st_nlink": 2 + entry.subdirs, "st_size": 0, **common}
+        return {"st_mode": stat.S_IFREG | 0o444, "st_nlink": 1, "st_size": entry.size,
+                "st_blocks": (entry.size + BLOCK - 1) // BLOCK, "st_blksize": 1 << 20, **common}
+
+    def getattr(self, path: str, fh=None) -> dict:
+        try:
+            return self._attrs(self.view.stat(path))
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise _oserror(exc.errno or errno.ENOENT) from None
+
+    def readdir(self, path: str, fh):
+        try:
+            entries = self.view.scandir(path)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise _oserror(exc.errno or errno.ENOENT) from None
+        yield "."
+        yield ".."
+        for e in entries:
+            yield e.path.rpartition("/")[2], {"st_mode": stat.S_IFDIR if e.is_dir else stat.S_IFREG}, 0
+
+    def open(self, path: str, flags: int) -> int:
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT):
+            raise _oserror(errno.EROFS)
+        try:
+            f = self.view.open(path)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+            raise _oserror(exc.errno or errno.ENOENT) from None
+        with self._lock:
+            fh = next(self._next_fh)
+            self._handles[fh] = f
+        return fh
+
+    def read_into(self, dest: memoryview, offset: int, fh: int) -> int:
+        """Fill the kernel's buffer from ``offset``; bytes read (0 at the end)."""
+        f = self._handles.get(fh)
+        if f is None:
+            raise _oserror(errno.EBADF)
+        try:
+            return f.preadinto(offset, dest)
+        except OSError as exc:
+            log.error("read of %s at %d failed: %s", f.name, offset, exc)
+            raise _oserror(errno.EIO) from None
+
+    def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
+        buf = bytearray(size)
+        n = self.read_into(memoryview(buf), offset, fh)
+        return bytes(buf[:n])
+
+    def release(self, path: str, fh: int) -> int:
+        with self._lock:
+            f = self._handles.pop(fh, None)
+        if f is not None:
+            f.close()
+        return 0
+
+    def statfs(self, path: str) -> dict:
+        return {"f_bsize": 1 << 20, "f_frsize": BLOCK, "f_namemax": 1024}
+
+    def destroy(self, path: str) -> None:
+        with self._lock:
+            handles, self._handles = list(self._handles.values()), {}
+        for f in handles:
+            f.close()
+
+
+def _oserror(code: int) -> OSError:
+    return OSError(code, os.strerror(code))
+
+
+def _fuse_class():
+    mfusepy = load_binding()
+
+    class _FUSE(mfusepy.FUSE):
+        """mfusepy's FUSE, reading straight into the kernel's buffer (no ``bytes`` in between)."""
+
+        def read(self, path, buf, size, offset, fip):
+            dest = memoryview((ctypes.c_ubyte * size).from_address(ctypes.addressof(buf.contents))).cast("B")
+            return self.operations.read_into(dest, offset, fip.contents.fh)
+
+    return _FUSE
+
+
+def mount(view: FastFileView, mountpoint: str, *, allow_other: bool | None = None, debug: bool = False) -> None:
+    """Serve ``view`` at ``mountpoint`` until a signal ends it; blocks.
+
+    SIGTERM, SIGINT (Ctrl-C) and SIGHUP unmount cleanly. The view is closed
+    on return.
+
+    Args:
+        view: the channel to serve (listed before mounting, so that a bad
+            prefix fails here and not as EIO later).
+        mountpoint: an existing, empty directory.
+        allow_other: let other users read the mount (default: when root).
+
+    Raises:
+        MountError: FUSE is unavailable, or the mount point is unusable.
+        SourceNotFoundError, EmptyChannelError: the prefix cannot be listed.
+    """
+    check_fuse(mountpoint)
+    operations = FastFileOperations(view)
+    if allow_other is None:
+        allow_other = os.geteuid() == 0
+    options = {"ro": True, "fsname": f"channels:{view.uri}"[:200], "subtype": "channels",
+               "kernel_cache": True, "entry_timeout": CACHE_SECONDS, "attr_timeout": CACHE_SECONDS,
+               "negative_timeout": CACHE_SECONDS, "allow_other": allow_other, "default_permissions": True,
+               "max_threads": MAX_THREADS}
+    fuse = _fuse_class()
+    try:
+        fuse(operations, os.path.realpath(mountpoint), foreground=True, debug=debug, **options)
+    except RuntimeError as exc:
+        # libfuse 3 reports a loop ended by its signal handler as an error (fuse_main
+        # returns 8, with the signal number kept as the session's error); it has
+        # unmounted by then. Anything else, or a mount left behind, is a failure.
+        if exc.args != (LOOP_ENDED,) or is_mounted(mountpoint):
+            raise MountError(f"mounting {view.uri} at {mountpoint} failed (libfuse returned {exc}); "
+                             "see the messages above", mountpoint=mountpoint) from exc
+        log.info("unmounted %s", mountpoint)
+    finally:
+        view.close()
