@@ -1,0 +1,19 @@
+"""The benchmark harness (a surface, DESIGN layer 7): how users choose a mode.
+
+Modules, each one concept:
+
+* :mod:`~channels.bench.profiles`: latency profiles (``local``, ``s3-like``...).
+* :mod:`~channels.bench.proxy`: the loopback proxy that applies a profile
+  (first-byte delay, bandwidth per connection and per host, fault hooks).
+* :mod:`~channels.bench.services`: endpoint and proxies in their own processes.
+* :mod:`~channels.bench.datasets`: generated datasets, reused when present.
+* :mod:`~channels.bench.runners` and :mod:`~channels.bench.peers`: the
+  registry of what is measured: our modes and the baseline clients.
+* :mod:`~channels.bench.harness`: the throughput suite (interleaved repeats).
+* :mod:`~channels.bench.imbalance`: N host processes downloading at once.
+* :mod:`~channels.bench.report`: machine, versions, medians, ratios, tables.
+* :mod:`~channels.bench.suite`: ``channels bench`` as one call, and its JSON.
+* :mod:`~channels.bench.plots`: the notebooks' figures.
+
+Nothing heavy is imported here: ``import channels.bench`` is cheap.
+"""

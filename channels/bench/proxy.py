@@ -1,0 +1,506 @@
+"""A loopback HTTP/1.1 proxy that makes a local endpoint behave like a remote one.
+
+The kernel on the project's machines has no netem, so latency and bandwidth
+come from this proxy, in front of the endpoint (moto on loopback, or any
+plain-HTTP S3-compatible store). It knows just enough HTTP/1.1 to find where
+each request and response ends:
+
+* **first-byte delay**: every request waits ``first_byte_delay`` seconds in
+  the proxy before it is forwarded, so each response's first byte comes that
+  much later than the upstream alone would send it;
+* **per-connection bandwidth**: each client connection's response bytes are
+  paced to ``connection_bandwidth`` bytes/s (a virtual-clock token bucket
+  with a small burst allowance);
+* **per-listener bandwidth**: all connections of one listener share
+  ``listener_bandwidth`` bytes/s, a host's network interface when each
+  simulated host gets its own listener (:mod:`channels.bench.imbalance`);
+* **keep-alive towards the client**: moto closes every connection after one
+  response; the proxy keeps the client's connection open when the response
+  length is known and reconnects upstream per request, as S3 does (clients
+  reuse connections there, so connection set-up is not what we measure).
+
+Requests are forwarded byte for byte (``Host`` included), so signed requests
+stay valid; only response heads are rewritten (the ``Connection`` header).
+
+Faults: a ``fault_policy`` callable sees every request and may answer an
+:class:`Action` (``status``: answer an error without reaching the upstream;
+``reset``: cut the response with a TCP reset after ``n`` body bytes; ``stall``:
+stop after ``n`` body bytes for ``seconds``, then close). :func:`scripted_faults`
+builds the policy with the knobs of ``tests/faultproxy.py`` (``reset_after``,
+``stall_after``, ``status``, ``error_rate``), so that file could become a thin
+wrapper of this one.
+
+Efficiency: one thread per client connection; bodies move through a 1 MiB
+buffer with ``recv_into``/``sendall`` (no per-chunk allocation, the GIL
+released during each system call). Run it in its own process
+(``python -m channels.bench.proxy``) so that it competes with neither the
+client nor the server for a GIL; ``benchmarks/test_bench_proxy.py`` measures
+its pass-through throughput against the endpoint alone.
+
+Example:
+    >>> with Proxy(s3.endpoint_url, PROFILES["s3-like"]) as proxy:   # doctest: +SKIP
+    ...     Transport(Store(proxy.url)).read_range(url, 0, 1 << 20)
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from channels.bench.profiles import PROFILES, Profile
+
+__all__ = ["PROFILES", "Action", "Pacer", "Profile", "Proxy", "RequestInfo", "scripted_faults"]
+
+BUFFER = 1 << 20
+_HEAD_LIMIT = 1 << 20
+_ERROR_CODES = {500: "InternalError", 502: "BadGateway", 503: "SlowDown", 504: "GatewayTimeout"}
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """What a fault policy sees of a request.
+
+    Attributes:
+        index: 1-based arrival order over the proxy's life.
+        method: ``GET``, ``PUT``...
+        target: the request target (path and query).
+        range: the ``Range`` header, or None.
+    """
+
+    index: int
+    method: str
+    target: str
+    range: str | None
+
+
+@dataclass(frozen=True)
+class Action:
+    """A fault to inject into one response.
+
+    Attributes:
+        kind: ``status``, ``reset`` or ``stall``.
+        status: the HTTP status answered (kind ``status``).
+        after_bytes: body bytes relayed before the fault (``reset``, ``stall``).
+        seconds: how long a stall lasts before the connection is closed.
+    """
+
+    kind: str
+    status: int = 503
+    after_bytes: int = 0
+    seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("status", "reset", "stall"):
+            raise ValueError(f"unknown fault kind {self.kind!r}: use status, reset or stall")
+
+
+FaultPolicy = Callable[[RequestInfo], "Action | None"]
+
+
+def scripted_faults(*, reset_after: dict[int, int] | None = None,
+                    stall_after: dict[int, tuple[int, float]] | None = None,
+                    status: dict[int, int] | None = None, error_rate: float = 0.0,
+                    error_status: int = 503, seed: int = 0,
+                    match: Callable[[str, str], bool] | None = None) -> FaultPolicy:
+    """A fault policy with ``tests/faultproxy.py``'s knobs.
+
+    Knobs count *matching* requests (by default every GET), 1-based. The
+    returned callable has ``faults`` (``[(k, kind)]``) and ``matched``.
+
+    Args:
+        reset_after: ``{k: n}``: the k-th matching response is reset after n body bytes.
+        stall_after: ``{k: (n, seconds)}``: the k-th stalls after n body bytes.
+        status: ``{k: code}``: the k-th is answered ``code`` without reaching the upstream.
+        error_rate: every other matching request is answered ``error_status``
+            with this probability (seeded).
+        error_status: the status of random errors.
+        seed: seed of the random errors.
+        match: which requests count, ``(method, target) -> bool``.
+    """
+    reset_after, stall_after, status = dict(reset_after or {}), dict(stall_after or {}), dict(status or {})
+    match = match or (lambda method, target: method == "GET")
+    rng = random.Random(seed)
+    lock = threading.Lock()
+
+    def policy(req: RequestInfo) -> Action | None:
+        if not match(req.method, req.target):
+            return None
+        with lock:
+            policy.matched += 1
+            k = policy.matched
+            if k in status:
+                action = Action("status", status=status[k])
+            elif k in reset_after:
+                action = Action("reset", after_bytes=reset_after[k])
+            elif k in stall_after:
+                n, seconds = stall_after[k]
+                action = Action("stall", after_bytes=n, seconds=seconds)
+            elif error_rate and rng.random() < error_rate:
+                action = Action("status", status=error_status)
+            else:
+                return None
+            policy.faults.append((k, action.kind))
+            return action
+
+    policy.matched = 0
+    policy.faults = []
+    return policy
+
+
+class Pacer:
+    """Paces bytes to ``rate`` bytes/s; thread-safe, so it can be shared.
+
+    A virtual clock: ``take(n)`` moves the clock ``n / rate`` seconds ahead
+    and sleeps until it is no longer ahead of real time. An idle pacer lends
+    at most ``burst`` seconds of credit.
+
+    Invariant: ``_clock >= monotonic() - burst`` after every ``take``.
+    """
+
+    def __init__(self, rate: float, burst: float = 0.002) -> None:
+        if not rate > 0:
+            raise ValueError(f"rate must be > 0 bytes/s, got {rate!r}")
+        self.rate = float(rate)
+        self.burst = burst
+        self._clock = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._clock = max(self._clock, now - self.burst) + n / self.rate
+            wait = self._clock - now
+        if wait > 0:
+            time.sleep(wait)
+
+    def slice(self) -> int:
+        """A send size that keeps pacing smooth: ~5 ms of bytes, 16 KiB to 1 MiB."""
+        return int(min(BUFFER, max(16 * 1024, self.rate * 0.005)))
+
+
+@dataclass
+class ProxyStats:
+    """Counters of one proxy (read them after the traffic has stopped)."""
+
+    connections: int = 0
+    requests: int = 0
+    response_bytes: int = 0
+    upstream_connections: int = 0
+    faults: list = field(default_factory=list)
+
+
+class Proxy:
+    """One listener in front of ``upstream``; see the module docstring.
+
+    Args:
+        upstream: ``http://host:port`` of the endpoint (https is refused:
+            the proxy does not speak TLS).
+        profile: delay and bandwidth knobs.
+        fault_policy: called per request; may return an :class:`Action`.
+        port: port to listen on (0: a free one).
+    """
+
+    def __init__(self, upstream: str, profile: Profile | None = None, *,
+                 fault_policy: FaultPolicy | None = None, port: int = 0) -> None:
+        parts = urlsplit(upstream)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"the proxy relays plain HTTP only; got upstream {upstream!r} "
+                             "(use the 'direct' profile for an https endpoint)")
+        self.upstream = (parts.hostname, parts.port or 80)
+        self.profile = profile or PROFILES["local"]
+        self.fault_policy = fault_policy
+        self.stats = ProxyStats()
+        self._shared = (Pacer(self.profile.listener_bandwidth)
+                        if self.profile.listener_bandwidth else None)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._server = socket.create_server(("127.0.0.1", port), backlog=256)
+        self.port = self._server.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._accept, name=f"proxy-{self.port}", daemon=True)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> Proxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            self._server.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._server.close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> Proxy:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------ serving
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._lock:
+                self.stats.connections += 1
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        """Serve one client connection, request after request (keep-alive)."""
+        conn = _Connection(self, client)
+        try:
+            while not self._stop.is_set() and conn.one_exchange():
+                pass
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def _next_request(self, method: str, target: str, rng: str | None) -> Action | None:
+        with self._lock:
+            self.stats.requests += 1
+            index = self.stats.requests
+        if self.fault_policy is None:
+            return None
+        action = self.fault_policy(RequestInfo(index, method, target, rng))
+        if action is not None:
+            with self._lock:
+                self.stats.faults.append((index, action.kind))
+        return action
+
+
+class _Connection:
+    """The state of one client connection and its current upstream socket.
+
+    Invariant: ``pending`` holds bytes read from the client past the last
+    parsed request (pipelined or early bytes), never more than one head.
+    """
+
+    def __init__(self, proxy: Proxy, client: socket.socket) -> None:
+        self.proxy = proxy
+        self.client = client
+        self.up: socket.socket | None = None
+        self.pending = b""
+        self.buf = bytearray(BUFFER)
+        rate = proxy.profile.connection_bandwidth
+        self.pacer = Pacer(rate) if rate else None
+
+    def close(self) -> None:
+        for s in (self.up, self.client):
+            if s is not None:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+        self.up = None
+
+    # One request and its response; False when the client connection ends.
+    def one_exchange(self) -> bool:
+        head, self.pending = _read_head(self.client, self.pending)
+        if head is None:
+            return False
+        request_line, headers = _parse_head(head)
+        method, target, _version = (request_line.split(" ", 2) + ["", ""])[:3]
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            self.client.sendall(_error_response(501, "chunked request bodies are not relayed"))
+            return False
+        length = int(headers.get("content-length", "0") or 0)
+        body, self.pending = self.pending[:length], self.pending[length:]
+        action = self.proxy._next_request(method, target, headers.get("range"))
+        delay = self.proxy.profile.first_byte_delay
+        if delay:
+            time.sleep(delay)
+        if action is not None and action.kind == "status":
+            self.client.sendall(_error_response(action.status))
+            return False
+        client_close = headers.get("connection", "").lower() == "close" or _version == "HTTP/1.0"
+        self._send_request(head, body, length)
+        return self._relay_response(method, action) and not client_close
+
+    def _upstream(self) -> socket.socket:
+        if self.up is None:
+            self.up = socket.create_connection(self.proxy.upstream, timeout=60)
+            self.up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self.proxy._lock:
+                self.proxy.stats.upstream_connections += 1
+        return self.up
+
+    def _send_request(self, head: bytes, body: bytes, length: int) -> None:
+        up = self._upstream()
+        up.sendall(head + b"\r\n\r\n" + body)
+        remaining = length - len(body)
+        view = memoryview(self.buf)
+        while remaining > 0:  # a large request body (PUT) streams through
+            n = self.client.recv_into(view, min(remaining, BUFFER))
+            if not n:
+                raise OSError("client closed mid-request")
+            up.sendall(view[:n])
+            remaining -= n
+
+    def _relay_response(self, method: str, action: Action | None) -> bool:
+        """Relay one response; True when both sides may carry on."""
+        up = self.up
+        head, rest = _read_head(up, b"")
+        if head is None:
+            raise OSError("upstream closed without a response")
+        status_line, headers = _parse_head(head)
+        status = int(status_line.split(" ", 2)[1])
+        upstream_close = headers.get("connection", "").lower() == "close"
+        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            length: int | None = 0
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            length = None  # relayed as received, chunk framing included
+        elif "content-length" in headers:
+            length = int(headers["content-length"])
+        else:
+            length = -1  # until the upstream closes
+        keep = length is not None and length >= 0
+        lines = [ln for ln in head.split(b"\r\n") if not ln.lower().startswith(b"connection:")]
+        lines.append(b"Connection: keep-alive" if keep else b"Connection: close")
+        out = b"\r\n".join(lines) + b"\r\n\r\n"
+        self._send(out)
+        if length is None:
+            self._relay_chunked(rest, action)
+            keep = not upstream_close
+        elif not self._relay_body(rest, length, action):
+            return False
+        if upstream_close or not keep:
+            try:
+                up.close()
+            finally:
+                self.up = None
+        return keep
+
+    def _send(self, data) -> None:
+        n = len(data)
+        if self.pacer is not None:
+            self.pacer.take(n)
+        shared = self.proxy._shared
+        if shared is not None:
+            shared.take(n)
+        self.client.sendall(data)
+
+    def _slice(self) -> int:
+        sizes = [BUFFER]
+        if self.pacer is not None:
+            sizes.append(self.pacer.slice())
+        if self.proxy._shared is not None:
+            sizes.append(self.proxy._shared.slice())
+        return min(sizes)
+
+    def _relay_body(self, rest: bytes, length: int, action: Action | None) -> bool:
+        """Relay ``length`` body bytes (-1: until EOF); False if a fault ended it."""
+        limit = action.after_bytes if action is not None else None
+        sent = 0
+        stats = self.proxy.stats
+        if rest:
+            rest = rest if length < 0 else rest[:length]
+            if limit is not None and len(rest) >= limit:
+                return self._fault(rest[:limit], action)
+            self._send(rest)
+            sent = len(rest)
+        view = memoryview(self.buf)
+        step = self._slice()
+        while length < 0 or sent < length:
+            want = step if length < 0 else min(step, length - sent)
+            if limit is not None:
+                want = min(want, max(1, limit - sent))
+            n = self.up.recv_into(view, want)
+            if not n:
+                if length < 0:
+                    break
+                raise OSError("upstream closed mid-body")
+            if limit is not None and sent + n >= limit:
+                return self._fault(view[: limit - sent], action)
+            self._send(view[:n])
+            sent += n
+        with self.proxy._lock:
+            stats.response_bytes += sent
+        return length >= 0
+
+    def _relay_chunked(self, rest: bytes, action: Action | None) -> None:
+        """Relay a chunked body verbatim up to its terminating chunk."""
+        data = rest
+        while True:
+            # Find the next chunk-size line.
+            while b"\r\n" not in data:
+                more = self.up.recv(65536)
+                if not more:
+                    raise OSError("upstream closed mid-chunk")
+                data += more
+            size_line, _, data = data.partition(b"\r\n")
+            size = int(size_line.split(b";")[0].strip() or b"0", 16)
+            self._send(size_line + b"\r\n")
+            if size == 0:  # trailers end with an empty line
+                while not (data.startswith(b"\r\n") or b"\r\n\r\n" in data):
+                    more = self.up.recv(65536)
+                    if not more:
+                        break
+                    data += more
+                end = 2 if data.startswith(b"\r\n") else data.index(b"\r\n\r\n") + 4
+                self._send(data[:end])
+                return
+            need = size + 2  # payload and its CRLF
+            while len(data) < need:
+                more = self.up.recv(max(65536, need - len(data)))
+                if not more:
+                    raise OSError("upstream closed mid-chunk")
+                data += more
+            self._send(data[:need])
+            data = data[need:]
+
+    def _fault(self, head_part, action: Action) -> bool:
+        if len(head_part):
+            self.client.sendall(head_part)
+        if action.kind == "reset":
+            # SO_LINGER 0: close() sends RST instead of FIN.
+            self.client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        else:
+            self.proxy._stop.wait(action.seconds)
+        return False
+
+
+# ---------------------------------------------------------------- HTTP bits
+
+def _read_head(sock: socket.socket, data: bytes) -> tuple[bytes | None, bytes]:
+    """``(head, rest)``: the bytes before the first blank line, and after it."""
+    while b"\r\n\r\n" not in data:
+        more = sock.recv(65536)
+        if not more:
+            return None, b""
+        data += more
+        if len(data) > _HEAD_LIMIT:
+            raise OSError("HTTP head too long")
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
+
+
+def _parse_head(head: bytes) -> tuple[str, dict[str, str]]:
+    lines = head.split(b"\r\n")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return lines[0].decode("latin-1"), headers
+
+
+def _error_response(status: int, message: str = "injected by channels.bench.proxy") -> bytes:
+    code = _ERROR_CODES.get(status, "InternalError" if status >= 500 else "Error")
+    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+            f"<Message>{message}</Message></Error>").encode()
+    return (f"HTTP/1.1 {status} {code}\r\nContent-Type: application/xml\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
