@@ -14,6 +14,9 @@ $(PY):
 # Reinstall when the project's metadata changes.
 $(STAMP): $(PY) pyproject.toml
 	$(PIP) install --quiet -e '.[test]'
+	@# The torch extra's CPU build, pinned: a bare "torch" would fetch a multi-GB CUDA build.
+	@$(PY) -c 'import torch' 2>/dev/null || $(PIP) install --quiet torch==2.13.0 || \
+		echo "torch==2.13.0 could not be installed: the PyTorch adapter's tests will be skipped"
 	touch $(STAMP)
 
 install: $(STAMP) system-deps
