@@ -130,6 +130,27 @@ def test_a_consumer_that_closes_early_moves_on_to_the_next_epoch(s3_client, buck
     assert "train: 3 epoch(s), 2 closed early" in err
 
 
+def test_the_next_epoch_appears_only_once_the_reader_is_at_eof(s3_client, bucket, tmp_path):
+    s3_client.put_object(Bucket=bucket, Key="d/a", Body=b"q" * 3 * 1024 * KIB)
+    job = job_file(tmp_path, [channel("train", f"s3://{bucket}/d/")])
+    proc = serve(job, tmp_path, "--epochs", "2")
+    data_dir = tmp_path / "input" / "data"
+    wait_for_path(data_dir / "train_0", proc)
+    with open(data_dir / "train_0", "rb", buffering=0) as f:  # unbuffered: no read-ahead
+        head = b""
+        while len(head) < 3 * 1024 * KIB - 100:
+            head += f.read(3 * 1024 * KIB - 100 - len(head))
+        time.sleep(0.3)  # the writer has written everything; 100 bytes wait in the pipe
+        assert not (data_dir / "train_1").exists()
+        tail = f.read()
+    assert head + tail == b"q" * 3 * 1024 * KIB
+    wait_for_path(data_dir / "train_1", proc)
+    with open(data_dir / "train_1", "rb") as f:
+        assert len(f.read()) == 3 * 1024 * KIB
+    rc, err = finish(proc)
+    assert rc == 0, err
+
+
 def test_fifos_are_private_and_sigterm_stops_a_writer_waiting_for_its_reader(s3_client, bucket, tmp_path):
     s3_client.put_object(Bucket=bucket, Key="d/a", Body=b"x" * 1000)
     job = job_file(tmp_path, [channel("train", f"s3://{bucket}/d/"), channel("eval", f"s3://{bucket}/d/")])

@@ -12,7 +12,8 @@ For every Pipe channel of a job, :class:`FifoServer` serves
    bytes back to back, with RecordIO one RecordIO record per object
    (streamed through :class:`channels.records.RecordIOStreamEncoder`); Gzip
    objects are inflated first, as SageMaker does for CompressionType Gzip;
-4. it closes the FIFO (the reader sees EOF) and removes it, then creates
+4. once the reader has taken the last byte out of the pipe, it closes the
+   FIFO (the reader sees EOF) and removes it, then creates
    ``<channel>_<e+1>``. A reader that closes early ends the epoch: the
    writer's next write fails with EPIPE, and the epoch ends there, quietly.
 
@@ -36,12 +37,14 @@ FIFO, a channel already fetches that epoch's first bytes.
 
 from __future__ import annotations
 
+import array
 import errno
 import fcntl
 import logging
 import os
 import select
 import stat
+import termios
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -142,6 +145,29 @@ def write_all(fd: int, data: memoryview, stop: threading.Event, poller: select.p
         data = data[n:]
 
 
+def wait_drained(fd: int, stop: threading.Event) -> None:
+    """Return once the reader has taken every byte out of the pipe (or closed it).
+
+    So that the writer's close, which the reader sees as EOF, comes when the
+    reader is at the end, and the next epoch's FIFO appears after that.
+
+    Raises:
+        _Stopped: ``stop`` was set first.
+    """
+    pending = array.array("i", [0])
+    delay = 0.0005
+    while True:
+        try:
+            fcntl.ioctl(fd, termios.FIONREAD, pending, True)
+        except OSError:  # pragma: no cover - FIONREAD on pipes is Linux's; elsewhere, do not wait
+            return
+        if pending[0] == 0:
+            return
+        if stop.wait(delay):
+            raise _Stopped()
+        delay = min(delay * 2, OPEN_POLL_MAX)
+
+
 def epoch_bytes(pieces: Iterable[Piece], record_wrapper: str, *, inflated: bool = False
                 ) -> Iterator[memoryview]:
     """What one epoch's FIFO carries, as buffers to write in order.
@@ -234,6 +260,7 @@ class ChannelWriter(threading.Thread):
                         self._write(fd, first, poller)
                     for buf in out:
                         self._write(fd, buf, poller)
+                    wait_drained(fd, self.stop_event)  # EOF when the reader is at the end
                 except BrokenPipeError:
                     self.early_closes += 1
                     log.debug("%s: the reader closed epoch %d early", self.channel, epoch)
