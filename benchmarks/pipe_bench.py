@@ -9,9 +9,6 @@ then the next round), ``--rounds`` times with:
 * ``pipe``: :class:`channels.modes.pipe.PipeReader`, raw framing, one epoch
   per round (listed once, before the rounds, as a job lists once); records
   here are the chunks it yields;
-* ``pipe_part16``: the same with 16 MiB parts, so 16 MiB objects are one GET
-  each as in boto3 (moto reads a whole object for every ranged GET, so 8 MiB
-  parts of a 16 MiB object cost it twice the work of one whole GET);
 * ``fifo``: the FIFO server (in process) writing the epoch into
   ``<channel>_<epoch>`` and ``dd`` (another process, as a training script
   is) reading it to EOF: the SageMaker path; client CPU includes ``dd``'s;
@@ -34,6 +31,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -59,7 +57,7 @@ from channels.transport import Transport, TransportConfig  # noqa: E402
 
 UNITS = {"B": 1, "KiB": 1024, "MiB": 1024 ** 2, "GiB": 1024 ** 3}
 MIB = 1024 ** 2
-ALL_CLIENTS = ("pipe", "pipe_part16", "fifo", "boto3_8threads", "s3fs_open_read")
+ALL_CLIENTS = ("pipe", "fifo", "boto3_8threads", "s3fs_open_read")
 
 
 def parse_set(text: str) -> tuple[int, int]:
@@ -200,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         sets = {args.only: sets[args.only]}
 
     results: dict = {"versions": {**peers.versions(), "cpus": str(os.cpu_count())}, "rounds": args.rounds,
-                     "sets": {}, "framers": {}}
+                     "transport_config": dataclasses.asdict(TransportConfig()), "sets": {}, "framers": {}}
     with start_endpoint() as endpoint:
         url, pid = endpoint.info["url"], endpoint.pid
         client = peers._boto3_client(url, 16)
@@ -212,12 +210,11 @@ def main(argv: list[str] | None = None) -> int:
             keys, uri = dataset.keys(), f"s3://{bucket}/{dataset.prefix}"
             makers = {
                 "pipe": lambda: PipeClient(url, uri),
-                "pipe_part16": lambda: PipeClient(url, uri, TransportConfig(part_size=16 * MIB)),
                 "fifo": lambda: FifoClient(url, uri),
                 "boto3_8threads": lambda: (lambda: peers.boto3_threads(url, bucket, keys, threads=8)),
                 "s3fs_open_read": lambda: (lambda: peers.s3fs_open_read(url, bucket, keys)),
             }
-            chosen = [c for c in wanted if not (name == "small" and c in ("s3fs_open_read", "pipe_part16"))]
+            chosen = [c for c in wanted if not (name == "small" and c == "s3fs_open_read")]
             clients = {c: makers[c]() for c in chosen}
             runs = run_rounds(clients, args.rounds, pid, dataset.total_bytes)
             results["sets"][name] = {"count": count, "size": size, "runs": runs,
@@ -237,7 +234,7 @@ def ratios(results: dict) -> dict[str, float]:
     out = {}
     large = results["sets"].get("large", {}).get("medians", {})
     small = results["sets"].get("small", {}).get("medians", {})
-    for ours in ("pipe", "pipe_part16", "fifo"):
+    for ours in ("pipe", "fifo"):
         for base, key in (("boto3_8threads", "mb_per_s"), ("s3fs_open_read", "mb_per_s")):
             if ours in large and base in large:
                 out[f"large {ours} / {base} (MB/s)"] = large[ours][key] / large[base][key]
@@ -252,6 +249,9 @@ def table(results: dict) -> str:
     lines = [f"\nPipe benchmark, medians of {results['rounds']} interleaved rounds, one endpoint "
              f"(moto {v.get('moto')}, its own process); {v.get('cpus')} CPUs; boto3 {v.get('boto3')}, "
              f"s3fs {v.get('s3fs')}, urllib3 {v.get('urllib3')}"]
+    c = results["transport_config"]
+    lines.append(f"pipe/fifo transport: parts of {c['part_size'] // MIB} MiB, budget {c['budget_bytes'] // MIB} MiB, "
+                 f"{c['max_workers']} workers, small-object threshold {c['small_object_threshold']}")
     for name, s in results["sets"].items():
         lines.append(f"\n{name}: {s['count']} x {s['size'] // 1024} KiB")
         lines.append(f"  {'client':<16} {'MB/s':>8} {'objects/s':>10} {'records/s':>10} "

@@ -24,7 +24,8 @@ from channels.transport import TransportConfig
 
 KIB = 1024
 TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
-SMALL = TransportConfig(part_size=64 * KIB, budget_bytes=1024 * KIB, max_workers=4)
+SMALL = TransportConfig(part_size=64 * KIB, small_object_threshold=64 * KIB, budget_bytes=1024 * KIB,
+                        max_workers=4)
 
 
 def reader(s3, uri: str, **kwargs) -> PipeReader:

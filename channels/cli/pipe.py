@@ -29,9 +29,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host-index", type=int, help="this host's 0-based index (with --hosts)")
     p.add_argument("--channel", action="append", metavar="NAME",
                    help="serve only this Pipe channel (repeatable; default: all)")
-    p.add_argument("--budget-mib", type=int, default=256,
+    defaults = TransportConfig()
+    p.add_argument("--budget-mib", type=int, default=defaults.budget_bytes // MIB,
                    help="memory budget per channel for reads in flight, MiB (default: %(default)s)")
-    p.add_argument("--part-size-mib", type=int, default=8,
+    p.add_argument("--part-size-mib", type=int, default=defaults.part_size // MIB,
                    help="bytes per ranged GET of a large object, MiB (default: %(default)s)")
     p.add_argument("--mode", default="600", help="FIFO permission bits, octal: 600 or 640 (default: %(default)s)")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per epoch served")

@@ -42,14 +42,13 @@ must outlive the step, or iterate ``reader.records(copy=True)``.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from typing import Any
 
 from channels.listing import Listing, ObjectRef, list_source
 from channels.modes.pipe_source import Piece, PipeSource, iter_pieces
 from channels.records import framer, framer_names
-from channels.sharding import plan
+from channels.sharding import check_host, plan
 from channels.store import Store
 from channels.transport import Transport, TransportConfig
 
@@ -111,7 +110,7 @@ class PipeReader:
                              f"each object one record: use framing='object' (or 'raw' for the bytes)")
         if framing not in (RAW, OBJECT, PARQUET) and framing not in framer_names():  # pragma: no cover
             raise ValueError(f"framing {framing!r} has no framer registered in channels.records")
-        plan([0], hosts, self.source.strategy).units_for(host_index)  # validates host identity now
+        check_host(host_index, hosts)
         self.framing = framing
         self.host_index = host_index
         self.hosts = hosts
@@ -249,6 +248,8 @@ class PipeReader:
                     f = None
 
     def _parquet(self, pieces: Iterator[Piece]) -> Iterator[Any]:
+        import pyarrow as pa
+
         from channels.records import iter_parquet_batches
 
         counts = self.counts
@@ -257,8 +258,8 @@ class PipeReader:
             for piece in pieces:
                 buf += piece.data
                 if piece.last:
-                    data, buf = bytes(buf), bytearray()
-                    for batch in iter_parquet_batches(io.BytesIO(data), url=piece.ref.url):
+                    data, buf = pa.BufferReader(pa.py_buffer(buf)), bytearray()  # no copy
+                    for batch in iter_parquet_batches(data, url=piece.ref.url):
                         counts["records"] += 1
                         yield batch
 
