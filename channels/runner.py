@@ -173,7 +173,8 @@ class Run:
         self.store = Store.from_env(options.endpoint_url)
         self._stop_reason: str | None = None
         self._hosts: list[HostRun] = []
-        self._lock = threading.Lock()
+        #: Plain-language notes for the user (printed by the CLI before the run).
+        self.warnings: list[str] = _warnings(options.job, len(self.layouts))
 
     # ---------------------------------------------------------------- setup
 
@@ -204,31 +205,41 @@ class Run:
     # ---------------------------------------------------------------- running
 
     def stop(self, reason: str = "interrupted") -> None:
-        """Stop every host (SIGTERM to the scripts, SIGKILL after the grace period)."""
-        with self._lock:
-            if self._stop_reason is None:
-                self._stop_reason = reason
+        """Stop every host (SIGTERM to the scripts, SIGKILL after the grace period).
+
+        Lock-free, so that a signal handler may call it at any point.
+        """
+        if self._stop_reason is None:
+            self._stop_reason = reason
         for h in self._hosts:
             h.request_stop(reason)
 
     def execute(self) -> RunResult:
         """Run every host to the end, then pack and upload; never raises for a script's failure."""
         hosts = self.prepare()
+        if self._stop_reason is not None:  # stopped while preparing
+            self.stop(self._stop_reason)
         threads = [threading.Thread(target=h.run, name=f"channels-run-{h.spec.host}", daemon=True)
                    for h in hosts]
         for t in threads:
             t.start()
-        try:
-            while any(t.is_alive() for t in threads):
+        interrupts = 0
+        while any(t.is_alive() for t in threads):
+            try:
                 if self._stop_reason is None and any(
                         h.result is not None and h.result.outcome is Outcome.FAILED for h in hosts):
                     self.stop("peer-failed")
                 for t in threads:
                     t.join(0.05)
-        except KeyboardInterrupt:
-            self.stop("interrupted")
-            for t in threads:
-                t.join()
+            except KeyboardInterrupt:
+                # First Ctrl-C: stop as the platform would (SIGTERM, grace period).
+                # Second: no more grace; the scripts get SIGKILL now. Either way the
+                # host threads still tear their services down before we return.
+                interrupts += 1
+                self.stop("interrupted")
+                if interrupts > 1:
+                    for h in hosts:
+                        h.kill_now()
         results = [h.result or HostResult(h.spec.host, Outcome.FAILED, None, "the host did not report")
                    for h in hosts]
         return self.finish(results)
@@ -238,7 +249,7 @@ class Run:
     def finish(self, results: list[HostResult]) -> RunResult:
         o = self.options
         outcome, code, message = _verdict(results, o)
-        for layout, r in zip(self.layouts, results):
+        for layout, r in zip(self.layouts, results, strict=True):
             if (r.outcome in (Outcome.FAILED, Outcome.KILLED) and r.script_started) or r.setup_failed:
                 write_failure(layout, r.reason)
         result = RunResult(self.job_name, self.root, outcome, code, message, results)
@@ -271,6 +282,16 @@ def run_job(options: RunOptions) -> RunResult:
         SpecError, ShardingError: a job or host count that cannot run.
     """
     return Run(options).execute()
+
+
+def _warnings(job: Job, hosts: int) -> list[str]:
+    out = []
+    sharded_fastfile = [c.name for c in job.channels
+                        if job.mode_of(c) == "FastFile" and c.data_source.distribution == "ShardedByS3Key"]
+    if sharded_fastfile and hosts > 1:
+        out.append(f"FastFile channel(s) {', '.join(sharded_fastfile)} are ShardedByS3Key, but channels mount "
+                   "shows the whole prefix on every host: each host sees every object")
+    return out
 
 
 def _claim(layout: Layout, fresh: bool) -> None:

@@ -98,6 +98,11 @@ class HostRun:
             self._stop_reason = reason
         self._stop.set()
 
+    def kill_now(self) -> None:
+        """Stop with no grace period left: SIGKILL at the next check."""
+        self.grace_seconds = 0.0
+        self.request_stop("interrupted")
+
     def stopping(self) -> bool:
         return self._stop.is_set()
 

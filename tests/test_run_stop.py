@@ -130,3 +130,49 @@ def test_fuse_reason_is_clear():
     # Documented behaviour of the FUSE marks above: skipped only for a missing device or tool.
     reason = fuse_missing()
     assert reason is None or "FUSE" in reason or "fusermount3" in reason
+
+
+def test_sigterm_to_channels_run_stops_the_job_cleanly(data, bucket, tmp_path):
+    job_path = tmp_path / "job.json"
+    make_job("Pipe", bucket, runtime=600).dump(job_path)
+    root = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "channels", "run", str(job_path), "--root", str(root), "--grace-seconds", "30",
+         "--", sys.executable, "-c", TRAPS_SIGTERM], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not (root / "input" / "data" / "train_0").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # the script is up and has its handler
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Stopped (interrupted)" in err and "exited with status 0" in err
+    assert (root / "model" / "weights.bin").is_file()  # it had its grace period to save
+    nothing_served(root)
+
+
+def test_one_host_failing_stops_the_others(data, bucket, s3_client, tmp_path):
+    script = ("import os, sys, time\n"
+              "if os.environ['SM_CURRENT_HOST'] == 'algo-2': sys.exit(5)\n"
+              "time.sleep(60)\n")
+    started = time.monotonic()
+    result = run_job(RunOptions(make_job("Pipe", bucket, runtime=600), (sys.executable, "-c", script),
+                                root=tmp_path / "run", hosts=2, grace_seconds=5))
+    assert time.monotonic() - started < 20
+    assert result.exit_code == 5 and result.outcome is Outcome.FAILED
+    assert result.message.startswith("Failed: algo-2: AlgorithmError")
+    first = result.hosts[0]
+    assert first.outcome is Outcome.STOPPED and first.stop_reason == "peer-failed"
+    assert first.returncode == -signal.SIGTERM
+    assert "exited with status 5" in (tmp_path / "run" / "algo-2" / "output" / "failure").read_text()
+
+
+def test_a_channel_that_cannot_be_served_fails_before_the_script(s3_client, tmp_path):
+    s3_client.create_bucket(Bucket=OUT_BUCKET)
+    job = make_job("File", "no-such-bucket", runtime=60)
+    marker = tmp_path / "ran"
+    result = run_job(RunOptions(job, (sys.executable, "-c", f"open({str(marker)!r}, 'w')"), root=tmp_path / "run"))
+    assert result.exit_code == 2 and result.outcome is Outcome.FAILED
+    assert "channels download" in result.message and "no-such-bucket" in result.message
+    assert not marker.exists() and result.model is None
+    assert "ClientError" in (tmp_path / "run" / "output" / "failure").read_text()

@@ -98,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         hosts = len(runner.layouts)
         print(f"channels run: {runner.job_name}: {hosts} host(s) under {runner.root}, "
               f"MaxRuntimeInSeconds {options.max_runtime:g}", file=sys.stderr, flush=True)
+        for line in runner.warnings:
+            print(f"channels run: warning: {line}", file=sys.stderr)
         result = runner.execute()
     finally:
         for sig, handler in previous.items():
