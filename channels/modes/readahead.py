@@ -51,9 +51,12 @@ class ReadaheadConfig:
         initial_window: bytes the first read after ``open`` fetches.
         max_window: the cap of a doubling window.
         seek_window: the least a read after a seek fetches.
-        part_size: a window is fetched as concurrent parts of at most this.
+        part_size: a window is fetched as concurrent parts of about this
+            (at most 1.5 times it: no runt parts).
         budget_bytes: the most window-buffer bytes all files hold at once.
         max_workers: fetch threads per view (parts in flight at once).
+        prefetch_depth: windows kept fetching ahead of the one being read,
+            budget permitting (2: request latency overlaps, not only transfer).
         forward_tolerance: a read this far past the last one's end (or the
             current window's length, if larger) still counts as sequential,
             so reads that the kernel delivers slightly out of order (FUSE)
@@ -67,11 +70,12 @@ class ReadaheadConfig:
     budget_bytes: int = 256 * MIB
     max_workers: int = 16
     forward_tolerance: int = 256 * KIB
+    prefetch_depth: int = 2
 
     def __post_init__(self) -> None:
         problems = []
         for name in ("initial_window", "max_window", "seek_window", "part_size", "budget_bytes",
-                     "max_workers"):
+                     "max_workers", "prefetch_depth"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 problems.append(f"{name} must be a positive int, got {value!r}")
@@ -83,6 +87,20 @@ class ReadaheadConfig:
                             f"({self.initial_window}) <= max_window ({self.max_window})")
         if problems:
             raise ValueError("invalid ReadaheadConfig: " + "; ".join(problems))
+
+
+def split_parts(start: int, end: int, part_size: int) -> list[tuple[int, int]]:
+    """``[start, end)`` as equal parts of about ``part_size`` (none a runt).
+
+    Example:
+        >>> split_parts(0, 9, 8)
+        [(0, 9)]
+        >>> split_parts(0, 15, 8)
+        [(0, 8), (8, 15)]
+    """
+    n = max(1, round((end - start) / part_size))
+    step = -(-(end - start) // n)
+    return [(lo, min(lo + step, end)) for lo in range(start, end, step)]
 
 
 class ReadStats:
@@ -470,6 +488,13 @@ class ReadaheadFile(io.RawIOBase):
             w.drop()
         self._windows.clear()
 
+    def _window_size(self, start: int, minimum: int = 0) -> int:
+        """The next window from ``start``: ``_next_size``, stretched to the end of the
+        object rather than leave a runt shorter than itself (one request fewer)."""
+        want = max(minimum, self._next_size)
+        rest = self.size - start
+        return rest if rest - want < want and rest <= max(want, self.config.max_window) else min(want, rest)
+
     def _grow(self, fetched: int) -> None:
         self._next_size = min(max(2 * fetched, self._next_size), self.config.max_window)
 
@@ -478,7 +503,7 @@ class ReadaheadFile(io.RawIOBase):
         need = min(len(dest), self.size - pos)
         if pos != self._fetched_end:  # a tolerated skip forward: the run goes on from here
             self._drop_windows()
-        want = min(max(need, self._next_size), self.size - pos)
+        want = self._window_size(pos, need)
         grant = 0 if need >= want else self._budget.try_acquire(want, need)
         if not grant:
             if need < want:
@@ -499,18 +524,17 @@ class ReadaheadFile(io.RawIOBase):
             # One read proves nothing after a seek; from open, using half the
             # first window does (cat, tar, a checksum), and a header read does not.
             return
-        last = self._windows[-1] if self._windows else None
-        if last is not None and last.end == self._fetched_end and pos < last.start:
-            return  # a window ahead of the reader is already on its way
-        if last is None and pos < self._fetched_end:
-            return
-        want = min(self._next_size, self.size - self._fetched_end)
-        grant = self._budget.try_acquire(want, min(want, self.config.initial_window))
-        if not grant:
-            return
-        self.stats.add(prefetches=1)
-        self._start_window(self._fetched_end, grant, inline_first=False)
-        self._grow(grant)
+        # Windows wholly ahead of the reader (the one it is in does not count).
+        ahead = sum(1 for w in self._windows if w.start > pos)
+        while ahead < self.config.prefetch_depth and self._fetched_end < self.size:
+            want = self._window_size(self._fetched_end)
+            grant = self._budget.try_acquire(want, min(want, self.config.initial_window))
+            if not grant:
+                return
+            self.stats.add(prefetches=1)
+            self._start_window(self._fetched_end, grant, inline_first=False)
+            self._grow(grant)
+            ahead += 1
 
     def _start_window(self, start: int, length: int, *, inline_first: bool) -> _Window:
         w = _Window(start, start + length, self._budget, length)
@@ -518,7 +542,7 @@ class ReadaheadFile(io.RawIOBase):
         self._fetched_end = w.end
         self.stats.add(windows=1)
         view = memoryview(w.buf)
-        bounds = [(lo, min(lo + self.config.part_size, w.end)) for lo in range(start, w.end, self.config.part_size)]
+        bounds = split_parts(start, w.end, self.config.part_size)
         first = None
         for i, (lo, hi) in enumerate(bounds):
             if i == 0 and inline_first:
@@ -544,12 +568,10 @@ class ReadaheadFile(io.RawIOBase):
     def _fetch_direct(self, pos: int, dest: memoryview) -> None:
         """Fill the caller's buffer, in concurrent parts; no budget is used."""
         self.stats.add(windows=1)
-        part = self.config.part_size
-        n = len(dest)
-        futures = [self._executor.submit(self._fetch_part, pos + lo, dest[lo:lo + part])
-                   for lo in range(part, n, part)]
+        (lo0, hi0), *rest = split_parts(0, len(dest), self.config.part_size)
+        futures = [self._executor.submit(self._fetch_part, pos + lo, dest[lo:hi]) for lo, hi in rest]
         try:
-            self._fetch_part(pos, dest[:part])
+            self._fetch_part(pos, dest[lo0:hi0])
         finally:
             # Parts write into the caller's buffer: none may outlive this call.
             wait_futures(futures)

@@ -1,0 +1,304 @@
+"""FastFile mode against Pipe and s3fs, same endpoint, same run.
+
+What it measures (MB/s are medians over rounds, modes interleaved per round):
+
+- sequential reads of every object, ``cat``-like (1 MiB ``read`` calls):
+  through the Python view (one reader thread, and ``--threads`` readers),
+  through the FUSE mount (same two), against Pipe mode's reader
+  (``PipeReader(framing="raw")``; ``Transport.stream`` if pipe.py is absent,
+  labelled so) and s3fs ``open().read()`` one object after another;
+- random 4 KiB reads through the view: bytes fetched per byte returned;
+- time from starting ``channels mount`` to the first listing of its root, on
+  a prefix of ``--list-objects`` objects (100,000 by default; uploading them
+  to moto takes minutes: pass a smaller number, or 0 to skip);
+- peak RSS of a process reading 16 files at once through one view, against
+  its budget.
+
+moto's server runs in a child process (so it does not share our GIL), the
+mount in another (as ``python -m channels mount ... --foreground``), remounted
+each round so that the page cache starts cold.
+
+Run: .venv/bin/python benchmarks/fastfile_bench.py [--objects 64 --size-mib 16 --rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import peers  # noqa: E402
+
+from channels.modes.fastfile import FastFileView  # noqa: E402
+from channels.modes.mount import is_mounted, wait_mounted  # noqa: E402
+from channels.modes.readahead import KIB, MIB, ReadaheadConfig  # noqa: E402
+from channels.store import Store  # noqa: E402
+from channels.testing import DUMMY_CREDENTIALS, Dataset, fill_bucket, free_port, tiny_sizes, uniform_sizes  # noqa: E402
+
+BUCKET = "bench-fastfile"
+READ = 1 * MIB  # cat-like reads
+_SERVER = """
+import sys, time
+from channels.testing import LocalS3
+LocalS3(int(sys.argv[1])).start()
+print("ready", flush=True)
+time.sleep(1e9)
+"""
+
+
+def start_server() -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", _SERVER, str(port)], env={**os.environ, **DUMMY_CREDENTIALS},
+                            stdout=subprocess.PIPE, text=True)
+    if proc.stdout.readline().strip() != "ready":
+        raise RuntimeError("moto server did not start")
+    endpoint = f"http://127.0.0.1:{port}"
+    os.environ.update(DUMMY_CREDENTIALS, AWS_ENDPOINT_URL=endpoint)
+    return proc, endpoint
+
+
+def upload(endpoint: str, prefix: str, sizes, threads: int = 16) -> list[str]:
+    client = peers._boto3_client(endpoint, max(16, threads))
+    dataset = Dataset(BUCKET, sizes, prefix=prefix)
+    fill_bucket(client, BUCKET, dataset, threads=threads)
+    return dataset.keys()
+
+
+# ---------------------------------------------------------------- readers
+
+def timed(fn):
+    t0 = time.perf_counter()
+    n = fn()
+    return n, time.perf_counter() - t0
+
+
+def read_pipe(uri: str) -> tuple[str, int]:
+    try:
+        from channels.modes.pipe import PipeReader
+    except ImportError:
+        from channels.listing import list_prefix
+        from channels.transport import Transport
+
+        with Transport() as t, t.stream(list_prefix(uri).refs) as s:
+            return "Transport.stream (Pipe stand-in)", sum(len(c.data) for c in s)
+    with PipeReader(uri, framing="raw") as reader:
+        return "Pipe (PipeReader raw)", sum(len(piece) for piece in reader.epoch(0))
+
+
+def cat(open_file, names: list[str], threads: int) -> tuple[int, float]:
+    """Read every file with 1 MiB ``read`` calls; (bytes, seconds)."""
+    def one(name: str) -> int:
+        n = 0
+        with open_file(name) as f:
+            while chunk := f.read(READ):
+                n += len(chunk)
+        return n
+
+    t0 = time.perf_counter()
+    if threads == 1:
+        n = sum(map(one, names))
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            n = sum(pool.map(one, names))
+    return n, time.perf_counter() - t0
+
+
+def read_view(uri: str, threads: int) -> tuple[int, float]:
+    """The view's listing counts (Pipe lists too)."""
+    t0 = time.perf_counter()
+    with FastFileView(uri) as view:
+        n, _ = cat(view.open, view.listdir(""), threads)
+    return n, time.perf_counter() - t0
+
+
+def start_mount(uri: str, mountpoint: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "channels", "mount", uri, mountpoint, "--foreground"],
+                            stdin=subprocess.DEVNULL)
+    if not wait_mounted(mountpoint, 900, alive=lambda: proc.poll() is None):
+        raise RuntimeError(f"mount of {uri} did not come up (exit {proc.poll()})")
+    return proc
+
+
+def stop_mount(proc: subprocess.Popen, mountpoint: str) -> None:
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+    if is_mounted(mountpoint):
+        raise RuntimeError(f"{mountpoint} still mounted after SIGTERM")
+
+
+def read_mount(uri: str, mountpoint: str, threads: int) -> tuple[int, float]:
+    """Mounted anew each time (a cold page cache); the time counts reading only."""
+    proc = start_mount(uri, mountpoint)
+    try:
+        names = sorted(os.listdir(mountpoint))
+        return cat(lambda n: open(os.path.join(mountpoint, n), "rb", buffering=0), names, threads)
+    finally:
+        stop_mount(proc, mountpoint)
+
+
+def read_s3fs(endpoint: str, keys: list[str]) -> int:
+    return peers.s3fs_open_read(endpoint, BUCKET, keys)
+
+
+# ---------------------------------------------------------------- the other figures
+
+def random_ratio(uri: str, reads: int = 2000, seed: int = 0) -> dict:
+    """Random 4 KiB reads across the objects: fetched / returned, and correctness against s3fs."""
+    rng = random.Random(seed)
+    with FastFileView(uri) as view:
+        names = view.listdir("")
+        files = {n: view.open(n) for n in names}
+        checked = 0
+        for i in range(reads):
+            name = rng.choice(names)
+            f = files[name]
+            pos = rng.randrange(max(1, f.size - 4 * KIB))
+            f.seek(pos)
+            data = f.read(4 * KIB)
+            if i < 20:  # spot-check against the object (the tests check every byte)
+                want = view.transport.read_range(view.stat(name).ref, pos, pos + len(data))
+                checked += bytes(want) == data
+        s = view.stats.snapshot()
+        for f in files.values():
+            f.close()
+    return {"reads": reads, "bytes_read": s["bytes_read"], "bytes_fetched": s["bytes_fetched"],
+            "requests": s["requests"], "fetched_per_read": s["bytes_fetched"] / s["bytes_read"],
+            "spot_checks_ok": checked}
+
+
+def listing_time(uri: str, mountpoint: str) -> dict:
+    t0 = time.perf_counter()
+    proc = start_mount(uri, mountpoint)
+    mounted = time.perf_counter() - t0
+    try:
+        count = len(os.listdir(mountpoint))
+        first = time.perf_counter() - t0
+    finally:
+        stop_mount(proc, mountpoint)
+    t0 = time.perf_counter()
+    with FastFileView(uri) as view:
+        view_count = len(view.listdir(""))
+    return {"objects": count, "mount_to_first_listing_s": first, "mount_up_s": mounted,
+            "view_first_listdir_s": time.perf_counter() - t0, "view_objects": view_count}
+
+
+RSS_CHILD = """
+import sys, threading
+from concurrent.futures import ThreadPoolExecutor
+from channels.modes.fastfile import FastFileView
+from channels.modes.readahead import ReadaheadConfig, MIB
+def hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) * 1024
+budget = int(sys.argv[2])
+view = FastFileView(sys.argv[1], config=ReadaheadConfig(budget_bytes=budget))
+names = view.listdir("")[:16]
+import channels.transport, channels.modes.readahead  # imports done: the baseline
+before = hwm()
+def one(n):
+    with view.open(n) as f:
+        while f.read(MIB):
+            pass
+with ThreadPoolExecutor(16) as pool:
+    list(pool.map(one, names))
+print(before, hwm(), view.budget.peak, len(names))
+"""
+
+
+def peak_rss(uri: str, budget: int) -> dict:
+    out = subprocess.run([sys.executable, "-c", RSS_CHILD, uri, str(budget)], capture_output=True, text=True,
+                         check=True).stdout.split()
+    before, peak, budget_peak, files = map(int, out)
+    return {"files": files, "budget_bytes": budget, "rss_before_reading": before, "peak_rss": peak,
+            "budget_peak": budget_peak, "peak_minus_budget_mib": (peak - budget) / MIB}
+
+
+# ---------------------------------------------------------------- main
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--objects", type=int, default=int(os.environ.get("FASTFILE_BENCH_OBJECTS", 64)))
+    p.add_argument("--size-mib", type=int, default=16)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=4, help="parallel readers for the threaded figures")
+    p.add_argument("--list-objects", type=int, default=int(os.environ.get("FASTFILE_BENCH_LIST_N", 100_000)))
+    p.add_argument("--json", default=".benchmarks/fastfile-summary.json")
+    args = p.parse_args(argv)
+    server, endpoint = start_server()
+    mnt = tempfile.mkdtemp(prefix="channels-bench-mnt-")
+    results: dict = {"config": vars(args), "versions": peers.versions()}
+    try:
+        keys = upload(endpoint, "seq/", uniform_sizes(args.objects, args.size_mib * MIB))
+        uri = f"s3://{BUCKET}/seq/"
+        total = args.objects * args.size_mib * MIB
+        pipe_label = read_pipe(uri)[0]
+        modes = {
+            pipe_label: lambda: timed(lambda: read_pipe(uri)[1]),
+            "s3fs open().read()": lambda: timed(lambda: read_s3fs(endpoint, keys)),
+            "view, 1 reader": lambda: read_view(uri, 1),
+            f"view, {args.threads} readers": lambda: read_view(uri, args.threads),
+            "mount, 1 reader": lambda: read_mount(uri, mnt, 1),
+            f"mount, {args.threads} readers": lambda: read_mount(uri, mnt, args.threads),
+        }
+        times: dict[str, list[float]] = {m: [] for m in modes}
+        for r in range(args.rounds):
+            for name, fn in modes.items():
+                got, seconds = fn()
+                times[name].append(seconds)
+                if got != total:
+                    raise RuntimeError(f"{name} read {got} bytes, expected {total}")
+        mbs = {m: total / statistics.median(t) / 1e6 for m, t in times.items()}
+        pipe = mbs[pipe_label]
+        results["sequential"] = {"objects": args.objects, "size_mib": args.size_mib, "rounds": args.rounds,
+                                 "mb_per_s": mbs, "vs_pipe": {m: v / pipe for m, v in mbs.items()},
+                                 "seconds": times}
+        results["random_4k"] = random_ratio(uri)
+        results["rss"] = peak_rss(uri, 128 * MIB)
+        if args.list_objects:
+            t0 = time.perf_counter()
+            upload(endpoint, "many/", tiny_sizes(args.list_objects, 10), threads=64)
+            results["listing"] = {"upload_s": time.perf_counter() - t0,
+                                  **listing_time(f"s3://{BUCKET}/many/", mnt)}
+    finally:
+        server.terminate()
+        server.wait(10)
+        os.rmdir(mnt)
+    report(results)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(results, indent=2))
+    return results
+
+
+def report(r: dict) -> None:
+    s = r["sequential"]
+    print(f"sequential reads, {s['objects']} x {s['size_mib']} MiB, 1 MiB reads, median of {s['rounds']}:")
+    for m, v in s["mb_per_s"].items():
+        print(f"  {m:<34} {v:8.0f} MB/s  {s['vs_pipe'][m]:5.2f}x Pipe")
+    q = r["random_4k"]
+    print(f"random 4 KiB reads: {q['reads']} reads, fetched {q['fetched_per_read']:.2f}x the bytes returned "
+          f"({q['requests']} requests)")
+    m = r["rss"]
+    print(f"peak RSS, {m['files']} files at once: {m['peak_rss'] / MIB:.0f} MiB with a "
+          f"{m['budget_bytes'] / MIB:.0f} MiB budget (budget + {m['peak_minus_budget_mib']:.0f} MiB; "
+          f"{m['rss_before_reading'] / MIB:.0f} MiB before reading)")
+    if "listing" in r:
+        li = r["listing"]
+        print(f"listing {li['objects']} objects: mount to first listing {li['mount_to_first_listing_s']:.1f} s "
+              f"(view: {li['view_first_listdir_s']:.1f} s; upload took {li['upload_s']:.0f} s)")
+    print("versions:", ", ".join(f"{k} {v}" for k, v in r["versions"].items()))
+
+
+if __name__ == "__main__":
+    main()
