@@ -67,7 +67,7 @@ def consume(data_dir: Path, name: str, epochs: int, proc: subprocess.Popen, out:
     for e in range(epochs):
         path = data_dir / f"{name}_{e}"
         wait_for_path(path, proc)
-        with open(path, "rb") as f:
+        with open(path, "rb", buffering=0 if e in early else -1) as f:  # early: take 100 bytes only
             out[e] = f.read(100) if e in early else f.read()
 
 
@@ -128,6 +128,18 @@ def test_a_consumer_that_closes_early_moves_on_to_the_next_epoch(s3_client, buck
     assert got[0] == got[1] == b"A" * 100
     assert got[2] == b"".join(objects[k] for k in sorted(objects))
     assert "train: 3 epoch(s), 2 closed early" in err
+
+
+def test_closing_early_with_the_rest_already_in_the_pipe_ends_the_epoch(s3_client, bucket, tmp_path):
+    s3_client.put_object(Bucket=bucket, Key="d/a", Body=b"s" * 1000)  # fits in the pipe at once
+    job = job_file(tmp_path, [channel("train", f"s3://{bucket}/d/")])
+    proc = serve(job, tmp_path, "--epochs", "2", "-v")
+    got: dict[int, bytes] = {}
+    consume(tmp_path / "input" / "data", "train", 2, proc, got, early={0})
+    rc, err = finish(proc)
+    assert rc == 0, err
+    assert got == {0: b"s" * 100, 1: b"s" * 1000}
+    assert "1 closed early" in err
 
 
 def test_the_next_epoch_appears_only_once_the_reader_is_at_eof(s3_client, bucket, tmp_path):

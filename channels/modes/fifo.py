@@ -145,13 +145,14 @@ def write_all(fd: int, data: memoryview, stop: threading.Event, poller: select.p
         data = data[n:]
 
 
-def wait_drained(fd: int, stop: threading.Event) -> None:
-    """Return once the reader has taken every byte out of the pipe (or closed it).
+def wait_drained(fd: int, stop: threading.Event, poller: select.poll) -> None:
+    """Return once the reader has taken every byte out of the pipe.
 
     So that the writer's close, which the reader sees as EOF, comes when the
     reader is at the end, and the next epoch's FIFO appears after that.
 
     Raises:
+        BrokenPipeError: the reader closed the FIFO with bytes left unread.
         _Stopped: ``stop`` was set first.
     """
     pending = array.array("i", [0])
@@ -163,6 +164,8 @@ def wait_drained(fd: int, stop: threading.Event) -> None:
             return
         if pending[0] == 0:
             return
+        if any(events & select.POLLERR for _, events in poller.poll(0)):  # no reader left
+            raise BrokenPipeError(errno.EPIPE, "the reader closed the FIFO")
         if stop.wait(delay):
             raise _Stopped()
         delay = min(delay * 2, OPEN_POLL_MAX)
@@ -178,22 +181,28 @@ def epoch_bytes(pieces: Iterable[Piece], record_wrapper: str, *, inflated: bool 
     512 MiB). ``inflated`` says the pieces are inflated Gzip objects, whose
     length the listing does not tell.
     """
-    if record_wrapper != "RecordIO":
+    pieces = iter(pieces)
+    try:
+        if record_wrapper != "RecordIO":
+            for piece in pieces:
+                if piece.data:
+                    yield piece.data
+            return
+        encoder = None
         for piece in pieces:
-            if piece.data:
-                yield piece.data
-        return
-    encoder = None
-    for piece in pieces:
-        if encoder is None:
-            known = piece.ref.inline is not None or not inflated
-            encoder = RecordIOStreamEncoder(piece.ref.size if known else None)
-        for out in encoder.feed(piece.data):
-            yield memoryview(out)
-        if piece.last:
-            for out in encoder.finish():
+            if encoder is None:
+                known = piece.ref.inline is not None or not inflated
+                encoder = RecordIOStreamEncoder(piece.ref.size if known else None)
+            for out in encoder.feed(piece.data):
                 yield memoryview(out)
-            encoder = None
+            if piece.last:
+                for out in encoder.finish():
+                    yield memoryview(out)
+                encoder = None
+    finally:
+        close = getattr(pieces, "close", None)
+        if close is not None:  # cancel the reads in flight now, not when collected
+            close()
 
 
 class ChannelWriter(threading.Thread):
@@ -260,7 +269,7 @@ class ChannelWriter(threading.Thread):
                         self._write(fd, first, poller)
                     for buf in out:
                         self._write(fd, buf, poller)
-                    wait_drained(fd, self.stop_event)  # EOF when the reader is at the end
+                    wait_drained(fd, self.stop_event, poller)  # EOF when the reader is at the end
                 except BrokenPipeError:
                     self.early_closes += 1
                     log.debug("%s: the reader closed epoch %d early", self.channel, epoch)
