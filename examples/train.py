@@ -8,9 +8,10 @@ It reads the ``train`` channel in whichever input mode the job gives it:
   each read to EOF; epoch e+1's FIFO appears once epoch e's is read, so the
   script waits for it (as AWS's Pipe-mode examples do).
 
-Each epoch it hashes what it read (bytes and SHA-256), prints a line, and at
-the end saves a "model" to ``$SM_MODEL_DIR`` (model.json: the epochs' sizes
-and digests). On SIGTERM (the job hit MaxRuntimeInSeconds) it saves what it
+Each epoch it hashes what it read (bytes and SHA-256) and prints a line. At
+the end every host writes what it saw to ``$SM_OUTPUT_DATA_DIR/<host>.json``
+and the first host saves a "model" to ``$SM_MODEL_DIR`` (model.json: the
+epochs' sizes and digests). On SIGTERM (the job hit MaxRuntimeInSeconds) it saves what it
 has and exits 0, within SageMaker's 120-second window.
 
 Run it as SageMaker would, on any machine::
@@ -80,9 +81,20 @@ def read_pipe_epoch(fifo: str, digest: "hashlib._Hash") -> int:
 
 
 def save(model_dir: Path, epochs: list[dict], stopped: bool) -> None:
-    model_dir.mkdir(parents=True, exist_ok=True)
-    doc = {"host": os.environ.get("SM_CURRENT_HOST"), "epochs": epochs, "stopped": stopped}
-    (model_dir / "model.json").write_text(json.dumps(doc, indent=2) + "\n")
+    """Every host reports what it saw in output/data/<host>.json; the first host saves the model.
+
+    (Hosts' model/ directories are packed into one model.tar.gz, so only one
+    of them writes model.json.)
+    """
+    host = os.environ.get("SM_CURRENT_HOST", "algo-1")
+    doc = {"host": host, "epochs": epochs, "stopped": stopped}
+    text = json.dumps(doc, indent=2) + "\n"
+    output_dir = Path(os.environ.get("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data"))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / f"{host}.json").write_text(text)
+    if host == json.loads(os.environ.get("SM_HOSTS", '["algo-1"]'))[0]:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        (model_dir / "model.json").write_text(text)
 
 
 def main() -> int:
