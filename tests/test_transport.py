@@ -70,9 +70,8 @@ def test_config_rejects_bad_values(kwargs, fragment):
 
 def test_config_defaults_are_consistent():
     cfg = TransportConfig()
-    assert cfg.part_size == 8 * MIB and cfg.threshold == 16 * MIB  # two parts: one GET
-    assert TransportConfig(part_size=MIB, budget_bytes=MIB).threshold == MIB  # never past the budget
-    assert cfg.budget_bytes // cfg.part_size >= cfg.max_workers  # every worker can hold a part
+    assert cfg.threshold == cfg.part_size == 16 * MIB
+    assert cfg.budget_bytes // cfg.part_size == 16  # GETs in flight for large objects
 
 
 def test_unknown_backend_lists_valid_names():
@@ -134,8 +133,7 @@ def test_stream_mixed_objects_in_order_byte_identical(s3_client, bucket, s3):
     rng = np.random.default_rng(1)
     blobs = {k: rng.bytes(n) for k, n in sizes.items()}
     refs = [put(s3_client, bucket, f"mix/{k}", v) for k, v in blobs.items()]
-    t = transport(s3, part_size=part, small_object_threshold=part, budget_bytes=4 * part,
-                  max_workers=4)
+    t = transport(s3, part_size=part, budget_bytes=4 * part, max_workers=4)
     seen, digests = [], {}
     with t.stream(refs) as stream:
         for chunk in stream:
@@ -156,7 +154,7 @@ def test_stream_mixed_objects_in_order_byte_identical(s3_client, bucket, s3):
 def test_stream_request_counts_for_large_object(s3_client, bucket, s3):
     data = os.urandom(64 * MIB)
     ref = put(s3_client, bucket, "big.bin", data)
-    t = transport(s3)  # defaults: 8 MiB parts
+    t = transport(s3, part_size=8 * MIB)
     digest = hashlib.sha256()
     for chunk in t.stream([ref]):
         digest.update(chunk.data)
@@ -532,3 +530,20 @@ def test_connections_are_reused_with_keep_alive_servers():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_buffers_are_reused_across_streams(s3_client, bucket, s3):
+    part = 64 * KIB
+    refs = [put(s3_client, bucket, f"w/{i}", os.urandom(3 * part)) for i in range(4)]
+    t = transport(s3, part_size=part, budget_bytes=6 * part, max_workers=4)
+    first = collect(t.stream(refs))
+    spare = list(t._spare)
+    assert spare and sum(map(len, spare)) <= 6 * part
+    ids = {id(b) for b in spare}
+    stream = t.stream(refs)
+    assert t._spare == []  # adopted by the new stream
+    assert collect(stream) == first
+    assert ids & {id(b) for b in t._spare}  # the same buffers came back
+    assert t.stats.buffer_peak <= 6 * part
+    t.close()
+    assert t._spare == []

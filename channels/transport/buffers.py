@@ -61,6 +61,22 @@ class BufferPool:
         """Take a buffer back for reuse."""
         self._free.setdefault(len(buf), []).append(buf)
 
+    def adopt(self, buffers: list[bytearray]) -> None:
+        """Take over free buffers (from a finished stream), within the budget."""
+        for buf in buffers:
+            cap = len(buf)
+            if cap > self.max_size or self.allocated + cap > self.budget:
+                continue
+            self.allocated += cap
+            self._free.setdefault(cap, []).append(buf)
+        self.peak = max(self.peak, self.allocated)
+
+    def drain(self) -> list[bytearray]:
+        """Give up every free buffer (for the next stream to adopt)."""
+        out = [b for bufs in self._free.values() for b in bufs]
+        self.clear()
+        return out
+
     def free_bytes(self) -> int:
         return sum(len(b) for bufs in self._free.values() for b in bufs)
 

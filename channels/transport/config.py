@@ -16,21 +16,22 @@ class TransportConfig:
     ranged GETs of a few MiB, many in flight, a bounded memory budget.
 
     Attributes:
-        part_size: bytes per ranged GET of a large object. 8 MiB: large enough
-            that per-request cost (signing, headers, a connection) is noise,
-            small enough that 32 of them fit the default budget.
+        part_size: bytes per ranged GET of a large object, and the default
+            small-object threshold. 16 MiB (AWS suggests 8 or 16 MB ranges):
+            per-request cost (signing, headers, a connection) is noise at this
+            size, and objects up to 16 MiB, a common shard size, take one GET
+            rather than two. Measured here on 16 MiB objects: whole GETs
+            2,900 MB/s, two 8 MiB ranges 1,800 MB/s (moto reads the whole
+            object for every ranged GET; real S3 does not, but requests halve).
         budget_bytes: the most bytes of part buffers one stream holds at once,
             in flight plus delivered to the consumer and not yet released.
-            Must hold at least one part and one whole small object.
+            Must hold at least one part and one whole small object. The
+            default holds 16 parts: with large objects, at most 16 GETs are in
+            flight (about 1.5 GB/s from S3 at ~100 MB/s per connection).
         max_workers: threads per stream, so the most GETs in flight at once.
         small_object_threshold: objects of at most this many bytes are fetched
             whole, in one GET each; larger ones in ``part_size`` ranges.
-            None means two parts (``2 * part_size``, at most the budget):
-            splitting an object that small buys little parallelism that
-            prefetching across objects does not already give, doubles its
-            requests, and costs stores that read the whole object for every
-            ranged GET (moto does) twice the work. Measured here on 16 MiB
-            objects: whole GETs 2,900 MB/s, two 8 MiB ranges 1,800 MB/s.
+            None means ``part_size``.
         retries: further attempts after a failed one (so ``retries + 1``
             attempts). An attempt that made progress resets the count: a read
             resumes at the failed offset, so progress is never lost.
@@ -51,7 +52,7 @@ class TransportConfig:
             path cannot talk to).
     """
 
-    part_size: int = 8 * MIB
+    part_size: int = 16 * MIB
     budget_bytes: int = 256 * MIB
     max_workers: int = 32
     small_object_threshold: int | None = None
@@ -99,9 +100,7 @@ class TransportConfig:
     @property
     def threshold(self) -> int:
         """The effective small-object threshold in bytes."""
-        if self.small_object_threshold is None:
-            return min(2 * self.part_size, self.budget_bytes)
-        return self.small_object_threshold
+        return self.part_size if self.small_object_threshold is None else self.small_object_threshold
 
     @property
     def max_part(self) -> int:

@@ -33,6 +33,9 @@ class Transport:
 
     Thread-safe: ``read_into``/``read_range``/``get`` may be called from many
     threads; each ``stream`` has its own worker threads and buffer budget.
+    Between streams the transport keeps up to ``budget_bytes`` of free
+    buffers for the next stream (no fresh page faults per epoch);
+    :meth:`close` frees them.
 
     Args:
         store: endpoint rules and fsspec options (default: from the environment).
@@ -52,6 +55,9 @@ class Transport:
         self._lock = threading.Lock()
         self._backends: dict[str, Backend] = {}
         self._streams: weakref.WeakSet[ChunkStream] = weakref.WeakSet()
+        # Free buffers a finished stream left for the next one (first touch of
+        # fresh memory costs page faults). Invariant: total <= budget_bytes.
+        self._spare: list[bytearray] = []
         self._closed = False
 
     # ------------------------------------------------------------ public API
@@ -128,10 +134,26 @@ class Transport:
                     self._backends[name] = backend
         return backend
 
+    def _take_spare(self) -> list[bytearray]:
+        with self._lock:
+            spare, self._spare = self._spare, []
+        return spare
+
+    def _give_spare(self, buffers: list[bytearray]) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            room = self.config.budget_bytes - sum(map(len, self._spare))
+            for buf in sorted(buffers, key=len, reverse=True):
+                if len(buf) <= room:
+                    self._spare.append(buf)
+                    room -= len(buf)
+
     def close(self) -> None:
-        """Close open streams and release connections; idempotent."""
+        """Close open streams, free spare buffers, release connections; idempotent."""
         with self._lock:
             self._closed = True
+            self._spare = []
             streams, self._streams = list(self._streams), weakref.WeakSet()
             backends, self._backends = list(self._backends.values()), {}
         for stream in streams:

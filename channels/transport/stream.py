@@ -107,6 +107,8 @@ class ChunkStream(Iterator[Chunk]):
         # Invariant: pool.allocated <= budget_bytes; every admitted slot's
         # buffer and the held slot's buffer are lent out of this pool.
         self._pool = BufferPool(cfg.budget_bytes, cfg.max_part)
+        self._pool.adopt(transport._take_spare())  # warm buffers: no page faults
+        self._stats.peak("buffer_peak", self._pool.allocated)
         # Invariant: slots in plan order; window[0] is the next to deliver.
         # len(window) <= window_limit bounds the slots of empty objects too.
         self._window: deque[_Slot] = deque()
@@ -208,18 +210,25 @@ class ChunkStream(Iterator[Chunk]):
             self._stats.peak("buffer_peak", self._pool.allocated)
             slot = _Slot(ref, offset, length, last, buf)
             self._window.append(slot)
+            try:
+                self._executor.submit(self._fetch, slot)
+            except RuntimeError as exc:  # interpreter shutting down: fail in order, never hang
+                slot.done, slot.error = True, exc
+                return
             self._inflight += 1
-            self._executor.submit(self._fetch, slot)
 
     def _close_locked(self) -> None:
         if self._closed:
             return
         self._release_held()
+        for slot in self._window:  # fetched but not delivered: nobody writes these
+            if slot.done and slot.buf is not None:
+                self._pool.release(slot.buf)
         self._closed = True
         self._cancel.set()
         self._window.clear()
         self._pending = None
-        self._pool.clear()
+        self._transport._give_spare(self._pool.drain())
         self._cond.notify_all()
         # Queued parts never start; running ones stop at their next cancel
         # check. Not waiting keeps close() prompt even on a stalled socket.

@@ -86,7 +86,6 @@ class S3Backend(Backend):
             headers={"User-Agent": "channels-transport/0.1"})
         self._lock = threading.Lock()
         self._resolved = False
-        self._session = None
         self._credentials = None  # botocore credentials, or None: unsigned
         self._region = config.region
         self._bucket_region: dict[str, str] = {}  # learnt from redirects (AWS only)
@@ -99,8 +98,12 @@ class S3Backend(Backend):
             if self._resolved:
                 return
             import botocore.session
+            from botocore.auth import S3SigV4Auth
+            from botocore.awsrequest import AWSRequest
             from botocore.credentials import Credentials
 
+            # botocore is imported on first use only: it costs ~0.2 s of start-up.
+            self._auth_class, self._request_class = S3SigV4Auth, AWSRequest
             opts = self._options
             session = botocore.session.Session(profile=opts.get("profile"))
             client_kwargs = dict(opts.get("client_kwargs") or {})
@@ -119,14 +122,12 @@ class S3Backend(Backend):
             self._resolved = True
 
     def _signer(self, bucket: str):
-        from botocore.auth import S3SigV4Auth
-
         creds = self._credentials
         if creds is None:
             return None
         # Refreshable credentials: one consistent (key, secret, token) per request.
         frozen = creds.get_frozen_credentials()
-        return S3SigV4Auth(frozen, "s3", self._bucket_region.get(bucket, self._region))
+        return self._auth_class(frozen, "s3", self._bucket_region.get(bucket, self._region))
 
     # ------------------------------------------------------------ requests
 
@@ -151,9 +152,7 @@ class S3Backend(Backend):
             send = dict(headers)
             signer = self._signer(bucket)
             if signer is not None:
-                from botocore.awsrequest import AWSRequest
-
-                request = AWSRequest(method=method, url=f"{scheme}://{netloc}{path}", headers=send)
+                request = self._request_class(method=method, url=f"{scheme}://{netloc}{path}", headers=send)
                 signer.add_auth(request)
                 send = dict(request.headers.items())
             pool = self._manager.connection_from_url(f"{scheme}://{netloc}")
