@@ -247,6 +247,7 @@ class Run:
     # ---------------------------------------------------------------- ending
 
     def finish(self, results: list[HostResult]) -> RunResult:
+        """Write failure reasons, pack every host's model/ and output/data/, upload both."""
         o = self.options
         outcome, code, message = _verdict(results, o)
         for layout, r in zip(self.layouts, results, strict=True):

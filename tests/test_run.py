@@ -130,3 +130,14 @@ def test_default_root_and_environment(dataset, bucket, tmp_path):
     # A second run with the same root starts from an empty model/ (the root is ours).
     result = run_job(RunOptions(job, (sys.executable, "-c", "pass"), cwd=tmp_path, upload=False))
     assert result.exit_code == 0 and not (root / "model" / "env.json").exists()
+
+
+def test_upload_failure_is_reported_and_the_archive_kept(dataset, bucket, tmp_path):
+    doc = make_job("File", bucket, name="no-upload", epochs=1).to_dict()
+    doc["OutputDataConfig"] = {"S3OutputPath": "s3://no-such-output-bucket/jobs"}
+    script = "import os, pathlib; pathlib.Path(os.environ['SM_MODEL_DIR'], 'w.bin').write_bytes(b'w')"
+    result = run_job(RunOptions(Job.from_dict(doc), (sys.executable, "-c", script), root=tmp_path / "r"))
+    assert result.exit_code == 2 and result.outcome is Outcome.FAILED
+    assert "uploading to s3://no-such-output-bucket/jobs failed" in result.message
+    assert result.model is not None and result.model.members == ("w.bin",) and result.model.path.is_file()
+    assert "ClientError" in (tmp_path / "r" / "output" / "failure").read_text()
