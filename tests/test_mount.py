@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,15 @@ FUSE_MISSING = [why for ok, why in ((os.path.exists("/dev/fuse"), "/dev/fuse is 
                                     (shutil.which("fusermount3") is not None, "fusermount3 is not installed"))
                 if not ok]
 needs_fuse = pytest.mark.skipif(bool(FUSE_MISSING), reason="FUSE unavailable: " + "; ".join(FUSE_MISSING))
+
+
+def wait_for(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
 
 
 class Mount:
@@ -119,6 +129,10 @@ def test_mount_serves_unchanged_programs(tmp_path, files, sig):
     m = Mount([uri, str(mp)], [mp])
     try:
         assert sorted(os.listdir(mp)) == ["archive.tar", "big.bin", "empty.bin", "nested", "table.parquet"]
+        if os.geteuid() == 0:  # the kernel reads ahead 1 MiB per request, not 128 KiB
+            dev = os.stat(mp).st_dev
+            ra = Path(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb")
+            assert wait_for(lambda: ra.read_text().strip() == "1024")
         st = os.stat(mp / "big.bin")
         assert st.st_size == len(contents["big.bin"]) and st.st_mode & 0o777 == 0o444 and st.st_nlink == 1
         st = os.stat(mp / "nested")
@@ -181,3 +195,22 @@ def test_mount_job_root_mounts_each_fastfile_channel(tmp_path, files):
         m.stop()
     assert not is_mounted(str(data / "train")) and not is_mounted(str(data / "extra"))
     assert m.proc.returncode == 0
+
+
+@pytest.mark.fuse
+@needs_fuse
+def test_background_mount_returns_once_mounted(tmp_path, files):
+    uri, contents = files
+    mp = tmp_path / "bg"
+    mp.mkdir()
+    r = subprocess.run([sys.executable, "-m", "channels", "mount", uri, str(mp)], capture_output=True, text=True,
+                       timeout=120)
+    try:
+        assert r.returncode == 0, r.stderr
+        assert is_mounted(str(mp))
+        assert (mp / "nested" / "y.bin").read_bytes() == contents["nested/y.bin"]
+        os.kill(int(r.stdout.split("(pid ")[1].split(",")[0]), signal.SIGTERM)
+        assert wait_for(lambda: not is_mounted(str(mp)), 30), "stale mount point after SIGTERM"
+    finally:
+        if is_mounted(str(mp)):
+            subprocess.run(["fusermount3", "-u", "-z", str(mp)], check=False)

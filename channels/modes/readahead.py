@@ -30,6 +30,7 @@ How much it fetches (Mountpoint's prefetcher works so):
 from __future__ import annotations
 
 import io
+import mmap
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -101,6 +102,20 @@ def split_parts(start: int, end: int, part_size: int) -> list[tuple[int, int]]:
     n = max(1, round((end - start) / part_size))
     step = -(-(end - start) // n)
     return [(lo, min(lo + step, end)) for lo in range(start, end, step)]
+
+
+#: Window buffers at least this large are anonymous memory maps of their own.
+MMAP_MIN = 256 * KIB
+
+
+def allocate(n: int) -> bytearray | mmap.mmap:
+    """A zeroed, writable buffer of ``n`` bytes.
+
+    Large ones are private memory maps, so that freeing one gives its pages
+    back to the system at once: with malloc, freed windows of many sizes
+    would stay in the heap and peak RSS would drift above the budget.
+    """
+    return mmap.mmap(-1, n) if n >= MMAP_MIN else bytearray(n)
 
 
 class ReadStats:
@@ -190,13 +205,14 @@ class _Window:
     no part is still writing into it.
     """
 
-    __slots__ = ("start", "end", "buf", "_grant", "_budget", "_parts", "_lock", "_pending",
+    __slots__ = ("start", "end", "buf", "_view", "_grant", "_budget", "_parts", "_lock", "_pending",
                  "_dropped")
 
     def __init__(self, start: int, end: int, budget: ByteBudget, grant: int) -> None:
         self.start = start
         self.end = end
-        self.buf = bytearray(end - start)
+        self.buf = allocate(end - start)
+        self._view = memoryview(self.buf)
         self._budget = budget
         self._grant = grant
         self._parts: list[tuple[int, Future]] = []  # (part end, future), in offset order
@@ -231,7 +247,7 @@ class _Window:
             self._free()
 
     def _free(self) -> None:
-        self.buf = None  # type: ignore[assignment]
+        self.buf = self._view = None  # type: ignore[assignment]
         grant, self._grant = self._grant, 0
         if grant:
             self._budget.release(grant)
@@ -258,7 +274,7 @@ class _Window:
             future.result()  # raises the part's fetch error
             k = min(end, pos + n) - (pos + done)
             lo = pos + done - self.start
-            dest[done:done + k] = self.buf[lo:lo + k]
+            dest[done:done + k] = self._view[lo:lo + k]
             done += k
             if done >= n:
                 break
