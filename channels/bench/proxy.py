@@ -328,6 +328,10 @@ class _Connection:
             self.client.sendall(_error_response(action.status))
             return False
         client_close = headers.get("connection", "").lower() == "close" or _version == "HTTP/1.0"
+        if headers.get("expect", "").lower() == "100-continue" and len(body) < length:
+            # Answer the expectation here (the upstream's own 100 is dropped
+            # below), so the client sends its body without waiting it out.
+            self.client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
         self._send_request(head, body, length)
         return self._relay_response(method, action) and not client_close
 
@@ -354,13 +358,17 @@ class _Connection:
     def _relay_response(self, method: str, action: Action | None) -> bool:
         """Relay one response; True when both sides may carry on."""
         up = self.up
-        head, rest = _read_head(up, b"")
-        if head is None:
-            raise OSError("upstream closed without a response")
-        status_line, headers = _parse_head(head)
-        status = int(status_line.split(" ", 2)[1])
+        rest = b""
+        while True:
+            head, rest = _read_head(up, rest)
+            if head is None:
+                raise OSError("upstream closed without a response")
+            status_line, headers = _parse_head(head)
+            status = int(status_line.split(" ", 2)[1])
+            if not (100 <= status < 200 and status != 101):
+                break  # interim responses (100 Continue) are not relayed
         upstream_close = headers.get("connection", "").lower() == "close"
-        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+        if method == "HEAD" or status in (204, 304, 101):
             length: int | None = 0
         elif "chunked" in headers.get("transfer-encoding", "").lower():
             length = None  # relayed as received, chunk framing included

@@ -1,0 +1,171 @@
+"""The latency proxy: a real moto endpoint behind it, real sockets, real clients.
+
+Timing assertions are lower bounds only (a delay or a cap can only make
+things slower), so a busy machine cannot fail them.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+
+import pytest
+
+from channels.bench.profiles import MB, PROFILES, Profile, get_profile
+from channels.bench.proxy import Action, Pacer, Proxy, scripted_faults
+from channels.bench.services import cpu_seconds, start_proxies
+from channels.listing import list_prefix
+from channels.store import Store
+from channels.testing import Dataset, fill_bucket, object_bytes, uniform_sizes
+from channels.transport import Transport, TransportConfig
+
+SIZE = 2 * 1024 * 1024
+
+
+@pytest.fixture
+def data(s3_client, bucket):
+    ds = Dataset("u", uniform_sizes(3, SIZE), prefix="p/")
+    fill_bucket(s3_client, bucket, ds, create=False)
+    return bucket, ds
+
+
+def _client(url, **config):
+    import boto3
+    import botocore.config
+
+    return boto3.client("s3", endpoint_url=url, config=botocore.config.Config(retries={"max_attempts": 1},
+                                                                              **config))
+
+
+def test_pass_through_bytes_and_keep_alive(s3, data):
+    bucket, ds = data
+    with Proxy(s3.endpoint_url, PROFILES["local"]) as proxy:
+        c = _client(proxy.url, max_pool_connections=1)
+        for key in ds.keys():
+            assert c.get_object(Bucket=bucket, Key=key)["Body"].read() == object_bytes(key, SIZE)
+        part = c.get_object(Bucket=bucket, Key=ds.keys()[0], Range="bytes=100-199")["Body"].read()
+        assert part == object_bytes(ds.keys()[0], SIZE)[100:200]
+        c.put_object(Bucket=bucket, Key="p/put.bin", Body=b"x" * 300_000)  # a body through the proxy
+        listed = c.list_objects_v2(Bucket=bucket, Prefix="p/")["KeyCount"]
+        assert c.head_object(Bucket=bucket, Key="p/put.bin")["ContentLength"] == 300_000
+    assert listed == 4
+    # moto closes every connection; the client kept one (keep-alive), the proxy reconnected upstream.
+    assert proxy.stats.connections == 1
+    assert proxy.stats.requests == 7
+    assert proxy.stats.upstream_connections == 7
+    assert proxy.stats.response_bytes >= 3 * SIZE + 100
+
+
+def test_transport_through_proxy_reads_every_byte(s3, data):
+    bucket, ds = data
+    with Proxy(s3.endpoint_url, PROFILES["s3-like"]) as proxy:
+        listing = list_prefix(f"s3://{bucket}/p/", store=Store(proxy.url))
+        got = {}
+        with Transport(Store(proxy.url), TransportConfig(part_size=512 * 1024)) as t:
+            for chunk in t.stream(listing.refs):
+                got.setdefault(chunk.ref.key, bytearray()).extend(chunk.data)
+    assert {k: bytes(v) for k, v in got.items()} == {k.split("/", 1)[1]: object_bytes(k, SIZE) for k in ds.keys()}
+
+
+def test_first_byte_delay_is_added_to_each_request(s3, data):
+    bucket, ds = data
+    delay = 0.15
+    with Proxy(s3.endpoint_url, Profile("slow", first_byte_delay=delay)) as proxy:
+        c = _client(proxy.url)
+        for key in ds.keys()[:2]:
+            t = time.perf_counter()
+            body = c.get_object(Bucket=bucket, Key=key, Range="bytes=0-9")["Body"]
+            assert time.perf_counter() - t >= delay
+            assert body.read() == object_bytes(key, SIZE)[:10]
+
+
+def test_connection_bandwidth_cap(s3, data):
+    bucket, ds = data
+    rate = 20 * MB
+    with Proxy(s3.endpoint_url, Profile("capped", connection_bandwidth=rate)) as proxy:
+        c = _client(proxy.url)
+        t = time.perf_counter()
+        assert len(c.get_object(Bucket=bucket, Key=ds.keys()[0])["Body"].read()) == SIZE
+        elapsed = time.perf_counter() - t
+    assert elapsed >= 0.9 * SIZE / rate
+
+
+def test_listener_bandwidth_is_shared_by_connections(s3, data):
+    bucket, ds = data
+    rate = 20 * MB
+    with Proxy(s3.endpoint_url, Profile("nic", listener_bandwidth=rate)) as proxy:
+        c = _client(proxy.url, max_pool_connections=3)
+        t = time.perf_counter()
+        threads = [threading.Thread(target=lambda k=k: c.get_object(Bucket=bucket, Key=k)["Body"].read())
+                   for k in ds.keys()]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        elapsed = time.perf_counter() - t
+    # Three objects over one shared cap: no faster than their sum at the rate.
+    assert elapsed >= 0.9 * 3 * SIZE / rate
+    assert proxy.stats.connections == 3
+
+
+def test_pacer_lower_bound():
+    p = Pacer(10 * MB)
+    t = time.perf_counter()
+    for _ in range(10):
+        p.take(100_000)
+    assert time.perf_counter() - t >= 0.09
+    with pytest.raises(ValueError, match="rate"):
+        Pacer(0)
+
+
+def test_scripted_status_fault(s3, data):
+    bucket, ds = data
+    policy = scripted_faults(status={1: 503})
+    with Proxy(s3.endpoint_url, fault_policy=policy) as proxy:
+        conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+        conn.request("GET", f"/{bucket}/{ds.keys()[0]}")
+        resp = conn.getresponse()
+        assert resp.status == 503
+        assert b"SlowDown" in resp.read()
+    assert policy.faults == [(1, "status")]
+    assert proxy.stats.upstream_connections == 0  # answered without reaching the endpoint
+
+
+def test_reset_fault_is_retried_by_the_transport(s3, data):
+    bucket, ds = data
+    policy = scripted_faults(reset_after={1: 100_000})
+    with Proxy(s3.endpoint_url, fault_policy=policy) as proxy:
+        listing = list_prefix(f"s3://{bucket}/p/", store=Store(s3.endpoint_url))
+        ref = listing.refs[0]
+        with Transport(Store(proxy.url), TransportConfig(backoff_base=0.01)) as t:
+            data_ = t.read_range(ref, 0, ref.size)
+            retries = t.stats.retries
+    assert bytes(data_) == object_bytes(ds.keys()[0], SIZE)
+    assert policy.faults == [(1, "reset")]
+    assert retries >= 1
+
+
+def test_action_and_profile_validation():
+    with pytest.raises(ValueError, match="status, reset or stall"):
+        Action("explode")
+    with pytest.raises(ValueError, match="first_byte_delay"):
+        Profile("bad", first_byte_delay=-1)
+    with pytest.raises(ValueError, match="connection_bandwidth"):
+        Profile("bad", connection_bandwidth=0)
+    with pytest.raises(ValueError, match="s3-like"):
+        get_profile("nope")
+    with pytest.raises(ValueError, match="plain HTTP"):
+        Proxy("https://s3.amazonaws.com")
+
+
+def test_proxies_in_a_child_process(s3, data):
+    bucket, ds = data
+    with start_proxies(s3.endpoint_url, [PROFILES["local"]], listeners=2, listener_bandwidth=50 * MB) as child:
+        urls = child.info["urls"]["local"]
+        assert len(urls) == 2 and len(set(urls)) == 2
+        for url in urls:
+            assert _client(url).get_object(Bucket=bucket, Key=ds.keys()[1])["Body"].read() == \
+                object_bytes(ds.keys()[1], SIZE)
+        assert child.cpu() > 0
+    assert cpu_seconds(child.pid) is None  # gone
