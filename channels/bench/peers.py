@@ -1,0 +1,152 @@
+"""Baseline clients, read the way their users read: the peers in every run.
+
+Each reads the same objects as our modes, through the same endpoint URL,
+in the same run, and counts its bytes as they reach the caller:
+
+* ``boto3``: 8 threads, each ``get_object(...)["Body"].read()`` of whole
+  objects (the usual thread-pool download; CRC checks left at the default).
+* ``s3fs``: ``fs.open(path).read()`` one object after the other: what most
+  training scripts that take a path do.
+* ``pyarrow``: ``pyarrow.fs.S3FileSystem``, 8 threads each
+  ``open_input_file(path).read()`` (a HEAD, then one GET of the whole
+  object; ``open_input_stream`` would read in 256 KiB ranged GETs).
+* ``s5cmd``: ``s5cmd cp`` of the prefix to tmpfs with 8 workers, when the
+  ``s5cmd`` binary is on PATH (its CPU is read from the child's rusage).
+
+The best of these (highest median MB/s in the same profile and dataset) is
+the bar each result's "vs best peer" ratio is measured against.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+from channels.bench.runners import PEER, READ_SIZE, Body, Meter, Runner, Target, _missing, register_runner, \
+    scratch_root
+
+THREADS = 8
+
+
+def _credentials() -> dict[str, str | None]:
+    return {"aws_access_key_id": os.environ.get("AWS_ACCESS_KEY_ID"),
+            "aws_secret_access_key": os.environ.get("AWS_SECRET_ACCESS_KEY"),
+            "aws_session_token": os.environ.get("AWS_SESSION_TOKEN")}
+
+
+@contextlib.contextmanager
+def _boto3(target: Target) -> Iterator[Body]:
+    import boto3
+    import botocore.config
+
+    client = boto3.session.Session().client(
+        "s3", endpoint_url=target.endpoint_url, config=botocore.config.Config(max_pool_connections=THREADS * 2))
+    keys = target.keys
+    rpo = target.records_per_object or 0
+
+    def body(meter: Meter) -> None:
+        def get(key: str) -> None:
+            if meter.expired():
+                return
+            data = client.get_object(Bucket=target.bucket, Key=key)["Body"].read()
+            meter.add(len(data), 1, rpo)
+
+        with ThreadPoolExecutor(THREADS) as pool:
+            list(pool.map(get, keys))
+
+    try:
+        yield body
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def _s3fs(target: Target) -> Iterator[Body]:
+    import s3fs
+
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": target.endpoint_url}, skip_instance_cache=True,
+                           use_listings_cache=False)
+    paths = [f"{target.bucket}/{k}" for k in target.keys]
+    rpo = target.records_per_object or 0
+
+    def body(meter: Meter) -> None:
+        for path in paths:
+            if meter.expired():
+                break
+            with fs.open(path, "rb") as f:
+                data = f.read()
+            meter.add(len(data), 1, rpo)
+
+    yield body
+
+
+@contextlib.contextmanager
+def _pyarrow(target: Target) -> Iterator[Body]:
+    from urllib.parse import urlsplit
+
+    from pyarrow import fs as pafs
+
+    parts = urlsplit(target.endpoint_url)
+    creds = _credentials()
+    fs = pafs.S3FileSystem(access_key=creds["aws_access_key_id"], secret_key=creds["aws_secret_access_key"],
+                           session_token=creds["aws_session_token"], endpoint_override=parts.netloc,
+                           scheme=parts.scheme, region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    paths = [f"{target.bucket}/{k}" for k in target.keys]
+    rpo = target.records_per_object or 0
+
+    def body(meter: Meter) -> None:
+        def get(path: str) -> None:
+            if meter.expired():
+                return
+            with fs.open_input_file(path) as f:
+                data = f.read()
+            meter.add(len(data), 1, rpo)
+
+        with ThreadPoolExecutor(THREADS) as pool:
+            list(pool.map(get, paths))
+
+    yield body
+
+
+@contextlib.contextmanager
+def _s5cmd(target: Target) -> Iterator[Body]:
+    exe = shutil.which("s5cmd")
+    dest = tempfile.mkdtemp(prefix="channels-bench-s5cmd-", dir=target.workdir or scratch_root())
+    rpo = target.records_per_object or 0
+
+    def body(meter: Meter) -> None:
+        subprocess.run([exe, "--endpoint-url", target.endpoint_url, "--numworkers", str(THREADS), "cp",
+                        f"s3://{target.bucket}/{target.prefix}*", dest + "/"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        meter.first_byte()
+        n = objects = 0
+        for root, _, files in os.walk(dest):
+            for name in files:
+                n += os.path.getsize(os.path.join(root, name))
+                objects += 1
+        meter.add(n, objects, rpo * objects)
+
+    def reset() -> None:
+        shutil.rmtree(dest, ignore_errors=True)
+        os.makedirs(dest)
+
+    body.reset = reset
+    try:
+        yield body
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
+
+
+register_runner(Runner("boto3", PEER, f"boto3 get_object().read(), {THREADS} threads", _boto3, _missing("boto3")))
+register_runner(Runner("s3fs", PEER, "s3fs open().read(), one object after another", _s3fs, _missing("s3fs")))
+register_runner(Runner("pyarrow", PEER, f"pyarrow S3FileSystem open_input_file().read(), {THREADS} threads",
+                       _pyarrow, _missing("pyarrow.fs")))
+register_runner(Runner("s5cmd", PEER, f"s5cmd cp of the prefix to tmpfs, {THREADS} workers", _s5cmd,
+                       None if shutil.which("s5cmd") else "the s5cmd binary is not on PATH"))
+
+__all__ = ["READ_SIZE", "THREADS"]
