@@ -23,6 +23,7 @@ COMMANDS = [
     "mount",
     "run",
     "pipe",
+    "bench",
 ]
 
 
