@@ -30,9 +30,11 @@ builds the policy with the knobs of ``tests/faultproxy.py`` (``reset_after``,
 ``stall_after``, ``status``, ``error_rate``), so that file could become a thin
 wrapper of this one.
 
-Efficiency: one thread per client connection; bodies move through a 1 MiB
-buffer with ``recv_into``/``sendall`` (no per-chunk allocation, the GIL
-released during each system call). Run it in its own process
+Efficiency: one thread per client connection. On Linux, bodies move with
+``os.splice`` (upstream socket -> a 1 MiB pipe -> client socket): the bytes
+never enter this process, and each call releases the GIL. Elsewhere, and
+for responses a fault cuts short, through a reused 1 MiB buffer with
+``recv_into``/``sendall``. Run it in its own process
 (``python -m channels.bench.proxy``) so that it competes with neither the
 client nor the server for a GIL; ``benchmarks/test_bench_proxy.py`` measures
 its pass-through throughput against the endpoint alone.
@@ -44,7 +46,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
+import select
 import socket
 import struct
 import threading
@@ -52,6 +57,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Linux
+    fcntl = None
 
 from channels.bench.profiles import PROFILES, Profile
 
@@ -180,8 +190,8 @@ class Pacer:
             time.sleep(wait)
 
     def slice(self) -> int:
-        """A send size that keeps pacing smooth: ~5 ms of bytes, 16 KiB to 1 MiB."""
-        return int(min(BUFFER, max(16 * 1024, self.rate * 0.005)))
+        """A send size that keeps pacing smooth: ~10 ms of bytes, 16 KiB to 1 MiB."""
+        return int(min(BUFFER, max(16 * 1024, self.rate * 0.01)))
 
 
 @dataclass
@@ -298,6 +308,8 @@ class _Connection:
         self.buf = bytearray(BUFFER)
         rate = proxy.profile.connection_bandwidth
         self.pacer = Pacer(rate) if rate else None
+        self.pipe: tuple[int, int] | None = None  # for os.splice, made on first use
+        self.pipe_size = 0
 
     def close(self) -> None:
         for s in (self.up, self.client):
@@ -307,6 +319,10 @@ class _Connection:
                 except OSError:
                     pass
         self.up = None
+        if self.pipe is not None:
+            for fd in self.pipe:
+                os.close(fd)
+            self.pipe = None
 
     # One request and its response; False when the client connection ends.
     def one_exchange(self) -> bool:
@@ -393,13 +409,15 @@ class _Connection:
                 self.up = None
         return keep
 
-    def _send(self, data) -> None:
-        n = len(data)
+    def _pace(self, n: int) -> None:
         if self.pacer is not None:
             self.pacer.take(n)
         shared = self.proxy._shared
         if shared is not None:
             shared.take(n)
+
+    def _send(self, data) -> None:
+        self._pace(len(data))
         self.client.sendall(data)
 
     def _slice(self) -> int:
@@ -421,6 +439,11 @@ class _Connection:
                 return self._fault(rest[:limit], action)
             self._send(rest)
             sent = len(rest)
+        if length >= 0 and limit is None and _SPLICE:
+            sent = self._splice_body(length, sent)
+            with self.proxy._lock:
+                stats.response_bytes += sent
+            return True
         view = memoryview(self.buf)
         step = self._slice()
         while length < 0 or sent < length:
@@ -439,6 +462,27 @@ class _Connection:
         with self.proxy._lock:
             stats.response_bytes += sent
         return length >= 0
+
+    def _splice_body(self, length: int, sent: int) -> int:
+        """Move body bytes upstream -> pipe -> client in the kernel (no copy here)."""
+        if self.pipe is None:
+            self.pipe = os.pipe()
+            with contextlib.suppress(OSError, AttributeError):
+                fcntl.fcntl(self.pipe[1], fcntl.F_SETPIPE_SZ, BUFFER)
+            self.pipe_size = fcntl.fcntl(self.pipe[1], fcntl.F_GETPIPE_SZ)
+        r, w = self.pipe
+        up, client = self.up, self.client
+        step = min(self._slice(), self.pipe_size)
+        while sent < length:
+            n = _splice(up, up.fileno(), w, min(step, length - sent), readable=True)
+            if not n:
+                raise OSError("upstream closed mid-body")
+            self._pace(n)
+            left = n
+            while left:
+                left -= _splice(client, r, client.fileno(), left, readable=False)
+            sent += n
+        return sent
 
     def _relay_chunked(self, rest: bytes, action: Action | None) -> None:
         """Relay a chunked body verbatim up to its terminating chunk."""
@@ -480,6 +524,23 @@ class _Connection:
         else:
             self.proxy._stop.wait(action.seconds)
         return False
+
+
+# ---------------------------------------------------------------- kernel copies
+
+_SPLICE = hasattr(os, "splice") and hasattr(fcntl, "F_GETPIPE_SZ") if fcntl else False
+
+
+def _splice(sock: socket.socket, src: int, dst: int, n: int, *, readable: bool) -> int:
+    """``os.splice`` that waits (up to the socket's timeout) while ``sock`` is not ready."""
+    while True:
+        try:
+            return os.splice(src, dst, n)
+        except BlockingIOError:
+            timeout = sock.gettimeout()
+            ready = select.select([sock] if readable else [], [] if readable else [sock], [], timeout)
+            if not (ready[0] or ready[1]):
+                raise TimeoutError(f"socket not {'readable' if readable else 'writable'} in {timeout} s") from None
 
 
 # ---------------------------------------------------------------- HTTP bits
