@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv install test demo bench clean system-deps
+.PHONY: venv install test demo bench bench-harness bench-quick clean system-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,16 @@ test: install
 demo: install
 	$(VENV)/bin/channels demo
 
+# Every pytest-benchmark suite (planning, framing, transport, modes, proxy); not part of `make test`.
 bench: install
 	$(PY) -m pytest benchmarks -q --benchmark-only
+
+# The harness: modes against peers, latency profiles, host imbalance; JSON for notebooks/.
+bench-harness: install
+	$(VENV)/bin/channels bench --json out/bench.json
+
+bench-quick: install
+	$(VENV)/bin/channels bench --quick --json out/bench-quick.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks build *.egg-info

@@ -16,6 +16,7 @@ HELP = "Start an embedded S3 endpoint on loopback, fill it with a skewed dataset
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--objects", type=int, default=1000, help="objects in the skewed dataset (default: %(default)s)")
     p.add_argument("--hosts", type=int, default=8, help="hosts to plan for (default: %(default)s)")
+    p.add_argument("--no-bench", action="store_true", help="skip the quick benchmark at the end")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,4 +35,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n== shard-balance report: channels shard-report {uri} --hosts {args.hosts} --compare\n")
         listing = list_prefix(uri, store=Store.from_env(s3.endpoint_url))
         print(format_table(compare(listing.unit_sizes(), args.hosts, source=uri)))
+    if not args.no_bench:
+        from channels.bench.suite import BenchOptions, format_report, run_bench
+
+        print("\n== quick benchmark: channels bench --quick (Pipe, File, FastFile against boto3, s3fs, pyarrow; "
+              "local and s3-like latency; 8 hosts at once)\n", flush=True)
+        doc = run_bench(BenchOptions(quick=True), log=lambda line: print(line, flush=True),
+                        argv=["channels", "demo"])
+        print()
+        print(format_report(doc))
     return 0
