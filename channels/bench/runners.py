@@ -13,6 +13,10 @@ register here by name; an unknown name gets a ValueError listing the valid
 ones. A mode whose module is not importable yet is registered as unavailable
 with the reason, and the harness skips it with a note.
 
+Records: Pipe counts the records its framer yields; every other runner
+moves bytes only and is credited with the records those bytes hold (the
+dataset's fixed count per object, for each whole object read).
+
 What each mode's body does, as a training script would:
 
 * ``pipe``: :class:`~channels.modes.pipe.PipeReader` with
@@ -235,11 +239,12 @@ def _file(target: Target) -> Iterator[Body]:
 
     root = tempfile.mkdtemp(prefix="channels-bench-", dir=target.workdir or scratch_root())
     dest = os.path.join(root, "data")
+    rpo = target.records_per_object or 0
 
     def body(meter: Meter) -> None:
         result = download(target.listing, dest, store=target.store(), progress=False)
         meter.first_byte()  # the script starts when the download is complete
-        meter.add(result.bytes, result.objects)
+        meter.add(result.bytes, result.objects, result.objects * rpo)
         meter.counters = {"requests": result.requests, "retries": result.retries}
 
     body.reset = lambda: shutil.rmtree(dest, ignore_errors=True)  # the next run downloads anew
@@ -255,8 +260,9 @@ def _fastfile(target: Target) -> Iterator[Body]:
 
     view = FastFileView(target.uri, target.store())
     view.load()
-    paths = [e for e in _walk_files(view)]
+    paths = _walk_files(view)
     buf = bytearray(READ_SIZE)
+    rpo = target.records_per_object or 0
 
     def body(meter: Meter) -> None:
         before = view.stats.snapshot()
@@ -269,7 +275,7 @@ def _fastfile(target: Target) -> Iterator[Body]:
                     if not n:
                         break
                     meter.add(n)
-            meter.add(0, 1)
+            meter.add(0, 1, rpo)
         meter.counters = _delta(view.stats.snapshot(), before)
 
     try:

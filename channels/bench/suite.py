@@ -101,8 +101,11 @@ class BenchOptions:
                 raise ValueError(f"unknown suite {s!r}: use one of {', '.join(SUITES)}")
         for name in self.profiles or ():
             get_profile(name)
-        for name in (self.modes or ()) + (self.peers or ()):
-            get_runner(name)
+        for kind, wanted in ((MODE, self.modes), (PEER, self.peers)):
+            for name in wanted or ():
+                runner = get_runner(name)
+                if runner.kind != kind:
+                    raise ValueError(f"{name} is a {runner.kind}, not a {kind}: list it under --{runner.kind}s")
         if self.repeat is not None and self.repeat < 1:
             raise ValueError(f"repeat must be >= 1, got {self.repeat}")
         if self.hosts < 1:
@@ -113,8 +116,6 @@ def _select(wanted: tuple[str, ...] | None, kind: str, skipped: dict[str, str]) 
     chosen = []
     for name in wanted if wanted is not None else names(kind):
         runner = get_runner(name)
-        if runner.kind != kind:
-            raise ValueError(f"{name} is a {runner.kind}, not a {kind}: list it under --{runner.kind}s")
         if runner.unavailable:
             skipped[name] = runner.unavailable
         else:
