@@ -62,7 +62,7 @@ def test_wraps_in_buffered_and_text_io():
 def test_sequential_cat_reads_double_the_window_and_prefetch():
     data = random.Random(2).randbytes(48 * MIB)
     log: list = []
-    with open_mem(data, log=log, part_size=64 * MIB) as f:  # one part per window: the log shows windows
+    with open_mem(data, log=log, part_size=64 * MIB, whole_object_bytes=0) as f:  # one part per window: the log shows windows
         chunks = iter(lambda: f.read(MIB), b"")
         assert hashlib.sha256(b"".join(chunks)).digest() == hashlib.sha256(data).digest()
         s = f.stats.snapshot()
@@ -76,18 +76,36 @@ def test_sequential_cat_reads_double_the_window_and_prefetch():
 
 def test_window_is_capped_and_split_into_parts():
     log: list = []
-    with open_mem(log=log, max_window=2 * MIB, part_size=512 * KIB, initial_window=256 * KIB) as f:
+    with open_mem(log=log, max_window=2 * MIB, part_size=512 * KIB, initial_window=256 * KIB,
+                  whole_object_bytes=0) as f:
         assert f.read() == DATA
     assert max(n for _, n in log) <= 1.5 * 512 * KIB
-    with open_mem(log=(log2 := []), max_window=2 * MIB, part_size=8 * MIB) as f:
+    with open_mem(log=(log2 := []), max_window=2 * MIB, part_size=8 * MIB, whole_object_bytes=0) as f:
         while f.read(64 * KIB):
             pass
     assert max(n for _, n in log2) == 2 * MIB
 
 
+def test_small_objects_read_from_the_start_are_fetched_whole():
+    log: list = []
+    with open_mem(log=log) as f:  # 9 MiB: cat-like reads from 0 fetch it in one request
+        while f.read(128 * KIB):
+            pass
+    assert log == [(0, len(DATA))]
+    log.clear()
+    with open_mem(log=log) as f:  # a header probe gets the 1 MiB window
+        assert f.read(8) == DATA[:8]
+    assert log == [(0, MIB)]
+    log.clear()
+    with open_mem(log=log, whole_object_bytes=4 * MIB) as f:  # larger objects: the ramp
+        while f.read(MIB):
+            pass
+    assert log[0] == (0, MIB) and len(log) > 2
+
+
 def test_seek_resets_the_window():
     log: list = []
-    with open_mem(log=log) as f:
+    with open_mem(log=log, whole_object_bytes=0) as f:
         f.read(MIB)
         f.read(MIB)  # sequential: a 2 MiB window, and a prefetch
         f.seek(100)  # outside every window: the first MiB was read straight into the caller's buffer
@@ -238,3 +256,29 @@ def test_random_seek_read_sequences_match_bytesio(ops, initial, part):
                 assert bytes(f.pread(op[1], op[2])) == SMALL[op[1]:op[1] + op[2]]
             assert f.tell() == ref.tell()
         assert f._budget.in_use <= cfg.budget_bytes
+
+
+def test_freed_buffers_are_reused_but_never_under_a_held_view(monkeypatch):
+    import channels.modes.readahead as ra
+
+    allocations = []
+    real = ra.allocate
+    monkeypatch.setattr(ra, "allocate", lambda n: allocations.append(n) or real(n))
+    budget = ByteBudget(64 * MIB)
+    first = ReadaheadFile(memory_fetch(DATA), len(DATA), name="a", budget=budget)
+    first.pread(0, 100)  # fetches the first window
+    held = first.pread(0, 100)  # a view into that window: its buffer must not be reused
+    assert isinstance(held, memoryview) and bytes(held) == DATA[:100]
+    first.close()
+    other = bytes(reversed(DATA))
+    for _ in range(3):  # same sizes again: kept buffers come back, fewer allocations each time
+        before = len(allocations)
+        with ReadaheadFile(memory_fetch(other), len(other), name="b", budget=budget) as f:
+            f.pread(0, 100)
+            assert f.pread(0, MIB) == other[:MIB]
+            while f.read(MIB):
+                pass
+        assert budget._pooled > 0
+    assert len(allocations) - before < 2
+    assert bytes(held) == DATA[:100]  # never overwritten
+    assert budget.in_use == 0

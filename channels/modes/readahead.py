@@ -7,7 +7,11 @@ writable memoryview ``buf`` with the object's bytes ``[start, start + len(buf))`
 
 How much it fetches (Mountpoint's prefetcher works so):
 
-- The first read after ``open`` fetches ``initial_window`` (1 MiB) bytes.
+- The first read after ``open`` fetches ``initial_window`` (1 MiB) bytes;
+  but an object of at most ``whole_object_bytes`` (16 MiB) whose first read
+  starts at 0 and asks for 64 KiB or more is fetched whole, in one request:
+  for such objects the cost of a request (on moto, a pass over the whole
+  object per GET) outweighs the bytes, and Pipe fetches them so too.
 - Each further read that goes on where the last one ended (a *sequential*
   read) doubles the window, up to ``max_window`` (64 MiB); so does each
   window fetched (the next one is at least twice as large).
@@ -56,6 +60,13 @@ class ReadaheadConfig:
             (at most 1.5 times it: no runt parts).
         budget_bytes: the most window-buffer bytes all files hold at once.
         max_workers: fetch threads per view (parts in flight at once).
+        whole_object_bytes: an object of at most this many bytes whose first
+            read starts at 0 and asks for ``whole_object_hint`` bytes or more
+            is fetched whole, in one request (as Pipe fetches it): per-request
+            cost outweighs the bytes there. 0 turns this off.
+        whole_object_hint: the first read's size that says "reading on"
+            (``cat`` asks 128 KiB, the kernel's first FUSE read 256 KiB); a
+            smaller one (a header probe) gets ``initial_window``.
         prefetch_depth: windows kept fetching ahead of the one being read,
             budget permitting (2: request latency overlaps, not only transfer).
         forward_tolerance: a read this far past the last one's end (or the
@@ -72,6 +83,8 @@ class ReadaheadConfig:
     max_workers: int = 16
     forward_tolerance: int = 256 * KIB
     prefetch_depth: int = 2
+    whole_object_bytes: int = 16 * MIB
+    whole_object_hint: int = 64 * KIB
 
     def __post_init__(self) -> None:
         problems = []
@@ -80,9 +93,10 @@ class ReadaheadConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 problems.append(f"{name} must be a positive int, got {value!r}")
-        if isinstance(self.forward_tolerance, bool) or not isinstance(self.forward_tolerance, int) \
-                or self.forward_tolerance < 0:
-            problems.append(f"forward_tolerance must be an int >= 0, got {self.forward_tolerance!r}")
+        for name in ("forward_tolerance", "whole_object_bytes", "whole_object_hint"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                problems.append(f"{name} must be an int >= 0, got {value!r}")
         if not problems and not self.seek_window <= self.initial_window <= self.max_window:
             problems.append(f"need seek_window ({self.seek_window}) <= initial_window "
                             f"({self.initial_window}) <= max_window ({self.max_window})")
@@ -116,6 +130,17 @@ def allocate(n: int) -> bytearray | mmap.mmap:
     would stay in the heap and peak RSS would drift above the budget.
     """
     return mmap.mmap(-1, n) if n >= MMAP_MIN else bytearray(n)
+
+
+def _unexported(buf) -> bool:
+    """Whether ``buf`` is a memory map no memoryview still points into (so it may be reused)."""
+    if not isinstance(buf, mmap.mmap):
+        return False
+    try:
+        buf.resize(len(buf))  # refused while a view exists
+    except (BufferError, OSError, SystemError, ValueError):
+        return False
+    return True
 
 
 class ReadStats:
@@ -165,15 +190,23 @@ class ByteBudget:
 
     It never blocks: :meth:`try_acquire` grants what is free (a shrunk window)
     or nothing, and the caller falls back to a smaller read.
+
+    It also keeps a few freed large buffers for reuse (a fresh buffer costs a
+    page fault per 4 KiB on first touch): a buffer of the same size is handed
+    out again; kept buffers are dropped whenever a grant needs their room.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, keep: int | None = None) -> None:
         if limit < 1:
             raise ValueError(f"budget must be a positive number of bytes, got {limit}")
         self.limit = limit
+        self.keep = limit // 4 if keep is None else keep
         self._lock = threading.Lock()
-        # Invariant: 0 <= in_use <= limit, and in_use == sum of grants not yet released.
+        # Invariant: in_use == sum of grants not yet released; pooled == bytes of
+        # the buffers in _free; in_use + pooled <= limit; pooled <= keep.
         self._in_use = 0
+        self._pooled = 0
+        self._free: dict[int, list] = {}
         self.peak = 0
 
     def try_acquire(self, want: int, minimum: int) -> int:
@@ -184,13 +217,35 @@ class ByteBudget:
                 return 0
             self._in_use += grant
             self.peak = max(self.peak, self._in_use)
+            self._evict(self._in_use + self._pooled - self.limit)
             return grant
 
-    def release(self, n: int) -> None:
+    def buffer(self, n: int):
+        """A writable buffer of ``n`` bytes for a grant of ``n`` (a kept one if any)."""
+        with self._lock:
+            kept = self._free.get(n)
+            if kept:
+                self._pooled -= n
+                return kept.pop()
+        return allocate(n)
+
+    def release(self, n: int, buf=None) -> None:
+        """Give back a grant of ``n`` bytes, and its buffer for reuse if worth keeping."""
         with self._lock:
             if n > self._in_use:
                 raise RuntimeError(f"released {n} bytes but only {self._in_use} are in use")
             self._in_use -= n
+            if buf is not None and len(buf) == n >= MMAP_MIN and self._pooled + n <= self.keep:
+                self._free.setdefault(n, []).append(buf)
+                self._pooled += n
+
+    def _evict(self, need: int) -> None:
+        for size in sorted(self._free, reverse=True):
+            bufs = self._free[size]
+            while bufs and need > 0:
+                bufs.pop()
+                self._pooled -= size
+                need -= size
 
     @property
     def in_use(self) -> int:
@@ -211,7 +266,7 @@ class _Window:
     def __init__(self, start: int, end: int, budget: ByteBudget, grant: int) -> None:
         self.start = start
         self.end = end
-        self.buf = allocate(end - start)
+        self.buf = budget.buffer(end - start)
         self._view = memoryview(self.buf)
         self._budget = budget
         self._grant = grant
@@ -247,10 +302,15 @@ class _Window:
             self._free()
 
     def _free(self) -> None:
+        buf, view = self.buf, self._view
         self.buf = self._view = None  # type: ignore[assignment]
         grant, self._grant = self._grant, 0
         if grant:
-            self._budget.release(grant)
+            try:
+                view.release()
+            except BufferError:  # pragma: no cover - a view of the view is alive
+                pass
+            self._budget.release(grant, buf if _unexported(buf) else None)
 
     def contains(self, pos: int) -> bool:
         return self.start <= pos < self.end
@@ -519,16 +579,20 @@ class ReadaheadFile(io.RawIOBase):
         need = min(len(dest), self.size - pos)
         if pos != self._fetched_end:  # a tolerated skip forward: the run goes on from here
             self._drop_windows()
-        want = self._window_size(pos, need)
+        cfg = self.config
+        whole = (pos == 0 and self._from_open and self._run == 1 and self.size <= cfg.whole_object_bytes
+                 and need >= min(cfg.whole_object_hint, self.size))
+        want = self.size if whole else self._window_size(pos, need)
+        part = max(cfg.part_size, self.size) if whole else cfg.part_size
         grant = 0 if need >= want else self._budget.try_acquire(want, need)
         if not grant:
             if need < want:
                 self.stats.add(budget_denied=1)
-            self._fetch_direct(pos, dest[:need])
+            self._fetch_direct(pos, dest[:need], part)
             self._fetched_end = pos + need
             self._grow(need)
             return None
-        w = self._start_window(pos, grant, inline_first=True)
+        w = self._start_window(pos, grant, inline_first=True, part_size=part)
         self._grow(grant)
         return w
 
@@ -552,13 +616,13 @@ class ReadaheadFile(io.RawIOBase):
             self._grow(grant)
             ahead += 1
 
-    def _start_window(self, start: int, length: int, *, inline_first: bool) -> _Window:
+    def _start_window(self, start: int, length: int, *, inline_first: bool, part_size: int = 0) -> _Window:
         w = _Window(start, start + length, self._budget, length)
         self._windows.append(w)
         self._fetched_end = w.end
         self.stats.add(windows=1)
         view = memoryview(w.buf)
-        bounds = split_parts(start, w.end, self.config.part_size)
+        bounds = split_parts(start, w.end, part_size or self.config.part_size)
         first = None
         for i, (lo, hi) in enumerate(bounds):
             if i == 0 and inline_first:
@@ -581,10 +645,10 @@ class ReadaheadFile(io.RawIOBase):
         self._fetch(start, buf)
         self.stats.add(bytes_fetched=len(buf))
 
-    def _fetch_direct(self, pos: int, dest: memoryview) -> None:
+    def _fetch_direct(self, pos: int, dest: memoryview, part_size: int) -> None:
         """Fill the caller's buffer, in concurrent parts; no budget is used."""
         self.stats.add(windows=1)
-        (lo0, hi0), *rest = split_parts(0, len(dest), self.config.part_size)
+        (lo0, hi0), *rest = split_parts(0, len(dest), part_size)
         futures = [self._executor.submit(self._fetch_part, pos + lo, dest[lo:hi]) for lo, hi in rest]
         try:
             self._fetch_part(pos, dest[lo0:hi0])
