@@ -228,6 +228,30 @@ def peak_rss(uri: str, budget: int) -> dict:
 
 # ---------------------------------------------------------------- main
 
+def sequential(uri: str, endpoint: str, keys: list[str], mnt: str, args) -> dict:
+    """Every mode once per round, interleaved; medians."""
+    total = args.objects * args.size_mib * MIB
+    pipe_label = read_pipe(uri)[0]
+    modes = {
+        pipe_label: lambda: timed(lambda: read_pipe(uri)[1]),
+        "s3fs open().read()": lambda: timed(lambda: read_s3fs(endpoint, keys)),
+        "view, 1 reader": lambda: read_view(uri, 1),
+        f"view, {args.threads} readers": lambda: read_view(uri, args.threads),
+        "mount, 1 reader": lambda: read_mount(uri, mnt, 1),
+        f"mount, {args.threads} readers": lambda: read_mount(uri, mnt, args.threads),
+    }
+    times: dict[str, list[float]] = {m: [] for m in modes}
+    for _ in range(args.rounds):
+        for name, fn in modes.items():
+            got, seconds = fn()
+            times[name].append(seconds)
+            if got != total:
+                raise RuntimeError(f"{name} read {got} bytes, expected {total}")
+    mbs = {m: total / statistics.median(t) / 1e6 for m, t in times.items()}
+    return {"objects": args.objects, "size_mib": args.size_mib, "rounds": args.rounds, "mb_per_s": mbs,
+            "vs_pipe": {m: v / mbs[pipe_label] for m, v in mbs.items()}, "seconds": times}
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--objects", type=int, default=int(os.environ.get("FASTFILE_BENCH_OBJECTS", 64)))
@@ -235,39 +259,25 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=4, help="parallel readers for the threaded figures")
     p.add_argument("--list-objects", type=int, default=int(os.environ.get("FASTFILE_BENCH_LIST_N", 100_000)))
+    p.add_argument("--only", default="sequential,random,rss,listing",
+                   help="comma-separated parts to run (default: %(default)s)")
     p.add_argument("--json", default=".benchmarks/fastfile-summary.json")
     args = p.parse_args(argv)
     server, endpoint = start_server()
     mnt = tempfile.mkdtemp(prefix="channels-bench-mnt-")
     results: dict = {"config": vars(args), "versions": peers.versions()}
     try:
-        keys = upload(endpoint, "seq/", uniform_sizes(args.objects, args.size_mib * MIB))
+        parts = set(args.only.split(","))
         uri = f"s3://{BUCKET}/seq/"
-        total = args.objects * args.size_mib * MIB
-        pipe_label = read_pipe(uri)[0]
-        modes = {
-            pipe_label: lambda: timed(lambda: read_pipe(uri)[1]),
-            "s3fs open().read()": lambda: timed(lambda: read_s3fs(endpoint, keys)),
-            "view, 1 reader": lambda: read_view(uri, 1),
-            f"view, {args.threads} readers": lambda: read_view(uri, args.threads),
-            "mount, 1 reader": lambda: read_mount(uri, mnt, 1),
-            f"mount, {args.threads} readers": lambda: read_mount(uri, mnt, args.threads),
-        }
-        times: dict[str, list[float]] = {m: [] for m in modes}
-        for r in range(args.rounds):
-            for name, fn in modes.items():
-                got, seconds = fn()
-                times[name].append(seconds)
-                if got != total:
-                    raise RuntimeError(f"{name} read {got} bytes, expected {total}")
-        mbs = {m: total / statistics.median(t) / 1e6 for m, t in times.items()}
-        pipe = mbs[pipe_label]
-        results["sequential"] = {"objects": args.objects, "size_mib": args.size_mib, "rounds": args.rounds,
-                                 "mb_per_s": mbs, "vs_pipe": {m: v / pipe for m, v in mbs.items()},
-                                 "seconds": times}
-        results["random_4k"] = random_ratio(uri)
-        results["rss"] = peak_rss(uri, 128 * MIB)
-        if args.list_objects:
+        if parts & {"sequential", "random", "rss"}:
+            keys = upload(endpoint, "seq/", uniform_sizes(args.objects, args.size_mib * MIB))
+        if "sequential" in parts:
+            results["sequential"] = sequential(uri, endpoint, keys, mnt, args)
+        if "random" in parts:
+            results["random_4k"] = random_ratio(uri)
+        if "rss" in parts:
+            results["rss"] = peak_rss(uri, 128 * MIB)
+        if "listing" in parts and args.list_objects:
             t0 = time.perf_counter()
             upload(endpoint, "many/", tiny_sizes(args.list_objects, 10), threads=64)
             results["listing"] = {"upload_s": time.perf_counter() - t0,
@@ -283,19 +293,19 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def report(r: dict) -> None:
-    s = r["sequential"]
-    print(f"sequential reads, {s['objects']} x {s['size_mib']} MiB, 1 MiB reads, median of {s['rounds']}:")
-    for m, v in s["mb_per_s"].items():
-        print(f"  {m:<34} {v:8.0f} MB/s  {s['vs_pipe'][m]:5.2f}x Pipe")
-    q = r["random_4k"]
-    print(f"random 4 KiB reads: {q['reads']} reads, fetched {q['fetched_per_read']:.2f}x the bytes returned "
-          f"({q['requests']} requests)")
-    m = r["rss"]
-    print(f"peak RSS, {m['files']} files at once: {m['peak_rss'] / MIB:.0f} MiB with a "
-          f"{m['budget_bytes'] / MIB:.0f} MiB budget (budget + {m['peak_minus_budget_mib']:.0f} MiB; "
-          f"{m['rss_before_reading'] / MIB:.0f} MiB before reading)")
-    if "listing" in r:
-        li = r["listing"]
+    """Print what was measured, section by section."""
+    if s := r.get("sequential"):
+        print(f"sequential reads, {s['objects']} x {s['size_mib']} MiB, 1 MiB reads, median of {s['rounds']}:")
+        for m, v in s["mb_per_s"].items():
+            print(f"  {m:<34} {v:8.0f} MB/s  {s['vs_pipe'][m]:5.2f}x Pipe")
+    if q := r.get("random_4k"):
+        print(f"random 4 KiB reads: {q['reads']} reads, fetched {q['fetched_per_read']:.2f}x the bytes returned "
+              f"({q['requests']} requests)")
+    if m := r.get("rss"):
+        print(f"peak RSS, {m['files']} files at once: {m['peak_rss'] / MIB:.0f} MiB with a "
+              f"{m['budget_bytes'] / MIB:.0f} MiB budget (budget + {m['peak_minus_budget_mib']:.0f} MiB; "
+              f"{m['rss_before_reading'] / MIB:.0f} MiB before reading)")
+    if li := r.get("listing"):
         print(f"listing {li['objects']} objects: mount to first listing {li['mount_to_first_listing_s']:.1f} s "
               f"(view: {li['view_first_listdir_s']:.1f} s; upload took {li['upload_s']:.0f} s)")
     print("versions:", ", ".join(f"{k} {v}" for k, v in r["versions"].items()))
