@@ -10,7 +10,10 @@ Run (default sizes take about a minute on 2 cores):
 Full sizes (64 x 16 MiB, 2000 x 64 KiB, 5 rounds):
     CHANNELS_BENCH_FULL=1 .venv/bin/python -m pytest benchmarks/test_bench_transport.py \
         --benchmark-only -s --benchmark-json=out/transport.json
-A summary with ratios goes to .benchmarks/transport-summary.json.
+Only the interleaved tests (every client once per round, order rotating):
+    ... -k interleaved
+The summary with ratios comes from the interleaved tests (fair on a shared
+machine) and goes to .benchmarks/transport-summary.json.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import pytest
 
 import peers
 from channels.listing import ObjectRef
+from channels.transport import TransportConfig
 from channels.testing import (DUMMY_CREDENTIALS, KIB, MIB, Dataset, dummy_credentials, fill_bucket, free_port,
                               uniform_sizes)
 
@@ -95,21 +99,21 @@ def small(endpoint) -> Stored:
 
 @pytest.fixture(scope="module")
 def summary():
+    """Interleaved results by dataset; printed and written at the end."""
     results: dict[str, dict] = {}
     yield results
     if not results:
         return
-    lines = ["", "transport benchmark summary (medians, same run, same endpoint):"]
-    for name, r in results.items():
-        lines.append(f"  {name:<28} {r['mb_per_s']:8.0f} MB/s {r['objects_per_s']:8.0f} obj/s "
-                     f"{r['cpu_s_per_gb']:6.2f} client CPU-s/GB")
+    lines = ["", "transport benchmark summary (interleaved rounds, medians, same endpoint):"]
     ratios = {}
-    for kind in ("large", "small"):
-        ours = results.get(f"{kind}/channels")
-        for name, r in results.items():
-            if ours and name.startswith(kind + "/") and name != f"{kind}/channels":
-                ratios[f"{kind}: channels / {name.split('/', 1)[1]}"] = round(
-                    ours["mb_per_s"] / r["mb_per_s"], 2)
+    for kind, by_client in results.items():
+        for client, r in by_client.items():
+            lines.append(f"  {kind}/{client:<24} {r['mb_per_s']:8.0f} MB/s {r['objects_per_s']:8.0f} obj/s "
+                         f"{r['cpu_s_per_gb']:6.2f} client CPU-s/GB")
+        ours = by_client.get("channels")
+        for client, r in by_client.items():
+            if ours and not client.startswith("channels"):
+                ratios[f"{kind}: channels / {client}"] = round(ours["mb_per_s"] / r["mb_per_s"], 2)
     lines += [f"  {k}: {v}x" for k, v in ratios.items()]
     print("\n".join(lines))
     out = Path(".benchmarks")
@@ -119,31 +123,55 @@ def summary():
          "versions": peers.versions()}, indent=2))
 
 
-def _measure(benchmark, summary, name: str, fn, stored: Stored) -> None:
+def _figures(stored: Stored, seconds: list[float], cpu: list[float]) -> dict:
+    median = statistics.median(seconds)
+    return {"mb_per_s": stored.total / median / 1e6, "objects_per_s": len(stored.keys) / median,
+            "cpu_s_per_gb": statistics.median(cpu) / (stored.total / 1e9),
+            "seconds": seconds, "objects": len(stored.keys), "bytes": stored.total}
+
+
+def _timed(fn, stored: Stored) -> tuple[float, float]:
+    t0, c0 = time.perf_counter(), time.process_time()
+    got = fn()
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    assert got == stored.total
+    return seconds, cpu
+
+
+def _measure(benchmark, name: str, fn, stored: Stored) -> None:
+    """One client alone, ROUNDS rounds after a warm-up (pytest-benchmark's table)."""
     cpu: list[float] = []
-
-    def run():
-        c0 = time.process_time()
-        got = fn()
-        cpu.append(time.process_time() - c0)
-        assert got == stored.total
-
-    benchmark.pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=1)
-    median = benchmark.stats.stats.median
-    result = {
-        "mb_per_s": stored.total / median / 1e6,
-        "objects_per_s": len(stored.keys) / median,
-        "cpu_s_per_gb": statistics.median(cpu[-ROUNDS:]) / (stored.total / 1e9),
-        "objects": len(stored.keys), "bytes": stored.total,
-    }
+    benchmark.pedantic(lambda: cpu.append(_timed(fn, stored)[1]), rounds=ROUNDS, iterations=1,
+                       warmup_rounds=1)
+    result = _figures(stored, benchmark.stats.stats.data, cpu[-ROUNDS:])
     benchmark.extra_info.update(result, versions=peers.versions())
-    summary[name] = result
     print(f"\n{name}: {result['mb_per_s']:.0f} MB/s, {result['objects_per_s']:.0f} objects/s, "
           f"{result['cpu_s_per_gb']:.2f} client CPU-s/GB")
 
 
+def _interleaved(benchmark, summary, kind: str, clients: dict, stored: Stored) -> None:
+    """Every client once per round, the order rotating: load that comes and
+    goes on a shared machine hits all clients alike. The summary's source."""
+    times: dict[str, list[tuple[float, float]]] = {c: [] for c in clients}
+
+    def run():
+        for fn in clients.values():  # warm-up: connections, credentials, buffers
+            fn(stored)
+        names = list(clients)
+        for r in range(ROUNDS):
+            for name in names[r % len(names):] + names[: r % len(names)]:
+                times[name].append(_timed(lambda: clients[name](stored), stored))
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    summary[kind] = {name: _figures(stored, [t for t, _ in ts], [c for _, c in ts])
+                     for name, ts in times.items()}
+    benchmark.extra_info.update(summary[kind], versions=peers.versions())
+
+
 LARGE_CLIENTS = {
     "channels": lambda s: peers.channels_stream(s.endpoint, s.refs),
+    # Two ranged GETs per 16 MiB object: moto reads the whole object for each.
+    "channels_8MiB_parts": lambda s: peers.channels_stream(s.endpoint, s.refs, TransportConfig(part_size=8 * MIB)),
     "boto3_8threads": lambda s: peers.boto3_threads(s.endpoint, s.bucket, s.keys, threads=8),
     "s3fs_open_read": lambda s: peers.s3fs_open_read(s.endpoint, s.bucket, s.keys),
 }
@@ -154,12 +182,22 @@ SMALL_CLIENTS = {
 
 
 @pytest.mark.parametrize("client", list(LARGE_CLIENTS))
-def test_large_objects(benchmark, summary, large, client):
+def test_large_objects(benchmark, large, client):
     benchmark.group = f"{LARGE[0]} x {LARGE[1] // MIB} MiB"
-    _measure(benchmark, summary, f"large/{client}", lambda: LARGE_CLIENTS[client](large), large)
+    _measure(benchmark, f"large/{client}", lambda: LARGE_CLIENTS[client](large), large)
 
 
 @pytest.mark.parametrize("client", list(SMALL_CLIENTS))
-def test_small_objects(benchmark, summary, small, client):
+def test_small_objects(benchmark, small, client):
     benchmark.group = f"{SMALL[0]} x {SMALL[1] // KIB} KiB"
-    _measure(benchmark, summary, f"small/{client}", lambda: SMALL_CLIENTS[client](small), small)
+    _measure(benchmark, f"small/{client}", lambda: SMALL_CLIENTS[client](small), small)
+
+
+def test_large_objects_interleaved(benchmark, summary, large):
+    benchmark.group = "interleaved"
+    _interleaved(benchmark, summary, "large", LARGE_CLIENTS, large)
+
+
+def test_small_objects_interleaved(benchmark, summary, small):
+    benchmark.group = "interleaved"
+    _interleaved(benchmark, summary, "small", SMALL_CLIENTS, small)
