@@ -38,7 +38,7 @@ def journal_keys(path: Path) -> list[str]:
 
 @pytest.mark.parametrize("strategy", ["sharded-by-s3-key", "size-balanced"])
 def test_host_processes_at_once_make_the_dataset_each_object_once(s3, s3_client, strategy, tmp_path):
-    ds = Dataset("ln", lognormal_sizes(120, median=16 * KIB, sigma=1.5, seed=3, max_size=2 * MIB), prefix="data/")
+    ds = Dataset("ln", lognormal_sizes(60, median=16 * KIB, sigma=1.5, seed=3, max_size=MIB), prefix="data/")
     fill_bucket(s3_client, "hosts", ds)
     expected = {k[len("data/"):]: object_bytes(k, int(n)) for k, n in zip(ds.keys(), ds.sizes)}
     dest = tmp_path / "dest"

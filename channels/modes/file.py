@@ -43,6 +43,10 @@ from channels.transport import Transport, TransportConfig
 
 #: Objects at least this big get their whole size reserved up front.
 PREALLOCATE_MIN = 1024 * 1024
+#: The most bytes per pwrite. Measured here (ext4, Linux 6.18, 2 cores), one
+#: 8 MiB pwrite costs 2 to 5 times the CPU of eight 1 MiB ones (0.3 to 0.6
+#: vs 0.14 CPU s per GB of files written); 1 MiB and 256 KiB cost the same.
+WRITE_SLICE = 1024 * 1024
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -315,10 +319,11 @@ def _reserve(fd: int, ref: ObjectRef, final: str) -> None:
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int, ref: ObjectRef, final: str) -> None:
+    """Write ``data`` at ``offset`` in slices of at most WRITE_SLICE bytes."""
     try:
-        done = os.pwrite(fd, data, offset)
-        while done < len(data):  # short writes: rare, but allowed
-            done += os.pwrite(fd, data[done:], offset + done)
+        done, n = 0, len(data)
+        while done < n:  # a short write just continues at the next offset
+            done += os.pwrite(fd, data[done:done + WRITE_SLICE], offset + done)
     except OSError as exc:
         raise _dest_error(ref, final, exc) from exc
 
