@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from channels.errors import ObjectChangedError, SourceNotFoundError, TransportError
 from channels.listing import ObjectRef
 from channels.store import Store
-from channels.transport import (AccessDeniedError, Transport, TransportConfig, backend_class,
-                                backend_names, plan_parts)
+from channels.transport import (AccessDeniedError, Backend, PartialRead, Transport, TransportConfig,
+                                backend_class, backend_names, plan_parts, register_backend)
 from channels.transport.backends.s3 import S3Backend, parse_s3_url, quote_key
 from channels.transport.buffers import BufferPool
 
@@ -80,6 +80,64 @@ def test_unknown_backend_lists_valid_names():
     with pytest.raises(ValueError, match="valid names"):
         Transport(config=TransportConfig(s3_backend="boto"))
     assert backend_names() == ["fsspec", "local", "s3"]
+
+
+class _ScriptedBackend(Backend):
+    """In-memory objects; each call pops the next scripted failure, if any."""
+
+    name = "scripted"
+    blobs: dict[str, bytes] = {}
+    script: list = []  # per call: None (succeed) or (bytes to write first, exception)
+    calls: list = []
+
+    def _read_into(self, url, start, buf, size, etag, cancel):
+        self.stats.add(requests=1)
+        type(self).calls.append((start, len(buf)))
+        step = self.script.pop(0) if self.script else None
+        data = self.blobs[url][start:start + len(buf)]
+        if step is None:
+            buf[:] = data
+            return
+        nread, exc = step
+        buf[:nread] = data[:nread]
+        raise PartialRead(nread, exc)
+
+    def _get(self, url):
+        return self.blobs[url]
+
+
+@pytest.fixture
+def scripted():
+    register_backend(_ScriptedBackend, clobber=True)
+    _ScriptedBackend.blobs = {"s3://b/k": bytes(range(256)) * 40}
+    _ScriptedBackend.script, _ScriptedBackend.calls = [], []
+    yield Transport(Store("http://unused"), TransportConfig(s3_backend="scripted", retries=2,
+                                                           backoff_base=0.0, backoff_max=0.0))
+    from channels.transport.backends import _REGISTRY
+
+    _REGISTRY.pop("scripted", None)
+
+
+def test_retries_resume_where_the_failed_attempt_stopped(scripted):
+    blob = _ScriptedBackend.blobs["s3://b/k"]
+    _ScriptedBackend.script = [(100, ConnectionResetError()), (0, TimeoutError()), (50, OSError())]
+    assert bytes(scripted.read_range(ObjectRef("s3://b/k", len(blob)), 10, 1010)) == blob[10:1010]
+    assert _ScriptedBackend.calls == [(10, 1000), (110, 900), (110, 900), (160, 850)]
+    assert scripted.stats.snapshot() | {"buffer_peak": 0} == {
+        "requests": 4, "bytes": 1000, "retries": 3, "errors": 0, "buffer_peak": 0}
+
+
+def test_retry_budget_counts_attempts_without_progress(scripted):
+    _ScriptedBackend.script = [(0, TimeoutError("stalled"))] * 3
+    with pytest.raises(TransportError, match="after 3 attempts") as info:
+        scripted.read_range("s3://b/k", 0, 10)
+    assert isinstance(info.value.__cause__, TimeoutError)
+    assert scripted.stats.retries == 2 and scripted.stats.errors == 1
+
+
+def test_register_backend_refuses_silent_replacement():
+    with pytest.raises(ValueError, match="already registered"):
+        register_backend(S3Backend, "local")
 
 
 def test_plan_parts_cuts_large_objects_only():
@@ -286,10 +344,11 @@ def test_every_backend_streams_and_reads_ranges(stored):
     got = collect(t.stream(refs))
     assert [bytes(got[r.url]) for r in refs] == blobs
     assert bytes(t.read_range(refs[1], 5, 70 * KIB)) == blobs[1][5:70 * KIB]
+    assert t.get(refs[1].url) == blobs[1]
     expected_backend = {"s3": "s3", "s3-via-fsspec": "fsspec", "local": "local", "memory": "fsspec"}
     assert t.backend_for(refs[0].url).name == expected_backend[kind]
-    # small object 1 + large one 4 parts (+1 range read); the empty one costs nothing
-    assert t.stats.requests == 6
+    # small object 1 + large one 4 parts (+1 range read, +1 get); the empty one costs nothing
+    assert t.stats.requests == 7
 
 
 def test_every_backend_reports_missing_objects(stored):
