@@ -163,6 +163,8 @@ class Summary:
 
     def format(self, verb: str = "downloaded") -> str:
         """``downloaded 64 objects, 1.0 GiB in 1.21 s (887 MB/s, 53 objects/s), 0 retries``."""
+        if not self.objects and self.skipped:
+            return f"all {self.skipped} objects already up to date: nothing {verb} ({self.seconds:.2f} s)"
         text = (f"{verb} {self.objects} object{'s' if self.objects != 1 else ''}, "
                 f"{human_bytes(self.bytes)} in {self.seconds:.2f} s ({self.mb_per_s:,.0f} MB/s, "
                 f"{self.objects_per_s:,.0f} objects/s), {self.retries} "

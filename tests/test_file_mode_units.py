@@ -123,3 +123,8 @@ def test_journal_ignores_a_torn_line_and_checks_the_file(tmp_path):
     assert not loaded.up_to_date(ref)  # touched locally since
     other = DownloadState(tmp_path, "algo-2").load()
     assert "a" in other.records  # hosts sharing DEST see each other's records
+
+
+def test_summary_when_everything_is_up_to_date():
+    assert Summary(objects=0, bytes=0, seconds=0.5, skipped=7).format() == (
+        "all 7 objects already up to date: nothing downloaded (0.50 s)")

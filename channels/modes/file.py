@@ -63,12 +63,21 @@ class DownloadResult(Summary):
         host: this host's name.
         share_objects: objects in this host's share (fetched + up to date).
         share_bytes: bytes in this host's share.
+        setup_seconds: of ``seconds``, the time before the first GET
+            (listing, planning, the journal and space checks).
     """
 
     dest: str = ""
     host: str = ""
     share_objects: int = 0
     share_bytes: int = 0
+    setup_seconds: float = 0.0
+
+    def format(self, verb: str = "downloaded") -> str:
+        text = super().format(verb)
+        if self.objects and self.setup_seconds >= 0.01:
+            text += f"; {self.setup_seconds:.2f} s of it listing and checks before the first byte"
+        return text
 
 
 @dataclass
@@ -203,6 +212,7 @@ def fetch(share: Share, *, store: Store | None = None, config: TransportConfig |
     share.dest.mkdir(parents=True, exist_ok=True)
     remove_stale_tmp(share.dest, todo)
     bar = Progress(share.need, len(todo), enabled=progress, label=label)
+    setup = time.monotonic() - started
     transport = Transport(store, config)
     tally = _Tally()
     interrupted = True
@@ -221,7 +231,7 @@ def fetch(share: Share, *, store: Store | None = None, config: TransportConfig |
     stats = transport.stats.snapshot()
     result = DownloadResult(tally.objects, tally.bytes, time.monotonic() - started, stats["retries"],
                             len(share.refs) - len(todo), stats["requests"], str(share.dest), share.host,
-                            len(share.refs), share.share_bytes)
+                            len(share.refs), share.share_bytes, setup)
     say(result.format())
     return result
 
