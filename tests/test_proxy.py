@@ -164,8 +164,17 @@ def test_proxies_in_a_child_process(s3, data):
     with start_proxies(s3.endpoint_url, [PROFILES["local"]], listeners=2, listener_bandwidth=50 * MB) as child:
         urls = child.info["urls"]["local"]
         assert len(urls) == 2 and len(set(urls)) == 2
-        for url in urls:
-            assert _client(url).get_object(Bucket=bucket, Key=ds.keys()[1])["Body"].read() == \
-                object_bytes(ds.keys()[1], SIZE)
+        c = _client(urls[0])
+        c.list_objects_v2(Bucket=bucket, Prefix="p/")  # a listing: not an object GET
+        for key in ds.keys()[:2]:
+            assert c.get_object(Bucket=bucket, Key=key)["Body"].read() == object_bytes(key, SIZE)
+        stats = child.command("stats")
+        assert stats[urls[0]]["object_gets"] == 2 and stats[urls[0]]["requests"] == 3
+        # Two objects through a 50 MB/s interface: the window is at least their bytes over it.
+        assert stats[urls[0]]["transfer_seconds"] >= 0.9 * 2 * SIZE / (50 * MB)
+        assert stats[urls[1]]["transfer_seconds"] is None
+        assert child.command("reset") == {"reset": 2}
+        assert child.command("stats")[urls[0]]["requests"] == 0
+        assert "unknown command" in child.command("bogus")["error"]
         assert child.cpu() > 0
     assert cpu_seconds(child.pid) is None  # gone

@@ -138,7 +138,7 @@ def measured_balance_figure(part: dict):
         b = np.array([h["bytes"] for h in hosts], dtype=float)
         t = np.array([h["seconds"] for h in hosts], dtype=float)
         ax.bar(x - 0.2, b / b.mean(), 0.4, label="bytes / mean", color=STRATEGY_COLORS.get(s), alpha=0.55)
-        ax.bar(x + 0.2, t / t.mean(), 0.4, label="seconds / mean", color=STRATEGY_COLORS.get(s))
+        ax.bar(x + 0.2, t / t.mean(), 0.4, label="transfer seconds / mean", color=STRATEGY_COLORS.get(s))
         ax.axhline(1.0, color="black", lw=0.8, ls="--")
         ax.set_title(f"{s}\npredicted {r['predicted_imbalance']:.2f}x, straggler {r['straggler_ratio']:.2f}x")
         ax.set_xticks(x, [h["host"] for h in hosts], rotation=90, fontsize=7)

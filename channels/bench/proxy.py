@@ -196,13 +196,33 @@ class Pacer:
 
 @dataclass
 class ProxyStats:
-    """Counters of one proxy (read them after the traffic has stopped)."""
+    """Counters of one proxy (read them after the traffic has stopped).
+
+    ``object_gets`` counts GETs of objects (not listings); ``first_get`` and
+    ``last_byte`` (``time.monotonic()`` seconds) bound the window from the
+    first object GET's arrival to the last byte of any object GET sent: the
+    time a client spent moving object bytes through this listener.
+    """
 
     connections: int = 0
     requests: int = 0
     response_bytes: int = 0
     upstream_connections: int = 0
+    object_gets: int = 0
+    first_get: float | None = None
+    last_byte: float | None = None
     faults: list = field(default_factory=list)
+
+    @property
+    def transfer_seconds(self) -> float | None:
+        if self.first_get is None or self.last_byte is None:
+            return None
+        return self.last_byte - self.first_get
+
+    def to_dict(self) -> dict:
+        return {"connections": self.connections, "requests": self.requests, "response_bytes": self.response_bytes,
+                "upstream_connections": self.upstream_connections, "object_gets": self.object_gets,
+                "transfer_seconds": self.transfer_seconds, "faults": list(self.faults)}
 
 
 class Proxy:
@@ -280,10 +300,20 @@ class Proxy:
         finally:
             conn.close()
 
+    def reset_stats(self) -> None:
+        """Start counting afresh (between rounds of a benchmark)."""
+        with self._lock:
+            self.stats = ProxyStats()
+
     def _next_request(self, method: str, target: str, rng: str | None) -> Action | None:
         with self._lock:
             self.stats.requests += 1
             index = self.stats.requests
+            if _is_object_get(method, target):
+                stats = self.stats
+                stats.object_gets += 1
+                if stats.first_get is None:
+                    stats.first_get = time.monotonic()
         if self.fault_policy is None:
             return None
         action = self.fault_policy(RequestInfo(index, method, target, rng))
@@ -349,7 +379,13 @@ class _Connection:
             # below), so the client sends its body without waiting it out.
             self.client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
         self._send_request(head, body, length)
-        return self._relay_response(method, action) and not client_close
+        keep = self._relay_response(method, action)
+        if _is_object_get(method, target):
+            proxy = self.proxy
+            with proxy._lock:
+                stats = proxy.stats
+                stats.last_byte = max(stats.last_byte or 0.0, time.monotonic())
+        return keep and not client_close
 
     def _upstream(self) -> socket.socket:
         if self.up is None:
@@ -544,6 +580,13 @@ def _splice(sock: socket.socket, src: int, dst: int, n: int, *, readable: bool) 
 
 
 # ---------------------------------------------------------------- HTTP bits
+
+def _is_object_get(method: str, target: str) -> bool:
+    """A GET of an object (path-style ``/bucket/key``), not a listing."""
+    path, _, query = target.partition("?")
+    return method == "GET" and path.count("/") >= 2 and len(path.split("/", 2)[2]) > 0 and \
+        "list-type" not in query and "uploads" not in query
+
 
 def _read_head(sock: socket.socket, data: bytes) -> tuple[bytes | None, bytes]:
     """``(head, rest)``: the bytes before the first blank line, and after it."""

@@ -7,7 +7,9 @@ from ``/proc/<pid>/stat`` around every measurement.
 
 Children are started with ``python -m channels.bench.services KIND ...``;
 each prints one JSON line (its URLs) when ready and runs until its standard
-input closes, so a harness that dies takes them with it.
+input closes, so a harness that dies takes them with it. The proxy child
+also answers one-word commands on stdin, one JSON line each: ``stats``
+(every listener's :class:`~channels.bench.proxy.ProxyStats`) and ``reset``.
 """
 
 from __future__ import annotations
@@ -64,6 +66,15 @@ class Child:
     def cpu(self) -> float | None:
         """CPU seconds used so far."""
         return cpu_seconds(self.pid)
+
+    def command(self, word: str) -> dict:
+        """Send a one-word command (``stats``, ``reset``); its one-line JSON answer."""
+        self._proc.stdin.write(word.encode() + b"\n")
+        self._proc.stdin.flush()
+        line = self._proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"benchmark service exited (exit {self._proc.poll()}) instead of answering {word!r}")
+        return json.loads(line)
 
     def stop(self) -> None:
         """Close its stdin (it exits), kill it if it does not within 10 s."""
@@ -129,7 +140,17 @@ def _serve_proxies(args: argparse.Namespace) -> None:
         urls[profile.name] = [p.url for p in ps]
     print(json.dumps({"urls": urls, "pid": os.getpid()}), flush=True)
     try:
-        sys.stdin.read()
+        for line in sys.stdin:  # commands, one a line, until the parent closes our stdin
+            word = line.strip()
+            if word == "stats":
+                answer = {p.url: p.stats.to_dict() for p in proxies}
+            elif word == "reset":
+                for p in proxies:
+                    p.reset_stats()
+                answer = {"reset": len(proxies)}
+            else:
+                answer = {"error": f"unknown command {word!r}: use stats or reset"}
+            print(json.dumps(answer), flush=True)
     finally:
         for p in proxies:
             p.stop()
