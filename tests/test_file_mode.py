@@ -199,3 +199,10 @@ def test_stale_temporary_files_of_a_dead_process_are_removed(s3, bucket, mixed, 
     mine.write_bytes(b"in flight")
     download(f"s3://{bucket}/train/", dest, store=Store(s3.endpoint_url))
     assert not stale.exists() and mine.exists()
+
+
+def test_a_key_with_a_255_byte_name_downloads(s3, s3_client, bucket, tmp_path):
+    name = "n" * 255
+    s3_client.put_object(Bucket=bucket, Key=f"long/{name}", Body=b"long")
+    download(f"s3://{bucket}/long/", tmp_path / "d", store=Store(s3.endpoint_url))
+    assert (tmp_path / "d" / name).read_bytes() == b"long"
