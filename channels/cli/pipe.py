@@ -7,6 +7,7 @@ import signal
 import sys
 
 from channels.cli import add_endpoint_argument
+from channels.errors import ChannelsError
 from channels.hosts import host_identity
 from channels.modes.fifo import FifoServer
 from channels.spec import Job
@@ -70,6 +71,13 @@ def run(args: argparse.Namespace) -> int:
           f"host {host} ({host_index + 1} of {hosts})", file=sys.stderr, flush=True)
     try:
         server.serve()
+    except OSError as exc:
+        if isinstance(exc, ChannelsError):
+            raise
+        # The FIFO directory cannot be made or written (a file in the way,
+        # a read-only or immutable directory): one line, no traceback.
+        print(f"channels pipe: error: cannot serve FIFOs in {server.data_dir}: {exc}", file=sys.stderr)
+        return 2
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -93,7 +93,10 @@ def make_fifo(path: Path, mode: int = DEFAULT_MODE) -> None:
         if not stat.S_ISFIFO(st.st_mode):
             raise FileExistsError(errno.EEXIST, "not a FIFO, refusing to replace it", str(path))
         os.unlink(path)  # a stale FIFO from an earlier run
-    os.mkfifo(path, mode)
+    try:
+        os.mkfifo(path, mode)
+    except OSError as exc:  # os.mkfifo's own error does not name the path
+        raise OSError(exc.errno, f"cannot create the FIFO: {exc.strerror}", str(path)) from exc
 
 
 def open_writer(path: Path, stop: threading.Event) -> int:
@@ -278,8 +281,9 @@ class ChannelWriter(threading.Thread):
             self.epochs_done += 1
         finally:
             out.close()
-            self.current = None
-            _unlink(path)
+            made, self.current = self.current, None
+            if made is not None:  # unlinking one never made could hide why (EROFS)
+                _unlink(made)
 
     def _write(self, fd: int, buf: memoryview, poller: select.poll) -> None:
         write_all(fd, buf, self.stop_event, poller)
