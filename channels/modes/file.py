@@ -41,11 +41,14 @@ from channels.sharding import SHARDED_BY_S3_KEY, SKEW_THRESHOLD, check_host, hos
 from channels.store import Store
 from channels.transport import Transport, TransportConfig
 
-#: Objects at least this big get their whole size reserved up front.
+#: Objects at least this big get their whole size reserved up front
+#: (fallocate). Measured here (ext4, Linux 6.18, 2 cores; 64 x 16 MiB,
+#: medians of 4): the whole download's client CPU is 0.53 s/GB with it,
+#: 1.41 without. Small objects gain nothing (2000 x 64 KiB: same objects/s).
 PREALLOCATE_MIN = 1024 * 1024
-#: The most bytes per pwrite. Measured here (ext4, Linux 6.18, 2 cores), one
-#: 8 MiB pwrite costs 2 to 5 times the CPU of eight 1 MiB ones (0.3 to 0.6
-#: vs 0.14 CPU s per GB of files written); 1 MiB and 256 KiB cost the same.
+#: The most bytes per pwrite. Measured the same way: 16 MiB writes 0.88 s/GB,
+#: 1 MiB 0.53, 256 KiB 0.44 (one 8 MiB pwrite alone costs 2 to 5 times the
+#: CPU of eight 1 MiB ones).
 WRITE_SLICE = 256 * 1024
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
