@@ -261,7 +261,7 @@ def test_fifo_directory_under_a_regular_file(s3, s3_client, bucket, tmp_path):
     (tmp_path / "file").write_text("not a directory")
     with pytest.raises(NotADirectoryError) as info:
         pipe_server(f"s3://{bucket}/p/", tmp_path / "file" / "ml").serve()
-    assert info.value.filename == str(tmp_path / "file" / "ml" / "input" / "data")
+    assert info.value.filename == str(tmp_path / "file" / "ml")  # the first folder that cannot be made
     assert (tmp_path / "file").read_text() == "not a directory"
     job = json.loads((JOBS / "definition.json").read_text())
     job["InputDataConfig"] = [{"ChannelName": "train", "DataSource": {"S3DataSource": {
@@ -270,7 +270,7 @@ def test_fifo_directory_under_a_regular_file(s3, s3_client, bucket, tmp_path):
     r = cli("pipe", str(tmp_path / "job.json"), "--root", str(tmp_path / "file" / "ml"), "--epochs", "1")
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.splitlines()[-1] == (f"channels pipe: error: cannot serve FIFOs in {tmp_path}/file/ml/input/data: "
-                                         f"[Errno 20] Not a directory: '{tmp_path}/file/ml/input/data'")
+                                         f"[Errno 20] Not a directory: '{tmp_path}/file/ml'")
 
 
 @contextlib.contextmanager
