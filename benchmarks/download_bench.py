@@ -148,13 +148,16 @@ def verify(dest: Path, count: int, size: int) -> None:
         raise RuntimeError(f"{dest}: expected {count} files of {size} bytes, found {len(files)}")
 
 
-def versions() -> dict[str, str]:
+def versions(s5cmd: str | None = None) -> dict[str, str]:
     out = {"python": platform.python_version(), "machine": platform.machine(), "cpus": str(os.cpu_count())}
     for name in ("channels", "boto3", "botocore", "urllib3", "moto", "s5cmd"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
             pass
+    if s5cmd:
+        got = subprocess.run([s5cmd, "version"], capture_output=True, text=True)
+        out["s5cmd binary"] = got.stdout.strip()
     return out
 
 
@@ -220,8 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
 
     table = summarize(runs, sets, wanted)
+    found = versions(s5_binary)
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in found.items()))
     print(format_table(table, skipped, args.rounds))
-    out = {"versions": versions(), "rounds": args.rounds, "skipped": skipped, "s5cmd": s5_note,
+    out = {"versions": found, "rounds": args.rounds, "skipped": skipped, "s5cmd": s5_note,
            "sets": {k: {"count": c, "size": s} for k, (c, s) in sets.items()}, "medians": table, "runs": runs}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2))
