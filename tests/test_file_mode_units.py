@@ -128,3 +128,17 @@ def test_journal_ignores_a_torn_line_and_checks_the_file(tmp_path):
 def test_summary_when_everything_is_up_to_date():
     assert Summary(objects=0, bytes=0, seconds=0.5, skipped=7).format() == (
         "all 7 objects already up to date: nothing downloaded (0.50 s)")
+
+
+def test_shard_summary_warns_when_skewed_with_the_size_balanced_figure():
+    import numpy as np
+
+    from channels.balance import report
+    from channels.modes.file import shard_summary
+
+    sizes = np.array([100] * 30 + [5000] * 10, dtype=np.int64)  # the big ones all land on the last host
+    lines = shard_summary(report(sizes, 4, "sharded-by-s3-key", source="s3://b/p/"), 3, "algo-4")
+    assert lines[0].startswith("s3://b/p/: 40 objects, ") and "this host (algo-4, index 3) gets 10 objects" in lines[0]
+    assert lines[1].startswith("warning: skewed: algo-4 reads") and "the size-balanced plan gets 1.13x" in lines[1]
+    even = shard_summary(report(np.full(8, 10), 2, "sharded-by-s3-key"), 0, "algo-1")
+    assert len(even) == 1 and "busiest host 1.00x the mean" in even[0]

@@ -13,7 +13,7 @@ The steps, in order, each before any byte is written:
 Then every object to fetch goes through one :meth:`Transport.stream`, which
 keeps many objects (and many parts of a large one) in flight within its
 memory budget. Each chunk is written with ``os.pwrite`` at its offset into
-``DEST/<key dir>/.<name>.channels-tmp-<pid>-<random>`` (created with
+``DEST/<key dir>/.<name>.channels-tmp-<pid>-<random>-<n>`` (created with
 ``O_EXCL``, mode 0o644) and the file is renamed to its key when its last
 chunk is in: no partial file ever stands under a final name. On any exit
 (error, Ctrl-C, a SIGTERM the CLI turns into KeyboardInterrupt) the open
