@@ -206,3 +206,12 @@ def test_a_key_with_a_255_byte_name_downloads(s3, s3_client, bucket, tmp_path):
     s3_client.put_object(Bucket=bucket, Key=f"long/{name}", Body=b"long")
     download(f"s3://{bucket}/long/", tmp_path / "d", store=Store(s3.endpoint_url))
     assert (tmp_path / "d" / name).read_bytes() == b"long"
+
+
+def test_a_manifest_downloads_its_entries_at_their_paths_below_the_prefix(s3, s3_client, bucket, mixed, tmp_path):
+    manifest = f'[{{"prefix": "s3://{bucket}/train/"}}, "a.bin", "sub/b.bin", "a.bin"]'
+    s3_client.put_object(Bucket=bucket, Key="lists/m.json", Body=manifest.encode())
+    result = download(f"s3://{bucket}/lists/m.json", tmp_path / "d", data_type="ManifestFile",
+                      store=Store(s3.endpoint_url))
+    assert data_files(tmp_path / "d") == {"a.bin": mixed["a.bin"], "sub/b.bin": mixed["sub/b.bin"]}
+    assert result.objects == 2  # an entry listed twice is fetched once
