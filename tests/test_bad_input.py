@@ -94,7 +94,7 @@ def test_manifest_that_is_not_json(s3, s3_client, bucket):
     s3_client.put_object(Bucket=bucket, Key="m.json", Body=b'[{"prefix": "s3://b/p/"}, "a", ')
     with pytest.raises(ManifestError) as info:
         list_manifest(f"s3://{bucket}/m.json")
-    assert str(info.value).startswith(f"manifest s3://{bucket}/m.json is not JSON: Expecting value at line 1")
+    assert str(info.value) == f"manifest s3://{bucket}/m.json is not JSON: Expecting value at line 1 column 32"
     assert info.value.details["url"] == f"s3://{bucket}/m.json"
 
 
@@ -404,3 +404,21 @@ def test_wrong_credentials(auth_s3, case):
     assert str(info.value) == (f"access denied listing s3://{bucket}/p/: check the credentials and the "
                                "bucket policy")
     assert isinstance(info.value, SourceNotFoundError)  # reported: should be a PermissionError (see docs/errors.md)
+
+
+# ---------------------------------------------------------------- the table itself
+
+def test_every_row_of_the_errors_table_names_a_test_that_exists():
+    """docs/errors.md: each row's last column names tests that are defined where it says."""
+    import re
+
+    table = (Path(__file__).parent.parent / "docs" / "errors.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| Input")]
+    assert len(rows) >= 19
+    for row in rows:
+        cell = row.rstrip(" |").rsplit("|", 1)[1]
+        named = re.findall(r"`(?:(tests/\w+\.py)::)?(test_\w+)(?:\[[^\]]*\])?`", cell)
+        assert named, f"no test named in: {row}"
+        for path, name in named:
+            source = (Path(__file__).parent.parent / (path or "tests/test_bad_input.py")).read_text()
+            assert f"def {name}(" in source, f"{path or 'tests/test_bad_input.py'} has no {name}"
