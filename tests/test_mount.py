@@ -117,6 +117,12 @@ def test_cli_reports_a_bad_mount_point_in_one_line(tmp_path, files):
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 2
         assert r.stderr.startswith("channels mount: error:") and "Traceback" not in r.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = subprocess.run([sys.executable, "-m", "channels", "mount", "s3://no-such-bucket/x/", str(empty),
+                        "--foreground"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+    assert not is_mounted(str(empty))
 
 
 @pytest.mark.fuse

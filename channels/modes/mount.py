@@ -261,10 +261,15 @@ def mount(view: FastFileView, mountpoint: str, *, allow_other: bool | None = Non
         SourceNotFoundError, EmptyChannelError: the prefix cannot be listed.
     """
     check_fuse(mountpoint)
-    operations = FastFileOperations(view)
+    try:
+        operations = FastFileOperations(view)
+    except BaseException:
+        view.close()
+        raise
     if allow_other is None:
         allow_other = os.geteuid() == 0
-    options = {"ro": True, "fsname": f"channels:{view.uri}"[:200], "subtype": "channels",
+    fsname = f"channels:{view.uri}"[:200].replace(",", "%2C")  # a comma would end the option
+    options = {"ro": True, "fsname": fsname, "subtype": "channels",
                "kernel_cache": True, "entry_timeout": CACHE_SECONDS, "attr_timeout": CACHE_SECONDS,
                "negative_timeout": CACHE_SECONDS, "allow_other": allow_other, "default_permissions": True,
                "max_threads": MAX_THREADS}
