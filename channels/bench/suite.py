@@ -64,7 +64,7 @@ class BenchOptions:
     """What ``channels bench`` runs (the CLI's flags).
 
     Attributes:
-        quick: small datasets, 3 repeats, a 2 s cap: a few minutes on 2 cores.
+        quick: small datasets, 3 repeats, a 1.5 s cap: two to three minutes on 2 cores.
         modes: our modes to run (None: all registered).
         peers: peer clients to run (None: all registered).
         profiles: latency profiles (None: ``local`` and ``s3-like``).
@@ -74,7 +74,7 @@ class BenchOptions:
         bucket: the bucket holding the datasets.
         hosts: host processes of the imbalance suite.
         host_bandwidth: bytes/s of each simulated host's interface (None: default).
-        max_seconds: soft cap of one measurement (None: 2 s quick, 10 s full).
+        max_seconds: soft cap of one measurement (None: 1.5 s quick, 10 s full).
         workdir: scratch folder (default: /dev/shm or the temp dir).
         datasets: the throughput datasets (None: by ``quick``).
         skewed: the imbalance suite's dataset (None: by ``quick``).
@@ -155,7 +155,7 @@ def run_bench(opts: BenchOptions, *, log: Callable[[str], None] = print, argv: l
             datasets = opts.datasets or tuple(throughput_datasets(opts.quick))
             config = ThroughputConfig(tuple(runners), tuple(profiles), datasets,
                                       repeat=opts.repeat or (3 if opts.quick else 5),
-                                      max_seconds=opts.max_seconds or (2.0 if opts.quick else 10.0),
+                                      max_seconds=opts.max_seconds or (1.5 if opts.quick else 10.0),
                                       bucket=opts.bucket)
             doc["throughput"] = run_throughput(config, services, log=log, workdir=opts.workdir)
         if "imbalance" in opts.suites:

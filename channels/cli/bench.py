@@ -29,7 +29,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true",
-                   help="small datasets, 3 repeats, 2 s cap per measurement (about 2-3 minutes on 2 cores)")
+                   help="small datasets, 3 repeats, 1.5 s cap per measurement (2-3 minutes on 2 cores)")
     p.add_argument("--modes", type=_names, metavar="LIST", help="our modes (default: pipe,file,fastfile)")
     p.add_argument("--peers", type=_names, metavar="LIST",
                    help="peer clients (default: boto3,s3fs,pyarrow,s5cmd; missing ones are skipped with a note)")
@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host-bandwidth", type=float, metavar="MB/s",
                    help="each simulated host's network bandwidth (default: 8; 4 with --quick)")
     p.add_argument("--max-seconds", type=float, metavar="S",
-                   help="soft cap of one measurement (default: 10; 2 with --quick)")
+                   help="soft cap of one measurement (default: 10; 1.5 with --quick)")
     p.add_argument("--json", metavar="OUT", help="write every run's raw figures, the machine and versions here")
     p.add_argument("--endpoint-url", help="an S3 endpoint to use instead of the embedded moto server "
                                           "(credentials from the environment)")
