@@ -52,6 +52,14 @@ class SourceNotFoundError(ChannelsError, FileNotFoundError):
     """A bucket, prefix, manifest or object that should exist does not."""
 
 
+class AccessDeniedError(ChannelsError, PermissionError):
+    """The store refused the credentials or the request (HTTP 403).
+
+    Never carries credential values or signatures: only the URL, the store's
+    error code and its human message.
+    """
+
+
 class EmptyChannelError(ChannelsError, ValueError):
     """A data source that lists no objects."""
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from channels.errors import EmptyChannelError, ManifestError, SourceNotFoundError
+from channels.errors import AccessDeniedError, EmptyChannelError, ManifestError, SourceNotFoundError
 from channels.store import Store, join_url, protocol_of, split_url, strip_protocol
 
 
@@ -109,6 +109,7 @@ def list_source(uri: str, data_type: str = S3_PREFIX, *, attribute_names: Sequen
 
     Raises:
         SourceNotFoundError: the bucket, prefix or manifest does not exist.
+        AccessDeniedError: the store refused the credentials.
         EmptyChannelError: the source names no objects.
         ManifestError: the manifest is not in its documented format.
     """
@@ -149,8 +150,8 @@ def list_prefix(uri: str, *, store: Store | None = None) -> Listing:
         raise SourceNotFoundError(f"{what} does not exist: {uri} (check the name and --endpoint-url)",
                                   url=uri) from exc
     except PermissionError as exc:
-        raise SourceNotFoundError(f"access denied listing {uri}: check the credentials and the bucket policy",
-                                  url=uri) from exc
+        raise AccessDeniedError(f"access denied listing {uri}: check the credentials and the bucket policy",
+                                url=uri) from exc
     base_len = len(base) + 1 if base else 0
     refs = []
     for name in sorted(found):
@@ -175,6 +176,9 @@ def _read_text(uri: str, store: Store) -> str:
             data = f.read()
     except FileNotFoundError as exc:
         raise SourceNotFoundError(f"manifest not found: {uri}", url=uri) from exc
+    except PermissionError as exc:
+        raise AccessDeniedError(f"access denied reading manifest {uri}: check the credentials and the bucket "
+                                "policy", url=uri) from exc
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
