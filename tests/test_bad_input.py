@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from channels.errors import AccessDeniedError as ListingAccessDenied
 from channels.errors import (
-    ChannelsError,
     ManifestError,
     MountError,
     ObjectChangedError,
@@ -398,12 +398,16 @@ def test_wrong_credentials(auth_s3, case):
     assert "check the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY" in message
     assert info.value.details["code"] == code and t.stats.retries == 0  # not retried
     assert secret not in message and key not in message
-    # Listing a channel (s3fs):
-    with pytest.raises(ChannelsError) as info:
+    # Listing a channel, reading a manifest (s3fs):
+    with pytest.raises(ListingAccessDenied) as info:
         list_prefix(f"s3://{bucket}/p/", store=store)
     assert str(info.value) == (f"access denied listing s3://{bucket}/p/: check the credentials and the "
                                "bucket policy")
-    assert isinstance(info.value, SourceNotFoundError)  # reported: should be a PermissionError (see docs/errors.md)
+    with pytest.raises(ListingAccessDenied) as info:
+        list_manifest(f"s3://{bucket}/m.json", store=store)
+    assert str(info.value) == (f"access denied reading manifest s3://{bucket}/m.json: check the credentials "
+                               "and the bucket policy")
+    assert isinstance(info.value, PermissionError) and info.value.details["url"] == f"s3://{bucket}/m.json"
 
 
 # ---------------------------------------------------------------- the table itself
