@@ -159,3 +159,8 @@ def test_job_downloads_every_file_channel_under_root(s3, s3_client, tmp_path):
 
     out = subprocess.run(channels_cmd(str(path)), env=env_for(s3), capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "give --root DIR" in out.stderr
+    root = tmp_path / "single"
+    out = subprocess.run(channels_cmd(str(path), "--root", str(root)), env=env_for(s3), capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0 and "warning: the job has InstanceCount 2" in out.stdout
+    assert len(data_files(root / "input" / "data" / "train")) == 5

@@ -63,6 +63,10 @@ def download_job(job: Job | str | os.PathLike, root: str | os.PathLike, *, hosts
         modes = ", ".join(f"{c.name}: {job.mode_of(c)}" for c in job.channels)
         say(f"no File-mode channels in this job ({modes}): nothing to download")
         return {}
+    count = job.resource_config.instance_count
+    if hosts == 1 and count > 1:
+        say(f"warning: the job has InstanceCount {count} but this host was given as the only one: it "
+            "downloads every host's share; pass --hosts/--host-index or set SM_HOSTS and SM_CURRENT_HOST")
     shares: dict[str, Share] = {}
     for c in channels:
         ds = c.data_source
