@@ -69,10 +69,11 @@ class ReadaheadConfig:
             smaller one (a header probe) gets ``initial_window``.
         prefetch_depth: windows kept fetching ahead of the one being read,
             budget permitting (2: request latency overlaps, not only transfer).
-        forward_tolerance: a read this far past the last one's end (or the
-            current window's length, if larger) still counts as sequential,
-            so reads that the kernel delivers slightly out of order (FUSE)
-            do not reset the window.
+        forward_tolerance: a read this far past the last one's end still
+            counts as sequential, as does one within four read sizes or the
+            last window's length (whichever is largest), so that reads the
+            kernel delivers slightly out of order (FUSE) do not reset the
+            window, while random small reads seldom pass for sequential.
     """
 
     initial_window: int = 1 * MIB
@@ -81,7 +82,7 @@ class ReadaheadConfig:
     part_size: int = 8 * MIB
     budget_bytes: int = 256 * MIB
     max_workers: int = 16
-    forward_tolerance: int = 256 * KIB
+    forward_tolerance: int = 0
     prefetch_depth: int = 2
     whole_object_bytes: int = 16 * MIB
     whole_object_hint: int = 64 * KIB
@@ -528,8 +529,8 @@ class ReadaheadFile(io.RawIOBase):
     def _note_read(self, pos: int, n: int) -> None:
         """Classify a read as sequential or a seek, before serving it."""
         self.stats.add(bytes_read=n)
-        tolerance = max(self.config.forward_tolerance, self._windows[-1].end - self._windows[-1].start
-                        if self._windows else 0)
+        tolerance = max(self.config.forward_tolerance, 4 * n,
+                        self._windows[-1].end - self._windows[-1].start if self._windows else 0)
         sequential = (self._window_at(pos) is not None
                       or self._expected <= pos <= self._expected + tolerance and (self._run or pos == 0))
         if sequential:
