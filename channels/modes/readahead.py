@@ -16,13 +16,15 @@ How much it fetches (Mountpoint's prefetcher works so):
   read) doubles the window, up to ``max_window`` (64 MiB); so does each
   window fetched (the next one is at least twice as large).
 - From the second sequential read on (from open: once the reader has used
-  half of the first window), the next window is fetched in the background
-  while the reader consumes the current one, so reads overlap the network.
+  half of the first window), the next ``prefetch_depth`` (2) windows are
+  fetched in the background while the reader consumes the current one, so
+  reads overlap the network. A window that would leave a runt shorter than
+  itself before the end of the object stretches to the end instead.
 - A read anywhere else (a *seek*) drops the windows and fetches just what
   was asked (at least ``seek_window``, 4 KiB); windows double again from
   there if the reader goes on sequentially. So random 4 KiB reads fetch
   about the bytes they return.
-- A window is fetched as parts of at most ``part_size`` bytes, concurrently;
+- A window is fetched as parts of about ``part_size`` bytes, concurrently;
   a read waits only for the part it needs.
 - Every window's buffer is granted by one :class:`ByteBudget` shared by all
   files of a view. When the budget is short a window shrinks to what is
