@@ -156,6 +156,8 @@ def test_mount_serves_unchanged_programs(tmp_path, files, sig):
         assert exc.value.errno in (errno.EROFS, errno.EACCES)
         with pytest.raises(FileNotFoundError):
             os.stat(mp / "missing")
+        with pytest.raises(MountError, match="already a mount point"):
+            check_fuse(str(mp))
         # Concurrent readers, each its own handle (and its own readahead).
         results: dict[int, str] = {}
 

@@ -57,14 +57,14 @@ def check_fuse(mountpoint: str, *, device: str = "/dev/fuse", fusermount: str = 
         raise MountError(f"FUSE is unavailable: {fusermount} is not on PATH. Install Debian's fuse3 "
                          "(apt-get install fuse3 libfuse3-dev)", tool=fusermount)
     load_binding()
+    if is_mounted(mountpoint):  # first: a stale FUSE mount fails every stat with ENOTCONN
+        raise MountError(f"{mountpoint} is already a mount point: unmount it first "
+                         f"(fusermount3 -u {mountpoint})", mountpoint=mountpoint)
     if not os.path.exists(mountpoint):
         raise MountError(f"mount point {mountpoint} does not exist: create it (mkdir -p {mountpoint})",
                          mountpoint=mountpoint)
     if not os.path.isdir(mountpoint):
         raise MountError(f"mount point {mountpoint} is not a directory", mountpoint=mountpoint)
-    if is_mounted(mountpoint):
-        raise MountError(f"{mountpoint} is already a mount point: unmount it first "
-                         f"(fusermount3 -u {mountpoint})", mountpoint=mountpoint)
     if os.listdir(mountpoint):
         raise MountError(f"mount point {mountpoint} is not empty: mount on an empty directory "
                          "(its files would be hidden)", mountpoint=mountpoint)
