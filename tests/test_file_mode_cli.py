@@ -164,3 +164,15 @@ def test_job_downloads_every_file_channel_under_root(s3, s3_client, tmp_path):
                          text=True, timeout=60)
     assert out.returncode == 0 and "warning: the job has InstanceCount 2" in out.stdout
     assert len(data_files(root / "input" / "data" / "train")) == 5
+
+
+def test_nothing_made_is_group_or_world_writable_even_with_umask_000(s3, s3_client, tmp_path):
+    fill_bucket(s3_client, "umask", Dataset("u", uniform_sizes(4, 2 * MIB), prefix="data/a/b/"))
+    root = tmp_path / "new" / "root"
+    out = subprocess.run(channels_cmd("s3://umask/data/", str(root / "dest"), "-q"), env=env_for(s3),
+                         capture_output=True, text=True, timeout=60, preexec_fn=lambda: os.umask(0))
+    assert out.returncode == 0, out.stderr
+    made = [tmp_path / "new", *sorted((tmp_path / "new").rglob("*"))]
+    modes = {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in made}
+    assert len(modes) == 1 + 1 + 1 + 2 + 4 + 1  # new, root, dest, a, a/b, 4 files, the journal
+    assert {m for m in modes.values()} == {"0o755", "0o644"}, modes

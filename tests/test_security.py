@@ -310,9 +310,6 @@ def test_downloaded_files_are_not_world_writable_with_umask_000(s3, s3_client, b
     assert all(not m & 0o022 for m in files.values()), {k: oct(m) for k, m in files.items()}
 
 
-@pytest.mark.xfail(strict=True, reason="reported: with umask 000 File mode makes DEST and key folders 0o777 "
-                   "(os.makedirs/Path.mkdir defaults) and its journal .channels-download.*.jsonl 0o666, so "
-                   "another user could plant files or mark objects as done")
 def test_download_folders_and_journal_are_not_world_writable_with_umask_000(s3, s3_client, bucket, sandbox,
                                                                            tmp_path):
     put_dataset(s3_client, bucket)

@@ -29,6 +29,10 @@ from channels.modes.download_keys import STATE_PREFIX
 #: Records appended per write, at most (also written every FLUSH_SECONDS).
 BATCH = 512
 FLUSH_SECONDS = 1.0
+#: The journal's mode (less the umask): never writable by others, who could
+#: otherwise mark objects as done.
+FILE_MODE = 0o644
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 class DownloadState:
@@ -88,7 +92,8 @@ class DownloadState:
         if not self._pending:
             return
         if self._fh is None:
-            self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _CLOEXEC, FILE_MODE)
+            self._fh = os.fdopen(fd, "a", encoding="utf-8")  # kept open for the run
         self._fh.write("".join(self._pending))
         self._fh.flush()
         self._pending.clear()
@@ -106,7 +111,8 @@ class DownloadState:
             return
         tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
         try:
-            with open(tmp, "w", encoding="utf-8") as fh:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC, FILE_MODE)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write("".join(_line(k, r) for k, r in self._own.items()))
             os.replace(tmp, self.path)
         except BaseException:

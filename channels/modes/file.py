@@ -33,7 +33,7 @@ from pathlib import Path
 from channels.balance import BalanceReport, human_bytes, report
 from channels.errors import ChannelsError, ManifestError
 from channels.listing import S3_PREFIX, Listing, ObjectRef, list_source
-from channels.modes.download_disk import check_space, preallocate, remove_stale_tmp
+from channels.modes.download_disk import check_space, make_dirs, preallocate, remove_stale_tmp
 from channels.modes.download_keys import TMP_MARK, check_keys
 from channels.modes.download_state import DownloadState
 from channels.progress import Progress, Summary
@@ -212,7 +212,7 @@ def fetch(share: Share, *, store: Store | None = None, config: TransportConfig |
     started = time.monotonic() if started is None else started
     say = log or _silent
     todo = share.todo
-    share.dest.mkdir(parents=True, exist_ok=True)
+    make_dirs(str(share.dest))
     remove_stale_tmp(share.dest, todo)
     bar = Progress(share.need, len(todo), enabled=progress, label=label)
     setup = time.monotonic() - started
@@ -348,7 +348,7 @@ def _pwrite_all(fd: int, data: memoryview, offset: int, ref: ObjectRef, final: s
 
 def _makedirs(parent: str, ref: ObjectRef) -> None:
     try:
-        os.makedirs(parent, exist_ok=True)
+        make_dirs(parent)
     except OSError as exc:  # e.g. a file stands where a folder must be
         raise _dest_error(ref, parent, exc) from exc
 
