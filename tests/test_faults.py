@@ -205,7 +205,9 @@ def sizes_of(bucket: str, data: Mapping[str, bytes]) -> dict[str, int]:
 
 
 def check_counts(policy: MixedFaults, proxy: Proxy, retries: int, errors: int = 0) -> None:
-    """Every kind was injected, 5% of GETs, and each fault cost exactly one retry."""
+    """Every kind was injected, 5% of GETs, and each fault cost exactly one retry (printed with -s)."""
+    kinds = ", ".join(f"{k} {sum(f.kind == k for f in policy.injected)}" for k in KINDS)
+    print(f"\n{policy.matched} object GETs, {len(policy.injected)} faults ({kinds}); retries {retries}")
     assert policy.kinds_seen() == set(KINDS), policy.injected
     # One per full block of 20 GETs, and maybe one in the last, partial block.
     assert policy.matched // policy.period <= len(policy.injected) <= -(-policy.matched // policy.period)
