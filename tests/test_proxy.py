@@ -178,3 +178,59 @@ def test_proxies_in_a_child_process(s3, data):
         assert "unknown command" in child.command("bogus")["error"]
         assert child.cpu() > 0
     assert cpu_seconds(child.pid) is None  # gone
+
+
+class _Upstream:
+    """A small HTTP/1.1 server that keeps connections alive (unlike moto) and
+    can answer chunked; it drops a connection after 0.3 s idle."""
+
+    def __enter__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            timeout = 0.3
+
+            def do_GET(self):
+                if self.path == "/chunked":
+                    self.send_response(200)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for part in (b"hello ", b"chunked ", b"world"):
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                    self.wfile.write(b"0\r\n\r\n")
+                else:
+                    body = self.path.encode() * 1000
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_chunked_keep_alive_and_stale_upstream_connection():
+    with _Upstream() as upstream, Proxy(upstream.url) as proxy:
+        conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+        for _ in range(2):
+            conn.request("GET", "/chunked")
+            resp = conn.getresponse()
+            assert resp.read() == b"hello chunked world"
+        conn.request("GET", "/a")
+        assert conn.getresponse().read() == b"/a" * 1000
+        assert proxy.stats.upstream_connections == 1  # the upstream kept its connection alive
+        time.sleep(0.8)  # the upstream drops the idle connection; the proxy finds out on its next use
+        conn.request("GET", "/b")
+        assert conn.getresponse().read() == b"/b" * 1000
+    assert proxy.stats.connections == 1
+    assert proxy.stats.upstream_connections == 2

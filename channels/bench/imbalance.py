@@ -13,8 +13,12 @@ would measure the contention, not its share. Each host therefore talks to
 its own proxy listener, capped at ``host_bandwidth`` bytes/s shared by all
 its connections: a simulated network interface, as each real instance has.
 The caps add up to a small part of what the machine can move (8 hosts x
-8 MB/s = 64 MB/s, against roughly 1 GB/s through moto), so every host is
-bound by its own interface. The profile's first-byte delay (20 ms,
+6 MB/s = 48 MB/s, against roughly 1 GB/s through moto), so every host is
+bound by its own interface, provided the endpoint's request rate is not the
+limit instead: moto serves a few hundred GETs/s in all, shared by every host,
+which would make a host's time follow its object count. The dataset is
+therefore a few hundred objects of some size (about 100 GETs/s needed), not
+thousands of tiny ones. The profile's first-byte delay (20 ms,
 ``s3-like``) is paid per request, as on S3, and hidden by each host's
 concurrent GETs.
 
@@ -66,7 +70,7 @@ class ImbalanceConfig:
     hosts: int = 8
     strategies: tuple[str, ...] = (SHARDED_BY_S3_KEY, SIZE_BALANCED)
     dataset: BenchDataset | None = None
-    host_bandwidth: float = 8 * MB
+    host_bandwidth: float = 6 * MB
     profile: str = "s3-like"
     bucket: str = "channels-bench"
     timeout: float = 300.0
@@ -113,7 +117,8 @@ def run_imbalance(config: ImbalanceConfig, endpoint_url: str, *, log=print, work
             r = rounds[strategy]
             log(f"  {strategy:<18} predicted imbalance {r['predicted_imbalance']:.2f}x, straggler ratio "
                 f"{r['straggler_ratio']:.2f}x (slowest {r['slowest_host']}, mean {mean:.2f} s)")
-    return {"hosts": config.hosts, "dataset": ds.to_dict(), "uri": uri, "profile": profile.to_dict(),
+    return {"hosts": config.hosts, "dataset": ds.to_dict(), "sizes": sizes.tolist(), "uri": uri,
+            "profile": profile.to_dict(),
             "host_bandwidth": config.host_bandwidth,
             "method": "one proxy listener per host, capped at host_bandwidth; a host's seconds are its transfer "
                       "window at its listener (first object GET in to last byte out)", "strategies": rounds}

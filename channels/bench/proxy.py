@@ -378,8 +378,19 @@ class _Connection:
             # Answer the expectation here (the upstream's own 100 is dropped
             # below), so the client sends its body without waiting it out.
             self.client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-        self._send_request(head, body, length)
-        keep = self._relay_response(method, action)
+        for attempt in (1, 2):
+            reused = self.up is not None
+            try:
+                self._send_request(head, body, length)
+                response = self._response_head()
+                break
+            except OSError:
+                self._drop_upstream()
+                # A kept-alive upstream connection may have been closed while
+                # idle: resend once on a fresh one, if the body is still here.
+                if not (reused and attempt == 1 and len(body) == length):
+                    raise
+        keep = self._relay_response(method, action, *response)
         if _is_object_get(method, target):
             proxy = self.proxy
             with proxy._lock:
@@ -407,18 +418,28 @@ class _Connection:
             up.sendall(view[:n])
             remaining -= n
 
-    def _relay_response(self, method: str, action: Action | None) -> bool:
-        """Relay one response; True when both sides may carry on."""
-        up = self.up
+    def _drop_upstream(self) -> None:
+        if self.up is not None:
+            try:
+                self.up.close()
+            finally:
+                self.up = None
+
+    def _response_head(self) -> tuple[bytes, int, dict[str, str], bytes]:
+        """``(head, status, headers, rest)`` of the upstream's final response."""
         rest = b""
         while True:
-            head, rest = _read_head(up, rest)
+            head, rest = _read_head(self.up, rest)
             if head is None:
                 raise OSError("upstream closed without a response")
             status_line, headers = _parse_head(head)
             status = int(status_line.split(" ", 2)[1])
             if not (100 <= status < 200 and status != 101):
-                break  # interim responses (100 Continue) are not relayed
+                return head, status, headers, rest  # interim responses (100 Continue) are not relayed
+
+    def _relay_response(self, method: str, action: Action | None, head: bytes, status: int,
+                        headers: dict[str, str], rest: bytes) -> bool:
+        """Relay one response whose head was read; True when both sides may carry on."""
         upstream_close = headers.get("connection", "").lower() == "close"
         if method == "HEAD" or status in (204, 304, 101):
             length: int | None = 0
@@ -428,21 +449,17 @@ class _Connection:
             length = int(headers["content-length"])
         else:
             length = -1  # until the upstream closes
-        keep = length is not None and length >= 0
+        keep = length is None or length >= 0  # the client can tell where this response ends
         lines = [ln for ln in head.split(b"\r\n") if not ln.lower().startswith(b"connection:")]
         lines.append(b"Connection: keep-alive" if keep else b"Connection: close")
         out = b"\r\n".join(lines) + b"\r\n\r\n"
         self._send(out)
         if length is None:
             self._relay_chunked(rest, action)
-            keep = not upstream_close
         elif not self._relay_body(rest, length, action):
             return False
         if upstream_close or not keep:
-            try:
-                up.close()
-            finally:
-                self.up = None
+            self._drop_upstream()
         return keep
 
     def _pace(self, n: int) -> None:

@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"which suites (default: {','.join(SUITES)})")
     p.add_argument("--hosts", type=int, default=8, help="host processes in the imbalance suite (default: 8)")
     p.add_argument("--host-bandwidth", type=float, metavar="MB/s",
-                   help="each simulated host's network bandwidth (default: 8; 4 with --quick)")
+                   help="each simulated host's network bandwidth (default: 6; 4 with --quick)")
     p.add_argument("--max-seconds", type=float, metavar="S",
                    help="soft cap of one measurement (default: 10; 1.5 with --quick)")
     p.add_argument("--json", metavar="OUT", help="write every run's raw figures, the machine and versions here")
