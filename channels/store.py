@@ -14,6 +14,12 @@ from urllib.parse import urlsplit
 
 import fsspec
 
+from channels import _redact
+
+# Every path to a store goes through this module: keep credentials out of the
+# debug logs of the libraries that reach it (botocore, aiobotocore, s3fs).
+_redact.install()
+
 S3_SCHEMES = ("s3", "s3a", "s3n")
 
 

@@ -1,20 +1,10 @@
-"""Transport-specific exceptions.
-
-``AccessDeniedError`` belongs with the others in :mod:`channels.errors`; it
-lives here until that module grows it (the transport owns no other file).
-"""
+"""Transport-specific exceptions (the public ones live in :mod:`channels.errors`)."""
 
 from __future__ import annotations
 
-from channels.errors import ChannelsError
+from channels.errors import AccessDeniedError
 
-
-class AccessDeniedError(ChannelsError, PermissionError):
-    """The store refused the credentials or the request (HTTP 403).
-
-    Never carries credential values or signatures: only the URL, the store's
-    error code and its human message.
-    """
+__all__ = ["AccessDeniedError", "Cancelled", "PartialRead", "TransientHTTPError"]
 
 
 class PartialRead(Exception):
