@@ -606,3 +606,41 @@ def test_buffers_are_reused_across_streams(s3_client, bucket, s3):
     assert t.stats.buffer_peak <= 6 * part
     t.close()
     assert t._spare == []
+
+
+def test_close_from_another_thread_wakes_a_waiting_consumer(tmp_path):
+    """A consumer blocked on the head part ends (StopIteration) when another thread closes the stream."""
+    import threading
+
+    from channels.listing import ObjectRef
+    from channels.transport import Transport, TransportConfig
+
+    started = threading.Event()
+    release = threading.Event()
+
+    class SlowBackendTransport(Transport):
+        def _read(self, url, start, buf, size, etag, cancel):  # a read that waits until told
+            started.set()
+            release.wait(5)
+            buf[:] = b"x" * len(buf)
+
+    path = tmp_path / "obj"
+    path.write_bytes(b"x" * 10)
+    with SlowBackendTransport(config=TransportConfig()) as t:
+        stream = t.stream([ObjectRef(f"file://{path}", 10)])
+        outcome = []
+
+        def consume():
+            try:
+                next(stream)
+                outcome.append("chunk")
+            except StopIteration:
+                outcome.append("stopped")
+
+        consumer = threading.Thread(target=consume)
+        consumer.start()
+        assert started.wait(5)
+        stream.close()
+        consumer.join(5)
+        release.set()
+        assert not consumer.is_alive() and outcome == ["stopped"]

@@ -137,6 +137,8 @@ class ChunkStream(Iterator[Chunk]):
             head = self._window[0]
             while not head.done:
                 self._cond.wait()
+                if self._closed:  # closed from another thread while we waited
+                    raise StopIteration
             self._window.popleft()
             if head.error is not None:
                 self._close_locked()
