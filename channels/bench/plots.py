@@ -103,12 +103,16 @@ def ratio_figure(doc: dict):
 
 
 def planned_balance_figure(sizes, hosts: int, title: str = ""):
-    """Planner only (no download): bytes per host for every strategy, as bars."""
+    """Planner only (no download): bytes per host for each strategy that splits the data, as bars.
+
+    (fully-replicated gives every host everything: nothing to compare.)
+    """
     from channels.balance import compare
+    from channels.sharding import FULLY_REPLICATED
 
     plt = _plt()
-    reports = compare(np.asarray(sizes), hosts)
-    fig, axes = plt.subplots(1, len(reports), figsize=(4.2 * len(reports), 3.4), sharey=True, squeeze=False)
+    reports = [r for r in compare(np.asarray(sizes), hosts) if r.strategy != FULLY_REPLICATED]
+    fig, axes = plt.subplots(1, len(reports), figsize=(5.5 * len(reports), 3.4), sharey=True, squeeze=False)
     for ax, rep in zip(axes[0], reports):
         mb = [h.bytes / 1e6 for h in rep.hosts]
         ax.bar(range(hosts), mb, color=STRATEGY_COLORS.get(rep.strategy))
