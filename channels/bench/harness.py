@@ -162,6 +162,7 @@ def measure(body: Body, target: Target, services: Services, max_seconds: float |
         "server_cpu_s": None if s0 is None or s1 is None else s1 - s0,
         "proxy_cpu_s": None if p0 is None or p1 is None else p1 - p0,
         "counters": meter.counters,
+        "load_average": report.loadavg(),  # how busy the machine was: a noisy run shows here
     }
 
 

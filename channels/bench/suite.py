@@ -18,7 +18,8 @@ The document (schema ``channels-bench/1``)::
         "runs": [{"repeat", "profile", "dataset", "runner", "kind", "seconds",
                   "bytes", "objects", "records", "mb_per_s", "objects_per_s",
                   "records_per_s", "ttfb_s", "complete", "error",
-                  "client_cpu_s", "server_cpu_s", "proxy_cpu_s", "counters"}],
+                  "client_cpu_s", "server_cpu_s", "proxy_cpu_s", "counters",
+                  "load_average"}],
         "summary": [{"profile", "dataset", "runner", "kind", "runs", "errors",
                      "complete", "mb_per_s": {"median", "min", "max"},
                      "objects_per_s", "records_per_s", "ttfb_s", "seconds",
@@ -29,10 +30,13 @@ The document (schema ``channels-bench/1``)::
       "imbalance": {                       # null when not run
         "hosts", "dataset", "uri", "profile", "host_bandwidth", "method",
         "strategies": {name: {"predicted_imbalance", "lower_bound",
-                              "straggler_ratio", "slowest_host", "mean_seconds",
+                              "straggler_ratio", "straggler_ratio_download",
+                              "straggler_ratio_process", "slowest_host", "mean_seconds",
                               "ok", "hosts": [{"host", "index", "objects", "bytes",
                               "planned_objects", "planned_bytes", "seconds",
-                              "process_seconds", "end_s", "returncode", "stderr"}]}}
+                              "transfer_seconds", "download_seconds", "gets",
+                              "process_seconds", "end_s", "returncode", "stderr"}]}},
+        "sizes": [bytes of each object of the skewed dataset]
       }
     }
 
