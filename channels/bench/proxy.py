@@ -22,13 +22,13 @@ each request and response ends:
 Requests are forwarded byte for byte (``Host`` included), so signed requests
 stay valid; only response heads are rewritten (the ``Connection`` header).
 
-Faults: a ``fault_policy`` callable sees every request and may answer an
-:class:`Action` (``status``: answer an error without reaching the upstream;
-``reset``: cut the response with a TCP reset after ``n`` body bytes; ``stall``:
-stop after ``n`` body bytes for ``seconds``, then close). :func:`scripted_faults`
-builds the policy with the knobs of ``tests/faultproxy.py`` (``reset_after``,
-``stall_after``, ``status``, ``error_rate``), so that file could become a thin
-wrapper of this one.
+Faults (:mod:`channels.bench.faults`): a ``fault_policy`` callable sees
+every request and may answer an :class:`Action` (``status``: answer an error
+without reaching the upstream; ``reset``: cut the response with a TCP reset
+after ``n`` body bytes; ``stall``: stop after ``n`` body bytes for
+``seconds``, then close). :func:`scripted_faults` builds the policy with the
+knobs of ``tests/faultproxy.py``, so that file could become a thin wrapper
+of this one.
 
 Efficiency: one thread per client connection. On Linux, bodies move with
 ``os.splice`` (upstream socket -> a 1 MiB pipe -> client socket): the bytes
@@ -48,119 +48,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
-import select
 import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not on Linux
-    fcntl = None
-
+from channels.bench.faults import Action, FaultPolicy, RequestInfo, scripted_faults
 from channels.bench.profiles import PROFILES, Profile
+from channels.bench.wire import SPLICE, error_response, fcntl, is_object_get, parse_head, read_head, splice
 
 __all__ = ["PROFILES", "Action", "Pacer", "Profile", "Proxy", "RequestInfo", "scripted_faults"]
 
 BUFFER = 1 << 20
-_HEAD_LIMIT = 1 << 20
-_ERROR_CODES = {500: "InternalError", 502: "BadGateway", 503: "SlowDown", 504: "GatewayTimeout"}
-
-
-@dataclass(frozen=True)
-class RequestInfo:
-    """What a fault policy sees of a request.
-
-    Attributes:
-        index: 1-based arrival order over the proxy's life.
-        method: ``GET``, ``PUT``...
-        target: the request target (path and query).
-        range: the ``Range`` header, or None.
-    """
-
-    index: int
-    method: str
-    target: str
-    range: str | None
-
-
-@dataclass(frozen=True)
-class Action:
-    """A fault to inject into one response.
-
-    Attributes:
-        kind: ``status``, ``reset`` or ``stall``.
-        status: the HTTP status answered (kind ``status``).
-        after_bytes: body bytes relayed before the fault (``reset``, ``stall``).
-        seconds: how long a stall lasts before the connection is closed.
-    """
-
-    kind: str
-    status: int = 503
-    after_bytes: int = 0
-    seconds: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("status", "reset", "stall"):
-            raise ValueError(f"unknown fault kind {self.kind!r}: use status, reset or stall")
-
-
-FaultPolicy = Callable[[RequestInfo], "Action | None"]
-
-
-def scripted_faults(*, reset_after: dict[int, int] | None = None,
-                    stall_after: dict[int, tuple[int, float]] | None = None,
-                    status: dict[int, int] | None = None, error_rate: float = 0.0,
-                    error_status: int = 503, seed: int = 0,
-                    match: Callable[[str, str], bool] | None = None) -> FaultPolicy:
-    """A fault policy with ``tests/faultproxy.py``'s knobs.
-
-    Knobs count *matching* requests (by default every GET), 1-based. The
-    returned callable has ``faults`` (``[(k, kind)]``) and ``matched``.
-
-    Args:
-        reset_after: ``{k: n}``: the k-th matching response is reset after n body bytes.
-        stall_after: ``{k: (n, seconds)}``: the k-th stalls after n body bytes.
-        status: ``{k: code}``: the k-th is answered ``code`` without reaching the upstream.
-        error_rate: every other matching request is answered ``error_status``
-            with this probability (seeded).
-        error_status: the status of random errors.
-        seed: seed of the random errors.
-        match: which requests count, ``(method, target) -> bool``.
-    """
-    reset_after, stall_after, status = dict(reset_after or {}), dict(stall_after or {}), dict(status or {})
-    match = match or (lambda method, target: method == "GET")
-    rng = random.Random(seed)
-    lock = threading.Lock()
-
-    def policy(req: RequestInfo) -> Action | None:
-        if not match(req.method, req.target):
-            return None
-        with lock:
-            policy.matched += 1
-            k = policy.matched
-            if k in status:
-                action = Action("status", status=status[k])
-            elif k in reset_after:
-                action = Action("reset", after_bytes=reset_after[k])
-            elif k in stall_after:
-                n, seconds = stall_after[k]
-                action = Action("stall", after_bytes=n, seconds=seconds)
-            elif error_rate and rng.random() < error_rate:
-                action = Action("status", status=error_status)
-            else:
-                return None
-            policy.faults.append((k, action.kind))
-            return action
-
-    policy.matched = 0
-    policy.faults = []
-    return policy
 
 
 class Pacer:
@@ -309,7 +210,7 @@ class Proxy:
         with self._lock:
             self.stats.requests += 1
             index = self.stats.requests
-            if _is_object_get(method, target):
+            if is_object_get(method, target):
                 stats = self.stats
                 stats.object_gets += 1
                 if stats.first_get is None:
@@ -356,13 +257,13 @@ class _Connection:
 
     # One request and its response; False when the client connection ends.
     def one_exchange(self) -> bool:
-        head, self.pending = _read_head(self.client, self.pending)
+        head, self.pending = read_head(self.client, self.pending)
         if head is None:
             return False
-        request_line, headers = _parse_head(head)
+        request_line, headers = parse_head(head)
         method, target, _version = (request_line.split(" ", 2) + ["", ""])[:3]
         if "chunked" in headers.get("transfer-encoding", "").lower():
-            self.client.sendall(_error_response(501, "chunked request bodies are not relayed"))
+            self.client.sendall(error_response(501, "chunked request bodies are not relayed"))
             return False
         length = int(headers.get("content-length", "0") or 0)
         body, self.pending = self.pending[:length], self.pending[length:]
@@ -371,7 +272,7 @@ class _Connection:
         if delay:
             time.sleep(delay)
         if action is not None and action.kind == "status":
-            self.client.sendall(_error_response(action.status))
+            self.client.sendall(error_response(action.status))
             return False
         client_close = headers.get("connection", "").lower() == "close" or _version == "HTTP/1.0"
         if headers.get("expect", "").lower() == "100-continue" and len(body) < length:
@@ -391,7 +292,7 @@ class _Connection:
                 if not (reused and attempt == 1 and len(body) == length):
                     raise
         keep = self._relay_response(method, action, *response)
-        if _is_object_get(method, target):
+        if is_object_get(method, target):
             proxy = self.proxy
             with proxy._lock:
                 stats = proxy.stats
@@ -429,10 +330,10 @@ class _Connection:
         """``(head, status, headers, rest)`` of the upstream's final response."""
         rest = b""
         while True:
-            head, rest = _read_head(self.up, rest)
+            head, rest = read_head(self.up, rest)
             if head is None:
                 raise OSError("upstream closed without a response")
-            status_line, headers = _parse_head(head)
+            status_line, headers = parse_head(head)
             status = int(status_line.split(" ", 2)[1])
             if not (100 <= status < 200 and status != 101):
                 return head, status, headers, rest  # interim responses (100 Continue) are not relayed
@@ -492,7 +393,7 @@ class _Connection:
                 return self._fault(rest[:limit], action)
             self._send(rest)
             sent = len(rest)
-        if length >= 0 and limit is None and _SPLICE:
+        if length >= 0 and limit is None and SPLICE:
             sent = self._splice_body(length, sent)
             with self.proxy._lock:
                 stats.response_bytes += sent
@@ -527,13 +428,13 @@ class _Connection:
         up, client = self.up, self.client
         step = min(self._slice(), self.pipe_size)
         while sent < length:
-            n = _splice(up, up.fileno(), w, min(step, length - sent), readable=True)
+            n = splice(up, up.fileno(), w, min(step, length - sent), readable=True)
             if not n:
                 raise OSError("upstream closed mid-body")
             self._pace(n)
             left = n
             while left:
-                left -= _splice(client, r, client.fileno(), left, readable=False)
+                left -= splice(client, r, client.fileno(), left, readable=False)
             sent += n
         return sent
 
@@ -577,59 +478,3 @@ class _Connection:
         else:
             self.proxy._stop.wait(action.seconds)
         return False
-
-
-# ---------------------------------------------------------------- kernel copies
-
-_SPLICE = hasattr(os, "splice") and hasattr(fcntl, "F_GETPIPE_SZ") if fcntl else False
-
-
-def _splice(sock: socket.socket, src: int, dst: int, n: int, *, readable: bool) -> int:
-    """``os.splice`` that waits (up to the socket's timeout) while ``sock`` is not ready."""
-    while True:
-        try:
-            return os.splice(src, dst, n)
-        except BlockingIOError:
-            timeout = sock.gettimeout()
-            ready = select.select([sock] if readable else [], [] if readable else [sock], [], timeout)
-            if not (ready[0] or ready[1]):
-                raise TimeoutError(f"socket not {'readable' if readable else 'writable'} in {timeout} s") from None
-
-
-# ---------------------------------------------------------------- HTTP bits
-
-def _is_object_get(method: str, target: str) -> bool:
-    """A GET of an object (path-style ``/bucket/key``), not a listing."""
-    path, _, query = target.partition("?")
-    return method == "GET" and path.count("/") >= 2 and len(path.split("/", 2)[2]) > 0 and \
-        "list-type" not in query and "uploads" not in query
-
-
-def _read_head(sock: socket.socket, data: bytes) -> tuple[bytes | None, bytes]:
-    """``(head, rest)``: the bytes before the first blank line, and after it."""
-    while b"\r\n\r\n" not in data:
-        more = sock.recv(65536)
-        if not more:
-            return None, b""
-        data += more
-        if len(data) > _HEAD_LIMIT:
-            raise OSError("HTTP head too long")
-    head, _, rest = data.partition(b"\r\n\r\n")
-    return head, rest
-
-
-def _parse_head(head: bytes) -> tuple[str, dict[str, str]]:
-    lines = head.split(b"\r\n")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, _, value = line.decode("latin-1").partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return lines[0].decode("latin-1"), headers
-
-
-def _error_response(status: int, message: str = "injected by channels.bench.proxy") -> bytes:
-    code = _ERROR_CODES.get(status, "InternalError" if status >= 500 else "Error")
-    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
-            f"<Message>{message}</Message></Error>").encode()
-    return (f"HTTP/1.1 {status} {code}\r\nContent-Type: application/xml\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
