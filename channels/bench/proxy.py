@@ -150,6 +150,8 @@ class Proxy:
         self._shared = (Pacer(self.profile.listener_bandwidth)
                         if self.profile.listener_bandwidth else None)
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._active = 0  # requests between arrival and their response's last byte
         self._stop = threading.Event()
         self._server = socket.create_server(("127.0.0.1", port), backlog=256)
         self.port = self._server.getsockname()[1]
@@ -163,6 +165,8 @@ class Proxy:
         return self
 
     def stop(self) -> None:
+        """Stop accepting, after the requests in flight are answered (2 s at most)."""
+        self.quiesce(2.0)
         self._stop.set()
         try:
             self._server.shutdown(socket.SHUT_RDWR)
@@ -206,8 +210,21 @@ class Proxy:
         with self._lock:
             self.stats = ProxyStats()
 
+    def quiesce(self, timeout: float = 5.0) -> bool:
+        """Wait until no request is in flight (so the stats are complete); False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._active == 0, timeout)
+
+    def _request_done(self, object_get: bool) -> None:
+        with self._idle:
+            if object_get:
+                self.stats.last_byte = max(self.stats.last_byte or 0.0, time.monotonic())
+            self._active -= 1
+            self._idle.notify_all()
+
     def _next_request(self, method: str, target: str, rng: str | None) -> Action | None:
         with self._lock:
+            self._active += 1
             self.stats.requests += 1
             index = self.stats.requests
             if is_object_get(method, target):
@@ -261,20 +278,27 @@ class _Connection:
         if head is None:
             return False
         request_line, headers = parse_head(head)
-        method, target, _version = (request_line.split(" ", 2) + ["", ""])[:3]
+        method, target, version = (request_line.split(" ", 2) + ["", ""])[:3]
         if "chunked" in headers.get("transfer-encoding", "").lower():
             self.client.sendall(error_response(501, "chunked request bodies are not relayed"))
             return False
         length = int(headers.get("content-length", "0") or 0)
         body, self.pending = self.pending[:length], self.pending[length:]
         action = self.proxy._next_request(method, target, headers.get("range"))
+        try:
+            return self._exchange(head, headers, method, target, version, body, length, action)
+        finally:
+            self.proxy._request_done(is_object_get(method, target))
+
+    def _exchange(self, head: bytes, headers: dict[str, str], method: str, target: str, version: str,
+                  body: bytes, length: int, action: Action | None) -> bool:
         delay = self.proxy.profile.first_byte_delay
         if delay:
             time.sleep(delay)
         if action is not None and action.kind == "status":
             self.client.sendall(error_response(action.status))
             return False
-        client_close = headers.get("connection", "").lower() == "close" or _version == "HTTP/1.0"
+        client_close = headers.get("connection", "").lower() == "close" or version == "HTTP/1.0"
         if headers.get("expect", "").lower() == "100-continue" and len(body) < length:
             # Answer the expectation here (the upstream's own 100 is dropped
             # below), so the client sends its body without waiting it out.
@@ -292,11 +316,6 @@ class _Connection:
                 if not (reused and attempt == 1 and len(body) == length):
                     raise
         keep = self._relay_response(method, action, *response)
-        if is_object_get(method, target):
-            proxy = self.proxy
-            with proxy._lock:
-                stats = proxy.stats
-                stats.last_byte = max(stats.last_byte or 0.0, time.monotonic())
         return keep and not client_close
 
     def _upstream(self) -> socket.socket:

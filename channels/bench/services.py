@@ -143,6 +143,8 @@ def _serve_proxies(args: argparse.Namespace) -> None:
         for line in sys.stdin:  # commands, one a line, until the parent closes our stdin
             word = line.strip()
             if word == "stats":
+                for p in proxies:
+                    p.quiesce()  # a client may hold its last byte before the proxy has noted it
                 answer = {p.url: p.stats.to_dict() for p in proxies}
             elif word == "reset":
                 for p in proxies:
