@@ -150,3 +150,16 @@ def test_cli_rejects_a_peer_listed_as_a_mode(capsys):
 
     assert main(["bench", "--modes", "boto3", "--suites", "throughput"]) == 2
     assert "list it under --peers" in capsys.readouterr().err
+
+
+def test_run_bench_on_a_given_endpoint(s3, tmp_path):
+    opts = BenchOptions(modes=("fastfile",), peers=("s3fs",), profiles=("direct", "s3-like"), repeat=1,
+                        suites=("throughput",), datasets=(TINY,), endpoint_url=s3.endpoint_url,
+                        bucket="given-bucket", workdir=str(tmp_path))
+    doc = run_bench(opts, log=lambda line: None)
+    assert doc["endpoint"] == {"url": s3.endpoint_url, "embedded": False, "server": None}
+    runs = doc["throughput"]["runs"]
+    assert len(runs) == 4 and all(r["complete"] for r in runs)
+    assert all(r["server_cpu_s"] is None for r in runs)  # not ours to measure
+    assert all(r["ttfb_s"] >= 0.02 for r in runs if r["profile"] == "s3-like")  # the profile's first-byte delay
+    assert s3.client().list_objects_v2(Bucket="given-bucket", Prefix=TINY.prefix)["KeyCount"] == TINY.count
