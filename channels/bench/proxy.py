@@ -68,19 +68,28 @@ class Pacer:
     """Paces bytes to ``rate`` bytes/s; thread-safe, so it can be shared.
 
     A virtual clock: ``take(n)`` moves the clock ``n / rate`` seconds ahead
-    and sleeps until it is no longer ahead of real time. An idle pacer lends
-    at most ``burst`` seconds of credit.
+    and sleeps until it is no longer ahead of real time. A flow that fell
+    behind (its upstream was slow to deliver a slice) may catch up by at
+    most ``burst`` seconds; the default, two slices' worth (about 20 ms), is
+    enough that the time spent receiving a slice is not added to the time
+    spent pacing it, which would hold a flow well below ``rate``.
+    ``restart()`` drops the credit (a new response starts from now).
 
     Invariant: ``_clock >= monotonic() - burst`` after every ``take``.
     """
 
-    def __init__(self, rate: float, burst: float = 0.002) -> None:
+    def __init__(self, rate: float, burst: float | None = None) -> None:
         if not rate > 0:
             raise ValueError(f"rate must be > 0 bytes/s, got {rate!r}")
         self.rate = float(rate)
-        self.burst = burst
+        self.burst = burst if burst is not None else max(0.002, 2 * self.slice() / self.rate)
         self._clock = time.monotonic()
         self._lock = threading.Lock()
+
+    def restart(self) -> None:
+        """Forget the past: the next bytes are paced from now, with no credit."""
+        with self._lock:
+            self._clock = time.monotonic()
 
     def take(self, n: int) -> None:
         with self._lock:
@@ -369,6 +378,8 @@ class _Connection:
             length = int(headers["content-length"])
         else:
             length = -1  # until the upstream closes
+        if self.pacer is not None:
+            self.pacer.restart()  # a connection's cap is a rate within each response, no idle credit
         keep = length is None or length >= 0  # the client can tell where this response ends
         lines = [ln for ln in head.split(b"\r\n") if not ln.lower().startswith(b"connection:")]
         lines.append(b"Connection: keep-alive" if keep else b"Connection: close")
