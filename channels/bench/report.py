@@ -193,7 +193,12 @@ def format_checks(c: dict) -> str:
     def f(v):
         return "-" if v is None else f"{v:.2f}"
 
-    return (f"latency check ({c['mode']} on {c['dataset']}): {c['far']} keeps {f(c['keep'])}x of its "
+    text = (f"latency check ({c['mode']} on {c['dataset']}): {c['far']} keeps {f(c['keep'])}x of its "
             f"{c['near']} MB/s (want >= 0.70: {'yes' if c['keep_ok'] else 'no'}); vs {c['peer']}: "
             f"{f(c['ratio_near'])}x under {c['near']}, {f(c['ratio_far'])}x under {c['far']} "
             f"(want larger under {c['far']}: {'yes' if c['ratio_grows'] else 'no'})")
+    if c["keep"] is not None and not c["keep_ok"] and c["far"] == "s3-like":
+        text += ("\n  (under s3-like each connection carries at most 90 MB/s, so a reader's MB/s there is at most "
+                 "its GETs in flight x 90 MB/s, less each GET's first-byte wait: more bytes in flight "
+                 "(transport budget_bytes / part_size) raise it)")
+    return text
