@@ -28,7 +28,24 @@ def versions() -> dict[str, str | None]:
             out[name] = version(name)
         except PackageNotFoundError:
             out[name] = None
+    out["s5cmd"] = _s5cmd_version()
     return out
+
+
+def _s5cmd_version() -> str | None:
+    """The s5cmd binary's own version (a peer), or None without one."""
+    import subprocess
+
+    from channels.bench.peers import s5cmd_path
+
+    exe = s5cmd_path()
+    if not exe:
+        return None
+    try:
+        done = subprocess.run([exe, "version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
 
 
 def machine() -> dict:
