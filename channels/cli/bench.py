@@ -14,6 +14,7 @@ in ``notebooks/`` plot it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from channels.bench.suite import SUITES, BenchOptions, format_report, run_bench, write_json
@@ -51,6 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options(args: argparse.Namespace) -> BenchOptions:
+    if args.workdir:  # a scratch folder the user named: make it rather than fail deep inside a run
+        os.makedirs(args.workdir, exist_ok=True)
     return BenchOptions(quick=args.quick, modes=args.modes, peers=args.peers, profiles=args.profile,
                         repeat=args.repeat, suites=tuple(args.suites), endpoint_url=args.endpoint_url,
                         bucket=args.bucket, hosts=args.hosts,

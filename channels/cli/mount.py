@@ -97,12 +97,37 @@ def serve(uri: str, mountpoint: str, args: argparse.Namespace) -> int:
 
 def supervise(targets: list[tuple[str, str]], args: argparse.Namespace) -> int:
     """One ``--foreground`` child per mount; wait until all are up, then wait or return."""
-    from channels.modes.mount import check_fuse, wait_mounted
+    from channels.modes.mount import check_fuse
 
     for _, mountpoint in targets:
         check_fuse(mountpoint)
-    children = []
+    children: list = []
+    stopping: list[int] = []
+    old = None
+    if args.foreground:
+        # Forward signals from the start: a SIGTERM that lands while the mounts
+        # are still coming up must unmount them too, not kill this process.
+        def forward(signum, _frame):
+            stopping.append(signum)
+            for proc, *_ in children:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+
+        old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        return _start_and_wait(targets, args, children, stopping)
+    finally:
+        if old:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+
+def _start_and_wait(targets, args, children: list, stopping: list[int]) -> int:
+    from channels.modes.mount import wait_mounted
+
     for uri, mountpoint in targets:
+        if stopping:
+            break
         cmd = [sys.executable, "-m", "channels", "mount", uri, mountpoint, "--foreground",
                "--budget-mib", str(args.budget_mib)]
         if args.endpoint_url:
@@ -113,8 +138,13 @@ def supervise(targets: list[tuple[str, str]], args: argparse.Namespace) -> int:
         children.append((proc, uri, mountpoint, logfile))
     failed = []
     for proc, uri, mountpoint, logfile in children:
+        if stopping:
+            break
         if not wait_mounted(mountpoint, READY_TIMEOUT, alive=lambda p=proc: p.poll() is None):
             failed.append((proc, uri, mountpoint, logfile))
+    if stopping:  # stopped while starting (a child may have started after the signal)
+        _stop(children)
+        return 0
     if failed:
         _stop(children)
         for _, uri, mountpoint, logfile in failed:
@@ -130,18 +160,8 @@ def supervise(targets: list[tuple[str, str]], args: argparse.Namespace) -> int:
 
 
 def _wait(children) -> int:
-    """Forward SIGTERM/SIGINT to the children and wait for all of them to unmount."""
-    def forward(signum, _frame):
-        for proc, *_ in children:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-
-    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    try:
-        codes = [proc.wait() for proc, *_ in children]
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+    """Wait for every child to unmount (``supervise`` forwards the signals)."""
+    codes = [proc.wait() for proc, *_ in children]
     return 1 if any(codes) else 0
 
 
