@@ -259,7 +259,7 @@ def test_random_seek_read_sequences_match_bytesio(ops, initial, part):
 
 
 def test_freed_buffers_are_reused_but_never_under_a_held_view(monkeypatch):
-    import channels.modes.readahead as ra
+    import channels.modes.readahead_memory as ra
 
     allocations = []
     real = ra.allocate
