@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from channels.errors import ObjectChangedError, SourceNotFoundError, TransportError
 from channels.listing import ObjectRef
 from channels.store import Store
-from channels.transport import (AccessDeniedError, Backend, PartialRead, Transport, TransportConfig,
-                                backend_class, backend_names, plan_parts, register_backend)
+from channels.transport import (AccessDeniedError, Backend, Cancelled, PartialRead, Transport,
+                                TransportConfig, backend_class, backend_names, plan_parts, register_backend)
 from channels.transport.backends.s3 import S3Backend, parse_s3_url, quote_key
 from channels.transport.buffers import BufferPool
 
@@ -133,6 +133,26 @@ def test_retry_budget_counts_attempts_without_progress(scripted):
         scripted.read_range("s3://b/k", 0, 10)
     assert isinstance(info.value.__cause__, TimeoutError)
     assert scripted.stats.retries == 2 and scripted.stats.errors == 1
+
+
+def test_read_into_stops_when_cancelled(scripted):
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        scripted.read_into("s3://b/k", 0, bytearray(10), cancel=cancel)
+    assert _ScriptedBackend.calls == []  # never asked the store
+
+    # Set during a retry's backoff: the wait ends there, with no second attempt.
+    # (Full jitter may draw a near-0 wait; then the next attempt fails again,
+    # and all four draws being under 0.2 s of 60 is too unlikely to matter.)
+    slow = Transport(Store("http://unused"), TransportConfig(s3_backend="scripted", retries=4,
+                                                             backoff_base=60.0, backoff_max=60.0))
+    cancel = threading.Event()
+    _ScriptedBackend.script = [(0, ConnectionResetError())] * 5
+    threading.Timer(0.2, cancel.set).start()
+    with pytest.raises(Cancelled):
+        slow.read_into("s3://b/k", 0, bytearray(10), cancel=cancel)
+    assert 1 <= slow.stats.retries == len(_ScriptedBackend.calls) < 5
 
 
 def test_register_backend_refuses_silent_replacement():

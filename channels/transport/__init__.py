@@ -14,12 +14,13 @@ Example:
 from channels.transport.backends import Backend, backend_class, backend_names, register_backend
 from channels.transport.config import TransportConfig
 from channels.transport.engine import Transport
-from channels.transport.errors import AccessDeniedError, PartialRead
+from channels.transport.errors import AccessDeniedError, Cancelled, PartialRead
 from channels.transport.stats import TransportStats
 from channels.transport.stream import Chunk, ChunkStream, plan_parts
 
 __all__ = [
     "AccessDeniedError",
+    "Cancelled",
     "Backend",
     "Chunk",
     "ChunkStream",

@@ -75,10 +75,17 @@ class Transport:
             self._streams.add(stream)
         return stream
 
-    def read_into(self, ref: ObjectRef | str, start: int, buf) -> None:
+    def read_into(self, ref: ObjectRef | str, start: int, buf, *,
+                  cancel: threading.Event | None = None) -> None:
         """Fill ``buf`` (any writable, contiguous buffer) with bytes from ``start``.
 
+        ``cancel``, when given and set (from any thread), stops the read at its
+        next slice of at most 1 MiB, or during a retry's backoff, by raising
+        :class:`~channels.transport.errors.Cancelled`; ``buf`` is then partly
+        filled.
+
         Raises:
+            Cancelled: ``cancel`` was set.
             ValueError: the range is past the object's listed end.
             SourceNotFoundError, AccessDeniedError, ObjectChangedError: as the
                 store says; not retried.
@@ -91,7 +98,7 @@ class Transport:
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B")
         url, size, etag = _target(ref)
-        self._read(url, start, view, size, etag, None)
+        self._read(url, start, view, size, etag, cancel)
 
     def read_range(self, ref: ObjectRef | str, start: int, end: int) -> memoryview:
         """Bytes ``[start, end)`` of an object, in a new buffer the caller owns."""
