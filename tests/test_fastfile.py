@@ -6,6 +6,7 @@ import hashlib
 import io
 import logging
 import random
+import time
 
 import pytest
 
@@ -152,3 +153,88 @@ def test_from_channel_needs_an_s3_prefix():
         FastFileView.from_channel(manifest)
     view = FastFileView.from_channel(Channel("p", S3DataSource("S3Prefix", "s3://b/p/")))
     assert view.uri == "s3://b/p/"
+
+
+@pytest.fixture
+def shards(s3_client, bucket):
+    """Twelve 1 MiB objects (each fetched whole by a cat-like reader), in walk order."""
+    bodies = {f"part-{i:02d}.bin": object_bytes(f"shard{i}", MIB + i) for i in range(12)}
+    for key, body in bodies.items():
+        s3_client.put_object(Bucket=bucket, Key=f"shards/{key}", Body=body)
+    return f"s3://{bucket}/shards/", bodies
+
+
+def wait_for(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def cat_file(view, name: str) -> tuple[bytes, int]:
+    """A file's bytes as ``cat`` reads them, and the requests the file itself made."""
+    with view.open(name) as f:
+        data = b"".join(iter(lambda: f.read(MIB // 2), b""))
+        return data, f.stats.requests
+
+
+def test_a_reader_going_from_file_to_file_finds_the_next_ones_fetched(shards):
+    uri, bodies = shards
+    with FastFileView(uri) as view:
+        own = {}
+        for name in view.listdir(""):
+            data, own[name] = cat_file(view, name)
+            assert data == bodies[name]
+        s = view.stats.snapshot()
+        # The first two files make the reader's stride out; every later one was fetched ahead.
+        assert [own[n] for n in sorted(own)] == [1, 1] + [0] * 10
+        assert s["files_ahead"] == s["files_ahead_used"] == 10 and s["files_ahead_dropped"] == 0
+        assert view.transport.stats.requests == 12  # nothing fetched twice
+        assert view.budget.in_use == 0
+
+
+def test_the_stride_is_followed_and_unused_windows_give_their_budget_back(shards):
+    uri, bodies = shards
+    size = len(bodies["part-11.bin"])
+    # Half the budget holds two windows fetched ahead: a third drops the oldest.
+    with FastFileView(uri, config=ReadaheadConfig(budget_bytes=4 * size + 4 * size // 10)) as view:
+        for i in (0, 2):  # every other file
+            cat_file(view, f"part-{i:02d}.bin")
+        assert sorted(view.ahead._ready) == ["part-04.bin", "part-06.bin"]
+        assert cat_file(view, "part-04.bin") == (bodies["part-04.bin"], 0)
+        assert sorted(view.ahead._ready) == ["part-06.bin", "part-08.bin"]
+        cat_file(view, "part-05.bin")  # one on from 4: stride 1, so 6 (there already) and 7
+        assert list(view.ahead._ready) == ["part-08.bin", "part-07.bin"]  # 6 made room, the oldest
+        assert view.stats.files_ahead_dropped == 1
+        held = len(bodies["part-07.bin"]) + len(bodies["part-08.bin"])
+        assert wait_for(lambda: view.budget.in_use == held)  # part-06's came back (once its fetch stopped)
+    assert wait_for(lambda: view.budget.in_use == 0)  # close drops the rest
+    assert view.stats.files_ahead == view.stats.files_ahead_used + view.stats.files_ahead_dropped
+
+
+def test_random_reads_and_header_probes_fetch_nothing_ahead(shards):
+    uri, bodies = shards
+    rng = random.Random(5)
+    with FastFileView(uri) as view:
+        files = {n: view.open(n) for n in view.listdir("")}
+        for _ in range(200):
+            name = rng.choice(sorted(files))
+            pos = rng.randrange(1, len(bodies[name]))
+            files[name].seek(pos)
+            assert files[name].read(4 * KIB) == bodies[name][pos:pos + 4 * KIB]
+        for name in sorted(files):
+            with view.open(name) as f:
+                assert f.read(16) == bodies[name][:16]
+        for f in files.values():
+            f.close()
+        assert view.stats.files_ahead == 0 and view.budget.in_use == 0
+
+
+def test_fetching_ahead_can_be_turned_off(shards):
+    uri, _ = shards
+    with FastFileView(uri, config=ReadaheadConfig(prefetch_files=0)) as view:
+        assert view.ahead is None
+        assert [cat_file(view, n)[1] for n in view.listdir("")] == [1] * 12
+        assert view.stats.files_ahead == 0

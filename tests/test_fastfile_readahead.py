@@ -12,15 +12,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from channels.modes.readahead import KIB, MIB, ByteBudget, ReadaheadConfig, ReadaheadFile
+from channels.modes.readahead import (KIB, MIB, ByteBudget, ReadaheadConfig, ReadaheadFile, ReadStats,
+                                      fetch_ahead)
 
 DATA = random.Random(7).randbytes(9 * MIB + 12345)
 
 
 def memory_fetch(data: bytes, log: list | None = None):
-    """``fetch(start, buf)`` over bytes, recording each call's (start, length)."""
+    """``fetch(start, buf, cancel)`` over bytes, recording each call's (start, length)."""
 
-    def fetch(start: int, buf: memoryview) -> None:
+    def fetch(start: int, buf: memoryview, cancel=None) -> None:
         if start < 0 or start + len(buf) > len(data):
             raise AssertionError(f"fetch past the end: [{start}, {start + len(buf)})")
         if log is not None:
@@ -160,7 +161,7 @@ def test_pread_does_not_move_and_returns_views():
 def test_fetch_error_surfaces_and_a_later_read_retries():
     calls = {"n": 0}
 
-    def flaky(start, buf):
+    def flaky(start, buf, cancel):
         calls["n"] += 1
         if calls["n"] == 1:
             raise ConnectionError("boom")
@@ -282,3 +283,90 @@ def test_freed_buffers_are_reused_but_never_under_a_held_view(monkeypatch):
     assert len(allocations) - before < 2
     assert bytes(held) == DATA[:100]  # never overwritten
     assert budget.in_use == 0
+
+
+def ahead(data: bytes, log: list, budget: ByteBudget, pool, **config):
+    cfg = ReadaheadConfig(**config)
+    return fetch_ahead(memory_fetch(data, log), len(data), config=cfg, budget=budget, executor=pool,
+                       stats=ReadStats()), cfg
+
+
+def test_a_window_fetched_ahead_serves_the_file_that_adopts_it():
+    from concurrent.futures import ThreadPoolExecutor
+
+    budget, log = ByteBudget(64 * MIB), []
+    with ThreadPoolExecutor(4) as pool:
+        w, cfg = ahead(DATA, log, budget, pool)  # 9 MiB: the whole object, as a cat-like first read would
+        assert (w.start, w.end) == (0, len(DATA)) and budget.in_use == len(DATA)
+        with ReadaheadFile(memory_fetch(DATA, log), len(DATA), config=cfg, budget=budget, executor=pool,
+                           first=w) as f:
+            assert b"".join(iter(lambda: f.read(MIB), b"")) == DATA
+            assert f.stats.requests == 0  # every byte came from the window fetched ahead
+        assert log == [(0, len(DATA))] and budget.in_use == 0
+        w, cfg = ahead(DATA, log, budget, pool, whole_object_bytes=MIB)  # larger objects: the first window
+        assert (w.start, w.end) == (0, MIB)
+        with ReadaheadFile(memory_fetch(DATA, rest := []), len(DATA), config=cfg, budget=budget,
+                           executor=pool, first=w) as f:
+            assert f.read(MIB) == DATA[:MIB]  # from the window; the ramp goes on in the background
+            assert f.read() == DATA[MIB:]
+            assert min(start for start, _ in rest) == MIB and f.stats.prefetches >= 1
+        assert budget.in_use == 0
+        assert ahead(b"", log, budget, pool)[0] is None  # nothing to fetch
+        assert ahead(DATA, log, ByteBudget(MIB), pool)[0] is None  # a fetch ahead never shrinks
+
+
+def test_dropping_a_window_fetched_ahead_cancels_it_and_gives_the_budget_back():
+    from concurrent.futures import ThreadPoolExecutor
+
+    started, stopped = threading.Event(), threading.Event()
+
+    def slow(start, buf, cancel):
+        started.set()
+        if cancel.wait(30):
+            stopped.set()
+            raise RuntimeError("cancelled")
+
+    budget = ByteBudget(64 * MIB)
+    with ThreadPoolExecutor(2) as pool:
+        w = fetch_ahead(slow, 4 * MIB, config=ReadaheadConfig(), budget=budget, executor=pool,
+                        stats=ReadStats())
+        assert started.wait(10) and budget.in_use == 4 * MIB
+        w.drop()
+        assert stopped.wait(10)
+        assert wait_until(lambda: budget.in_use == 0)
+        assert w.failed()
+
+
+def wait_until(condition, timeout: float = 10.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.mark.parametrize("reads, calls", [
+    ([(0, MIB), (MIB, MIB), (2 * MIB, MIB)], 1),  # cat: a first read from 0 of whole_object_hint or more
+    ([(0, 4 * KIB), (4 * KIB, 4 * KIB), (8 * KIB, 4 * KIB)], 1),  # tar: a second sequential read
+    ([(0, 16)], 0),  # a header probe only
+    ([(5 * MIB, MIB), (6 * MIB, MIB), (7 * MIB, MIB)], 0),  # sequential, but after a seek
+    ([(0, 16), (3 * MIB, 4 * KIB), (3 * MIB + 4 * KIB, MIB)], 0),  # a probe, then random
+], ids=["cat", "small-sequential", "probe", "after-a-seek", "random"])
+def test_reading_on_is_reported_once_and_never_for_random_reads(reads, calls):
+    seen = []
+    with ReadaheadFile(memory_fetch(DATA), len(DATA), on_reading_on=lambda: seen.append(1)) as f:
+        for pos, n in reads:
+            f.seek(pos)
+            assert f.read(n) == DATA[pos:pos + n]
+    assert len(seen) == calls
+
+
+def test_on_close_is_called_once():
+    closed = []
+    f = ReadaheadFile(memory_fetch(DATA), len(DATA), on_close=lambda: closed.append(1))
+    f.close()
+    f.close()
+    assert closed == [1]

@@ -6,6 +6,13 @@ then through :class:`~channels.modes.readahead.ReadaheadFile`: adaptive
 readahead over ``Transport.read_into``, every open file of the view sharing
 one byte budget and one pool of fetch threads.
 
+A reader going from file to file (``cat *``, a loop over ``walk``) would
+wait a round trip at the start of each file; so once two files a few apart
+in ``walk`` order have been read on from their start, the view fetches the
+first window of the next ``ReadaheadConfig.prefetch_files`` files at that
+stride before they are opened (:class:`FilesAhead`). Random reads never
+start this.
+
 Keys that cannot be paths, decided here and logged as warnings:
 
 - A key that is also a folder (``a`` and ``a/b``): the folder wins and the
@@ -27,18 +34,25 @@ import errno
 import logging
 import posixpath
 import threading
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from channels.listing import S3_PREFIX, ObjectRef, list_prefix
-from channels.modes.readahead import ByteBudget, ReadaheadConfig, ReadaheadFile, ReadStats
+from channels.modes.readahead import (ByteBudget, Fetch, ReadaheadConfig, ReadaheadFile, ReadStats, Window,
+                                      fetch_ahead, first_window_size)
 from channels.store import Store
 
 log = logging.getLogger(__name__)
 
 #: FastFile's knobs are the readahead's.
 FastFileConfig = ReadaheadConfig
+
+#: Files read on from their start that :class:`FilesAhead` remembers, to see the stride.
+RECENT_FILES = 16
+#: The largest stride (in files of ``walk`` order) taken for a reader going from file to file.
+MAX_STRIDE = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +129,116 @@ def split_path(path: str) -> list[str]:
     return parts
 
 
+class FilesAhead:
+    """Fetches the first window of files a reader will open next, before it opens them.
+
+    When a file is read on from its start (see ``ReadaheadFile``'s
+    ``on_reading_on``) and another file at most :data:`MAX_STRIDE` before it
+    in ``walk`` order was too, not long ago, the reader is taken to go
+    through the files at that stride (the least such distance): the first
+    windows of the next ``prefetch_files`` files at that stride are fetched
+    now, except files open already or fetched ahead already. ``open`` hands
+    a file its window. Windows nobody took are dropped (their fetch
+    cancelled, their budget given back) oldest first when newer ones need
+    room, and at :meth:`close`; they hold at most half the view's budget,
+    and never shrink a grant an open file could get.
+
+    Thread-safe.
+
+    Args:
+        view: the view whose files these are.
+    """
+
+    def __init__(self, view: FastFileView) -> None:
+        self._view = view
+        self._lock = threading.Lock()
+        self._order: list[str] | None = None  # every file's path, in walk order (made on first use)
+        self._index: dict[str, int] = {}
+        # Invariant: held == the bytes of the windows in ready; held <= budget.limit // 2.
+        self._ready: OrderedDict[str, Window] = OrderedDict()  # path -> window, oldest first
+        self._held = 0
+        self._open: Counter[str] = Counter()  # path -> handles open now
+        self._recent: deque[int] = deque(maxlen=RECENT_FILES)  # indexes of files read on
+        self._closed = False
+
+    def opened(self, path: str) -> Window | None:
+        """Note a new handle on ``path``; its window fetched ahead, if any (now the caller's)."""
+        with self._lock:
+            self._open[path] += 1
+            w = self._ready.pop(path, None)
+            if w is not None:
+                self._held -= w.end - w.start
+        if w is not None and w.failed():  # fetch it anew rather than fail the read
+            w.drop()
+            self._view.stats.add(files_ahead_dropped=1)
+            return None
+        if w is not None:
+            self._view.stats.add(files_ahead_used=1)
+        return w
+
+    def closed(self, path: str) -> None:
+        """Note that a handle on ``path`` was closed."""
+        with self._lock:
+            self._open[path] -= 1
+            if not self._open[path]:
+                del self._open[path]
+
+    def reading_on(self, path: str) -> None:
+        """``path`` is being read on from its start: fetch ahead the files the reader will open next."""
+        with self._lock:
+            if self._closed:
+                return
+            order, i = self._position(path)
+            behind = [i - j for j in self._recent if 0 < i - j <= MAX_STRIDE]
+            self._recent.append(i)
+            if not behind:
+                return
+            stride = min(behind)
+            for j in range(i + stride, min(len(order), i + stride * self._view.config.prefetch_files + 1),
+                           stride):
+                target = order[j]
+                if target not in self._ready and target not in self._open:
+                    self._fetch_ahead(target)
+
+    def close(self) -> None:
+        """Drop every window not taken; idempotent."""
+        with self._lock:
+            self._closed = True
+            while self._ready:
+                self._drop_oldest()
+
+    def _position(self, path: str) -> tuple[list[str], int]:
+        if self._order is None:
+            self._order = [f"{d}/{name}" if d else name
+                           for d, _, files in self._view.walk() for name in files]
+            self._index = {p: i for i, p in enumerate(self._order)}
+        return self._order, self._index[path]
+
+    def _fetch_ahead(self, path: str) -> None:
+        view = self._view
+        ref = view.stat(path).ref
+        want = first_window_size(ref.size, view.config)
+        room = view.budget.limit // 2
+        if want == 0 or want > room:
+            return
+        while self._ready and self._held + want > room:
+            self._drop_oldest()
+        if self._held + want > room:
+            return
+        w = fetch_ahead(view.fetcher(ref), ref.size, config=view.config, budget=view.budget,
+                        executor=view.executor, stats=view.stats)
+        if w is not None:
+            self._ready[path] = w
+            self._held += want
+            view.stats.add(files_ahead=1)
+
+    def _drop_oldest(self) -> None:
+        _, w = self._ready.popitem(last=False)
+        self._held -= w.end - w.start
+        w.drop()
+        self._view.stats.add(files_ahead_dropped=1)
+
+
 class FastFileView:
     """A read-only view of one channel's S3Prefix.
 
@@ -125,7 +249,9 @@ class FastFileView:
         uri: the channel's S3Uri (a prefix; any fsspec URL lists too).
         store: endpoint and options (default: from the environment).
         config: readahead knobs; ``budget_bytes`` bounds the buffers of all
-            files opened from this view together.
+            files opened from this view together; ``prefetch_files`` (0: off)
+            sets how many files are fetched ahead of a reader going from
+            file to file (see :class:`FilesAhead`).
         transport: the transport to read through (default: a new one, closed
             with the view).
     """
@@ -145,6 +271,7 @@ class FastFileView:
         self.shadowed: list[str] = []
         self.skipped: list[str] = []
         self._closed = False
+        self.ahead = FilesAhead(self) if self.config.prefetch_files else None
 
     @classmethod
     def from_channel(cls, channel, store: Store | None = None, config: ReadaheadConfig | None = None,
@@ -285,14 +412,23 @@ class FastFileView:
         node = self._node(path)
         if isinstance(node, _Dir):
             raise IsADirectoryError(errno.EISDIR, "is a directory", path)
-        ref = node
+        name = "/".join(split_path(path))
+        ahead = self.ahead
+        hooks = {}
+        if ahead is not None:
+            hooks = {"first": ahead.opened(name), "on_reading_on": lambda: ahead.reading_on(name),
+                     "on_close": lambda: ahead.closed(name)}
+        return ReadaheadFile(self.fetcher(node), node.size, name=name, config=self.config, budget=self.budget,
+                             executor=self.executor, stats=self.stats, **hooks)
+
+    def fetcher(self, ref: ObjectRef) -> Fetch:
+        """The ``fetch`` of a ReadaheadFile over ``ref``: through the transport, cancellable."""
         transport = self.transport
 
-        def fetch(start: int, buf: memoryview) -> None:
-            transport.read_into(ref, start, buf)
+        def fetch(start: int, buf: memoryview, cancel: threading.Event | None) -> None:
+            transport.read_into(ref, start, buf, cancel=cancel)
 
-        return ReadaheadFile(fetch, ref.size, name="/".join(split_path(path)), config=self.config,
-                             budget=self.budget, executor=self.executor, stats=self.stats)
+        return fetch
 
     @property
     def transport(self):
@@ -316,7 +452,10 @@ class FastFileView:
         return self._executor
 
     def close(self) -> None:
-        """Stop fetch threads and close the transport (if the view made it); idempotent."""
+        """Drop the files fetched ahead, stop fetch threads and close the transport (if the view
+        made it); idempotent."""
+        if self.ahead is not None:
+            self.ahead.close()
         with self._lock:
             if self._closed:
                 return

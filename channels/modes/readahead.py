@@ -1,9 +1,11 @@
 """Adaptive readahead over a fetch callable: the file objects of FastFile mode.
 
 A :class:`ReadaheadFile` is a real :class:`io.RawIOBase` over one object. It
-knows nothing about S3: it calls ``fetch(start, buf)``, which must fill the
-writable memoryview ``buf`` with the object's bytes ``[start, start + len(buf))``
+knows nothing about S3: it calls ``fetch(start, buf, cancel)``, which must fill
+the writable memoryview ``buf`` with the object's bytes ``[start, start + len(buf))``
 (FastFile wires it to ``Transport.read_into``; tests use a lambda over bytes).
+``cancel`` is None or a :class:`threading.Event` set once nobody wants the
+bytes any more (the window was dropped): fetch may then stop early by raising.
 
 How much it fetches (Mountpoint's prefetcher works so):
 
@@ -31,6 +33,12 @@ How much it fetches (Mountpoint's prefetcher works so):
   left; when nothing is left, the read goes straight into the caller's
   buffer (no readahead) instead of waiting, so that a single thread reading
   many files round-robin can never deadlock on the budget.
+- Across files: :func:`fetch_ahead` starts the first window of an object
+  nobody has opened yet, and a ``ReadaheadFile`` given that window
+  (``first=``) reads from it, so a reader going from file to file does not
+  wait a round trip at the start of each. Which files, and when, is the
+  caller's choice: the file says when it is being read on from its start
+  (``on_reading_on``); FastFile's view then fetches the next files ahead.
 """
 
 from __future__ import annotations
@@ -47,8 +55,9 @@ from channels.modes.readahead_memory import ByteBudget, ReadStats, _unexported
 KIB = 1024
 MIB = 1024 * KIB
 
-#: ``fetch(start, buf)``: fill ``buf`` with bytes ``[start, start + len(buf))``.
-Fetch = Callable[[int, memoryview], None]
+#: ``fetch(start, buf, cancel)``: fill ``buf`` with bytes ``[start, start + len(buf))``;
+#: ``cancel`` (None or an Event) is set when the bytes are no longer wanted.
+Fetch = Callable[[int, memoryview, "threading.Event | None"], None]
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,12 @@ class ReadaheadConfig:
             smaller one (a header probe) gets ``initial_window``.
         prefetch_depth: windows kept fetching ahead of the one being read,
             budget permitting (2: request latency overlaps, not only transfer).
+        prefetch_files: in a FastFile view, once a file is read on from its
+            start (a first read from 0 of ``whole_object_hint`` bytes or
+            more, or a second sequential read), the first window of this
+            many files that follow it (in ``walk`` order, at the stride the
+            reader goes from file to file) is fetched before they are
+            opened; at most half the budget is held so. 0 turns it off.
         forward_tolerance: a read this far past the last one's end still
             counts as sequential, as does one within four read sizes or the
             last window's length (whichever is largest), so that reads the
@@ -87,6 +102,7 @@ class ReadaheadConfig:
     max_workers: int = 16
     forward_tolerance: int = 0
     prefetch_depth: int = 2
+    prefetch_files: int = 2
     whole_object_bytes: int = 16 * MIB
     whole_object_hint: int = 64 * KIB
 
@@ -97,7 +113,7 @@ class ReadaheadConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 problems.append(f"{name} must be a positive int, got {value!r}")
-        for name in ("forward_tolerance", "whole_object_bytes", "whole_object_hint"):
+        for name in ("forward_tolerance", "prefetch_files", "whole_object_bytes", "whole_object_hint"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 problems.append(f"{name} must be an int >= 0, got {value!r}")
@@ -122,20 +138,22 @@ def split_parts(start: int, end: int, part_size: int) -> list[tuple[int, int]]:
     return [(lo, min(lo + step, end)) for lo in range(start, end, step)]
 
 
-class _Window:
+class Window:
     """Bytes ``[start, end)`` of the object in one budgeted buffer, fetched in parts.
 
     The buffer's grant goes back to the budget once the window is dropped and
-    no part is still writing into it.
+    no part is still writing into it; dropping also sets ``cancel``, which
+    stops the parts still fetching.
     """
 
-    __slots__ = ("start", "end", "buf", "_view", "_grant", "_budget", "_parts", "_lock", "_pending",
-                 "_dropped")
+    __slots__ = ("start", "end", "buf", "cancel", "_view", "_grant", "_budget", "_parts", "_lock",
+                 "_pending", "_dropped")
 
     def __init__(self, start: int, end: int, budget: ByteBudget, grant: int) -> None:
         self.start = start
         self.end = end
         self.buf = budget.buffer(end - start)
+        self.cancel = threading.Event()
         self._view = memoryview(self.buf)
         self._budget = budget
         self._grant = grant
@@ -145,7 +163,31 @@ class _Window:
         self._pending = 0
         self._dropped = False
 
-    def add_part(self, end: int, future: Future) -> None:
+    def fill(self, fetch: Fetch, stats: ReadStats, executor: ThreadPoolExecutor, part_size: int, *,
+             inline_first: bool) -> None:
+        """Fetch the window as parts on ``executor`` (the first in this thread if ``inline_first``)."""
+        bounds = split_parts(self.start, self.end, part_size)
+        first = None
+        for i, (lo, hi) in enumerate(bounds):
+            if i == 0 and inline_first:
+                first = Future()
+                self._add_part(hi, first)
+                continue
+            part = executor.submit(fetch_part, fetch, stats, lo, self._slice(lo, hi), self.cancel)
+            self._add_part(hi, part)
+        if first is not None:
+            lo, hi = bounds[0]
+            try:
+                fetch_part(fetch, stats, lo, self._slice(lo, hi), self.cancel)
+            except BaseException as exc:
+                first.set_exception(exc)
+            else:
+                first.set_result(None)
+
+    def _slice(self, lo: int, hi: int) -> memoryview:
+        return self._view[lo - self.start:hi - self.start]
+
+    def _add_part(self, end: int, future: Future) -> None:
         with self._lock:
             self._pending += 1
         self._parts.append((end, future))
@@ -159,7 +201,8 @@ class _Window:
             self._free()
 
     def drop(self) -> None:
-        """Stop caring about this window: cancel queued parts, free the buffer when idle."""
+        """Stop caring about this window: cancel its parts, free the buffer when idle."""
+        self.cancel.set()
         for _, future in self._parts:
             future.cancel()
         with self._lock:
@@ -169,6 +212,10 @@ class _Window:
             free = self._pending == 0
         if free:
             self._free()
+
+    def failed(self) -> bool:
+        """Whether a part has already ended in an error (or was cancelled)."""
+        return any(f.done() and (f.cancelled() or f.exception() is not None) for _, f in self._parts)
 
     def _free(self) -> None:
         buf, view = self.buf, self._view
@@ -210,6 +257,40 @@ class _Window:
         return n
 
 
+def fetch_part(fetch: Fetch, stats: ReadStats, start: int, buf: memoryview,
+               cancel: threading.Event | None) -> None:
+    """One request: ``fetch`` into ``buf``, counted in ``stats``."""
+    stats.add(requests=1)
+    fetch(start, buf, cancel)
+    stats.add(bytes_fetched=len(buf))
+
+
+def first_window_size(size: int, config: ReadaheadConfig) -> int:
+    """What a reader going on from the start of an object of ``size`` bytes fetches first:
+    all of a small object (see ``whole_object_bytes``), else ``initial_window``."""
+    return size if size <= config.whole_object_bytes else min(size, config.initial_window)
+
+
+def fetch_ahead(fetch: Fetch, size: int, *, config: ReadaheadConfig, budget: ByteBudget,
+                executor: ThreadPoolExecutor, stats: ReadStats) -> Window | None:
+    """Start fetching an unopened object's first window in the background.
+
+    Hand the window to the :class:`ReadaheadFile` that opens the object
+    (``first=``), or :meth:`Window.drop` it to give its budget back.
+
+    Returns:
+        The window, or None when the object is empty or the budget cannot
+        grant all of it (a fetch ahead never shrinks).
+    """
+    want = first_window_size(size, config)
+    if want == 0 or not budget.try_acquire(want, want):
+        return None
+    w = Window(0, want, budget, want)
+    part = max(config.part_size, want) if want == size else config.part_size
+    w.fill(fetch, stats, executor, part, inline_first=False)
+    return w
+
+
 class ReadaheadFile(io.RawIOBase):
     """A read-only, seekable file over ``fetch``, with adaptive readahead.
 
@@ -225,11 +306,20 @@ class ReadaheadFile(io.RawIOBase):
         executor: threads for parts and prefetch (default: a private pool,
             shut down by :meth:`close`).
         stats: counters to add to (a view's); the file also keeps its own.
+        first: a window of this object from :func:`fetch_ahead`, to read
+            from (and drop at close); it must start at 0.
+        on_reading_on: called once (with the file's lock held), the first
+            time the file is read on from its start: a first read from 0 of
+            ``whole_object_hint`` bytes or more, or a second sequential read
+            with no seek before it. Random reads never call it.
+        on_close: called once, when the file is closed.
     """
 
     def __init__(self, fetch: Fetch, size: int, *, name: str = "", config: ReadaheadConfig | None = None,
                  budget: ByteBudget | None = None, executor: ThreadPoolExecutor | None = None,
-                 stats: ReadStats | None = None) -> None:
+                 stats: ReadStats | None = None, first: Window | None = None,
+                 on_reading_on: Callable[[], None] | None = None,
+                 on_close: Callable[[], None] | None = None) -> None:
         super().__init__()
         if size < 0:
             raise ValueError(f"size must be >= 0, got {size} for {name!r}")
@@ -247,7 +337,7 @@ class ReadaheadFile(io.RawIOBase):
         # Invariant: windows are disjoint, sorted by start, and none ends after
         # ``_fetched_end``; at most one lies wholly behind the last read (kept
         # for reads that arrive slightly out of order).
-        self._windows: list[_Window] = []
+        self._windows: list[Window] = []
         # Invariant: ``_expected`` is where the last read ended (0 after open);
         # ``_fetched_end`` is the end of the furthest byte fetched in the
         # current sequential run; ``_next_size`` is the size of the next window.
@@ -256,6 +346,16 @@ class ReadaheadFile(io.RawIOBase):
         self._next_size = cfg.initial_window
         self._run = 0  # consecutive sequential reads, the current one included
         self._from_open = True  # the run began at open, not at a seek
+        self._on_reading_on = on_reading_on  # None once called
+        self._on_close = on_close
+        if first is not None:
+            if first.start != 0 or first.end > size:
+                first.drop()
+                raise ValueError(f"a first window must lie at the start of {name!r}, got "
+                                 f"[{first.start}, {first.end}) of {size} bytes")
+            self._windows.append(first)
+            self._fetched_end = first.end
+            self._grow(first.end)
 
     # ------------------------------------------------------------ io protocol
 
@@ -346,6 +446,8 @@ class ReadaheadFile(io.RawIOBase):
             if self._own_executor:
                 self._executor.shutdown(wait=False, cancel_futures=True)
         super().close()
+        if self._on_close is not None:
+            self._on_close()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"pos={self._pos}"
@@ -405,6 +507,10 @@ class ReadaheadFile(io.RawIOBase):
             self._run += 1
             if self._run >= 2:  # each further sequential read doubles the window
                 self._next_size = min(2 * self._next_size, self.config.max_window)
+            if self._on_reading_on is not None and self._from_open and (
+                    self._run >= 2 or pos == 0 and n >= min(self.config.whole_object_hint, self.size)):
+                callback, self._on_reading_on = self._on_reading_on, None
+                callback()
             return
         self.stats.add(seeks=1)
         self._drop_windows()
@@ -422,7 +528,7 @@ class ReadaheadFile(io.RawIOBase):
             self._windows.remove(w)
         self._maybe_prefetch(end)
 
-    def _window_at(self, pos: int) -> _Window | None:
+    def _window_at(self, pos: int) -> Window | None:
         for w in self._windows:
             if w.contains(pos):
                 return w
@@ -443,7 +549,7 @@ class ReadaheadFile(io.RawIOBase):
     def _grow(self, fetched: int) -> None:
         self._next_size = min(max(2 * fetched, self._next_size), self.config.max_window)
 
-    def _miss(self, pos: int, dest: memoryview) -> _Window | None:
+    def _miss(self, pos: int, dest: memoryview) -> Window | None:
         """Fetch for a read at ``pos`` that no window covers: a new window, or into ``dest``."""
         need = min(len(dest), self.size - pos)
         if pos != self._fetched_end:  # a tolerated skip forward: the run goes on from here
@@ -485,42 +591,23 @@ class ReadaheadFile(io.RawIOBase):
             self._grow(grant)
             ahead += 1
 
-    def _start_window(self, start: int, length: int, *, inline_first: bool, part_size: int = 0) -> _Window:
-        w = _Window(start, start + length, self._budget, length)
+    def _start_window(self, start: int, length: int, *, inline_first: bool, part_size: int = 0) -> Window:
+        w = Window(start, start + length, self._budget, length)
         self._windows.append(w)
         self._fetched_end = w.end
         self.stats.add(windows=1)
-        view = memoryview(w.buf)
-        bounds = split_parts(start, w.end, part_size or self.config.part_size)
-        first = None
-        for i, (lo, hi) in enumerate(bounds):
-            if i == 0 and inline_first:
-                first = Future()
-                w.add_part(hi, first)
-                continue
-            w.add_part(hi, self._executor.submit(self._fetch_part, lo, view[lo - start:hi - start]))
-        if first is not None:
-            lo, hi = bounds[0]
-            try:
-                self._fetch_part(lo, view[: hi - lo])
-            except BaseException as exc:
-                first.set_exception(exc)
-            else:
-                first.set_result(None)
+        w.fill(self._fetch, self.stats, self._executor, part_size or self.config.part_size,
+               inline_first=inline_first)
         return w
-
-    def _fetch_part(self, start: int, buf: memoryview) -> None:
-        self.stats.add(requests=1)
-        self._fetch(start, buf)
-        self.stats.add(bytes_fetched=len(buf))
 
     def _fetch_direct(self, pos: int, dest: memoryview, part_size: int) -> None:
         """Fill the caller's buffer, in concurrent parts; no budget is used."""
         self.stats.add(windows=1)
         (lo0, hi0), *rest = split_parts(0, len(dest), part_size)
-        futures = [self._executor.submit(self._fetch_part, pos + lo, dest[lo:hi]) for lo, hi in rest]
+        futures = [self._executor.submit(fetch_part, self._fetch, self.stats, pos + lo, dest[lo:hi], None)
+                   for lo, hi in rest]
         try:
-            self._fetch_part(pos, dest[lo0:hi0])
+            fetch_part(self._fetch, self.stats, pos, dest[lo0:hi0], None)
         finally:
             # Parts write into the caller's buffer: none may outlive this call.
             wait_futures(futures)

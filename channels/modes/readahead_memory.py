@@ -48,10 +48,13 @@ class ReadStats:
         prefetches: windows started in the background.
         seeks: reads that reset the window.
         budget_denied: windows that fell back to a direct read for want of budget.
+        files_ahead: first windows fetched for files not open yet (a view's).
+        files_ahead_used: of those, windows a file opened later read from.
+        files_ahead_dropped: of those, windows dropped unused (their budget given back).
     """
 
     FIELDS = ("requests", "bytes_fetched", "bytes_read", "windows", "prefetches", "seeks",
-              "budget_denied")
+              "budget_denied", "files_ahead", "files_ahead_used", "files_ahead_dropped")
 
     def __init__(self, parent: ReadStats | None = None) -> None:
         self._lock = threading.Lock()
