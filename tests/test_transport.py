@@ -639,7 +639,7 @@ def test_close_from_another_thread_wakes_a_waiting_consumer(tmp_path):
     release = threading.Event()
 
     class SlowBackendTransport(Transport):
-        def _read(self, url, start, buf, size, etag, cancel):  # a read that waits until told
+        def _read(self, url, start, buf, size, etag, cancel, on_data=None):  # a read that waits until told
             started.set()
             release.wait(5)
             buf[:] = b"x" * len(buf)

@@ -12,12 +12,14 @@ The steps, in order, each before any byte is written:
 
 Then every object to fetch goes through one :meth:`Transport.stream`, which
 keeps many objects (and many parts of a large one) in flight within its
-memory budget. Each chunk is written with ``os.pwrite`` at its offset into
+memory budget. The worker thread that fetches a part writes each run of its
+bytes, as it arrives, with ``os.pwrite`` at its offset into
 ``DEST/<key dir>/.<name>.channels-tmp-<pid>-<random>-<n>`` (created with
-``O_EXCL``, mode 0o644) and the file is renamed to its key when its last
-chunk is in: no partial file ever stands under a final name. On any exit
-(error, Ctrl-C, a SIGTERM the CLI turns into KeyboardInterrupt) the open
-temporary file is removed and completed objects stay recorded.
+``O_EXCL``, mode 0o644), so writes into the page cache run on every core;
+the file is renamed to its key once its last part is written: no partial
+file ever stands under a final name. On any exit (error, Ctrl-C, a SIGTERM
+the CLI turns into KeyboardInterrupt) the temporary files are removed and
+completed objects stay recorded.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +42,7 @@ from channels.modes.download_state import DownloadState
 from channels.progress import Progress, Summary
 from channels.sharding import SHARDED_BY_S3_KEY, SKEW_THRESHOLD, check_host, host_name, plan
 from channels.store import Store
-from channels.transport import Transport, TransportConfig
+from channels.transport import Cancelled, Transport, TransportConfig
 
 #: Objects at least this big get their whole size reserved up front
 #: (fallocate). Measured here (ext4, Linux 6.18, 2 cores; 64 x 16 MiB,
@@ -255,67 +258,175 @@ class _Tally:
 
 def _fetch(transport: Transport, todo: list[ObjectRef], dest: Path, state: DownloadState,
            bar: Progress, fsync: bool, tally: _Tally) -> None:
-    """Write every object of ``todo``, counting completed ones in ``tally``."""
-    made: set[str] = set()
-    # Temporary names: pid, a random token per run, a counter (no syscall per
-    # object); O_EXCL still refuses to clobber anything already there.
-    stem = f"{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}-"
-    serial = 0
-    root = str(dest)
-    fd, tmp, final, current = -1, "", "", None
-    stream = transport.stream(todo)
-    # Invariant: ``current`` is the object being written, ``tmp`` its
-    # temporary file (set before the file is created, so an interrupt at any
-    # point finds it), ``fd`` >= 0 while that file is open. Chunks arrive
-    # object by object, each object's in offset order.
+    """Write every object of ``todo``, counting completed ones in ``tally``.
+
+    The transport's worker threads write each run of bytes at its offset as
+    soon as it arrives (``_TmpFiles.write`` is the stream's sink): page-cache
+    writes run on every core, copy bytes still in the CPU's cache, and a part
+    in flight holds a 1 MiB landing buffer rather than its whole length.
+    This thread takes the parts in order and renames each object into place
+    once its last part is written.
+    """
+    files = _TmpFiles(str(dest))
+    stream = transport.stream(todo, sink=files.write)
+    current: ObjectRef | None = None  # the object whose rename is under way
     try:
         for chunk in stream:
-            ref = chunk.ref
-            if current is None:
-                final = os.path.join(root, ref.key)
-                parent, base = os.path.split(final)
-                if parent not in made:
-                    _makedirs(parent, ref)
-                    made.add(parent)
-                serial += 1
-                short = base if len(base.encode()) <= 180 else base[:40]  # the name must fit NAME_MAX
-                tmp = os.path.join(parent, f".{short}{stem}{serial}")
-                current = ref
-                try:
-                    fd = os.open(tmp, _OPEN_FLAGS, 0o644)
-                except OSError as exc:
-                    tmp = ""
-                    raise _dest_error(ref, final, exc) from exc
-                if ref.size >= PREALLOCATE_MIN:
-                    _reserve(fd, ref, final)
-            data = chunk.data
-            if data:
-                _pwrite_all(fd, data, chunk.offset, ref, final)
-            bar.advance(len(data))
+            bar.advance(chunk.nbytes)
             if chunk.last:
-                try:
-                    if fsync:
-                        os.fsync(fd)
-                    os.close(fd)
-                    fd = -1
-                    os.replace(tmp, final)
-                except OSError as exc:
-                    raise _dest_error(ref, final, exc) from exc
-                _completed(ref, final, state, tally, bar)
-                current, tmp = None, ""
+                current = chunk.ref
+                final = files.finish(current, fsync)
+                _completed(current, final, state, tally, bar)
+                current = None
     finally:
         stream.close()
-        if fd >= 0:
-            with contextlib.suppress(OSError):  # already closed if interrupted right after close()
-                os.close(fd)
-        if tmp:
+        for ref, final, renamed in files.abort():
+            # Renamed into place, then interrupted before it was recorded: it
+            # is complete (the rename follows its last byte), so record it.
+            if renamed and ref is current:
+                _completed(ref, final, state, tally, bar)
+
+
+class _TmpFiles:
+    """The temporary files of the objects being written, shared by the stream's workers.
+
+    Each object gets ``<key dir>/.<name>.channels-tmp-<pid>-<token>-<n>``,
+    created (``O_EXCL``, mode 0o644, space reserved for large objects) by
+    whichever of its parts arrives first, and written through one descriptor
+    by every worker holding a part of it. Names come from the pid, a random
+    token per run and a counter (no syscall per object); ``O_EXCL`` still
+    refuses to clobber.
+
+    Invariants: every temporary file this run created is in ``_tmp`` until
+    it is renamed into place (``finish``) or removed (``abort``); once
+    aborted, no file is created; a descriptor is closed only when no worker
+    is writing through it (``users == 0``), so no write can land in a file
+    that reused its number.
+    """
+
+    def __init__(self, root: str) -> None:
+        self._root = root
+        self._stem = f"{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}-"
+        self._lock = threading.Lock()
+        self._serial = 0
+        self._made: set[str] = set()
+        self._tmp: dict[str, _Tmp] = {}  # by key
+        self._aborted = False
+
+    def write(self, ref: ObjectRef, offset: int, data: memoryview) -> None:
+        """Write a run of ``ref``'s bytes at its offset (the stream's sink, on worker threads)."""
+        entry = self._enter(ref)
+        try:
+            _pwrite_all(entry.fd, data, offset, ref, self._final(ref))
+        finally:
+            self._leave(entry)
+
+    def finish(self, ref: ObjectRef, fsync: bool) -> str:
+        """Rename a complete object into place (every part delivered, so no
+        writer left); its final path."""
+        final = self._final(ref)
+        with self._lock:
+            entry = self._tmp.get(ref.key)
+        if entry is None:  # an empty object: no part, so no file yet
+            entry = self._enter(ref)
+            self._leave(entry)
+        fd, entry.fd = entry.fd, -1
+        try:
             try:
-                os.unlink(tmp)
+                if fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(entry.path, final)
+        except OSError as exc:
+            raise _dest_error(ref, final, exc) from exc
+        with self._lock:
+            del self._tmp[ref.key]
+        return final
+
+    def abort(self) -> list[tuple[ObjectRef, str, bool]]:
+        """Remove every temporary file left; ``(ref, final, renamed)`` for each.
+
+        ``renamed``: the temporary file was gone, already renamed into place.
+        """
+        with self._lock:
+            self._aborted = True
+            left, self._tmp = list(self._tmp.values()), {}
+            for entry in left:
+                entry.closing = True
+                if entry.users == 0:
+                    _close(entry)
+        out = []
+        for entry in left:
+            final = self._final(entry.ref)
+            try:
+                os.unlink(entry.path)
+                renamed = False
             except FileNotFoundError:
-                # Renamed into place, then interrupted before it was recorded:
-                # it is complete (the rename follows its last byte), so record it.
-                if current is not None and os.path.exists(final):
-                    _completed(current, final, state, tally, bar)
+                renamed = os.path.exists(final)
+            except OSError:
+                renamed = False
+            out.append((entry.ref, final, renamed))
+        return out
+
+    def _final(self, ref: ObjectRef) -> str:
+        return os.path.join(self._root, ref.key)
+
+    def _enter(self, ref: ObjectRef) -> _Tmp:
+        """``ref``'s entry, its file created on first use, with one more user."""
+        with self._lock:
+            if self._aborted:
+                raise Cancelled()
+            entry = self._tmp.get(ref.key)
+            if entry is None:
+                entry = self._create(ref)
+            entry.users += 1
+            return entry
+
+    def _leave(self, entry: _Tmp) -> None:
+        with self._lock:
+            entry.users -= 1
+            if entry.closing and entry.users == 0:
+                _close(entry)
+
+    def _create(self, ref: ObjectRef) -> _Tmp:
+        """Create ``ref``'s temporary file and register it (lock held)."""
+        final = self._final(ref)
+        parent, base = os.path.split(final)
+        if parent not in self._made:
+            _makedirs(parent, ref)
+            self._made.add(parent)
+        self._serial += 1
+        short = base if len(base.encode()) <= 180 else base[:40]  # the name must fit NAME_MAX
+        path = os.path.join(parent, f".{short}{self._stem}{self._serial}")
+        try:
+            fd = os.open(path, _OPEN_FLAGS, 0o644)
+        except OSError as exc:
+            raise _dest_error(ref, final, exc) from exc
+        entry = self._tmp[ref.key] = _Tmp(ref, path, fd)
+        if ref.size >= PREALLOCATE_MIN:
+            _reserve(fd, ref, final)  # on ENOSPC the entry stays, so the file is removed
+        return entry
+
+
+class _Tmp:
+    """One object's temporary file: its path, descriptor and writers."""
+
+    __slots__ = ("ref", "path", "fd", "users", "closing")
+
+    def __init__(self, ref: ObjectRef, path: str, fd: int) -> None:
+        self.ref = ref
+        self.path = path
+        self.fd = fd  # -1 once closed
+        self.users = 0  # workers writing through fd now
+        self.closing = False  # aborted: the last user closes fd
+
+
+def _close(entry: _Tmp) -> None:
+    fd, entry.fd = entry.fd, -1
+    if fd >= 0:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _completed(ref: ObjectRef, final: str, state: DownloadState, tally: _Tally, bar: Progress) -> None:

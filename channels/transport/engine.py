@@ -14,16 +14,17 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from channels.errors import TransportError
 from channels.listing import ObjectRef
 from channels.store import Store, protocol_of
 from channels.transport.backends import Backend, backend_class
+from channels.transport.backends.base import OnData
 from channels.transport.config import TransportConfig
 from channels.transport.errors import Cancelled, PartialRead
 from channels.transport.stats import TransportStats
-from channels.transport.stream import ChunkStream
+from channels.transport.stream import ChunkStream, Sink
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +63,30 @@ class Transport:
 
     # ------------------------------------------------------------ public API
 
-    def stream(self, refs: Iterable[ObjectRef]) -> ChunkStream:
+    def stream(self, refs: Iterable[ObjectRef], *, sink: Sink | None = None) -> ChunkStream:
         """Every byte of ``refs`` as :class:`Chunk` s, in order.
 
         Objects come in the order given, each one's chunks in offset order;
         reads run ahead across objects within ``config.budget_bytes``. A
         failure is raised when the consumer reaches the chunk it concerns.
+
+        ``sink(ref, offset, data)``, when given, takes the bytes instead of
+        the consumer: it is called on the worker thread that fetches a part,
+        with each run of bytes as it arrives (one socket read's worth on S3,
+        while still in the CPU's cache), so that a consumer which does not
+        need order (File mode, writing at offsets) works on every core,
+        without a second pass over memory, and with a landing buffer of at
+        most ``SINK_BUFFER`` (1 MiB) per part instead of the whole part: up
+        to ``max_workers`` parts in flight whatever their size. Each byte
+        goes to the sink once, in offset order within a part. The consumer
+        still gets every part, in order, once the sink has had all of it, as
+        a chunk with empty ``data`` and its length in ``nbytes``; what the
+        sink raises is delivered in that part's place, like a failed read.
+        The sink is not called once the stream is closed, nor for empty
+        objects (nothing to fetch).
         """
         self._check_open()
-        stream = ChunkStream(self, refs)
+        stream = ChunkStream(self, refs, sink)
         with self._lock:
             self._streams.add(stream)
         return stream
@@ -180,16 +196,29 @@ class Transport:
               cancel: threading.Event | None) -> None:
         """Fill ``view`` with ``[start, start + len(view))``, resuming on failure."""
         backend = self.backend_for(url)
-        n = len(view)
-        done = failures = attempts = 0
         # Invariant: view[:done] holds bytes [start, start + done) of the object.
+        self._retrying(url, start, len(view), cancel, lambda done: backend.read_into(
+            url, start + done, view[done:], size=size, etag=etag, cancel=cancel))
+
+    def _read_to(self, url: str, start: int, n: int, scratch: memoryview, on_data: OnData,
+                 size: int | None, etag: str | None, cancel: threading.Event | None) -> None:
+        """Hand ``[start, start + n)`` to ``on_data`` through ``scratch``, resuming on failure."""
+        backend = self.backend_for(url)
+        # Invariant: on_data has had bytes [start, start + done), each once.
+        self._retrying(url, start, n, cancel, lambda done: backend.read_to(
+            url, start + done, n - done, scratch, on_data, size=size, etag=etag, cancel=cancel))
+
+    def _retrying(self, url: str, start: int, n: int, cancel: threading.Event | None,
+                  attempt: Callable[[int], None]) -> None:
+        """Call ``attempt(done)`` (one backend read of bytes ``[start + done,
+        start + n)``) until the range is complete, or raise."""
+        done = failures = attempts = 0
         while True:
             if cancel is not None and cancel.is_set():
                 raise Cancelled()
             attempts += 1
             try:
-                backend.read_into(url, start + done, view[done:], size=size, etag=etag,
-                                  cancel=cancel)
+                attempt(done)
             except PartialRead as exc:
                 done += exc.nread
                 self.stats.add(bytes=exc.nread)

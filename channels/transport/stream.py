@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -42,15 +42,19 @@ class Chunk:
         data: the bytes. Valid until the consumer asks for the next chunk:
             the buffer behind it is then reused and this view released
             (using it raises ValueError). Copy (``bytes(data)``) what must
-            outlive the step.
+            outlive the step. Empty when the stream has a sink, which took
+            the bytes already.
         last: True on the object's final chunk (an empty object yields one
             empty chunk with ``last=True``).
+        nbytes: how many of the object's bytes this chunk covers:
+            ``len(data)``, or with a sink, the bytes the sink took.
     """
 
     ref: ObjectRef
     offset: int
     data: memoryview
     last: bool
+    nbytes: int
 
 
 def plan_parts(refs: Iterable[ObjectRef], part_size: int,
@@ -70,6 +74,15 @@ def plan_parts(refs: Iterable[ObjectRef], part_size: int,
         for offset in range(0, size, part_size):
             length = min(part_size, size - offset)
             yield ref, offset, length, offset + length == size
+
+
+#: ``sink(ref, offset, data)``: called on a worker thread with each run of
+#: bytes as it arrives, before its part is delivered (see
+#: :meth:`Transport.stream`).
+Sink = Callable[[ObjectRef, int, memoryview], None]
+#: Bytes of landing buffer per part in flight when a sink takes the bytes:
+#: one socket read's worth (the S3 backend reads at most 1 MiB at a time).
+SINK_BUFFER = 1024 * 1024
 
 
 class _Slot:
@@ -95,8 +108,9 @@ class ChunkStream(Iterator[Chunk]):
     cancels outstanding reads and lets its worker threads end.
     """
 
-    def __init__(self, transport: Transport, refs: Iterable[ObjectRef]) -> None:
+    def __init__(self, transport: Transport, refs: Iterable[ObjectRef], sink: Sink | None = None) -> None:
         cfg = transport.config
+        self._sink = sink
         self._transport = transport
         self._stats = transport.stats
         self._max_workers = cfg.max_workers
@@ -105,7 +119,8 @@ class ChunkStream(Iterator[Chunk]):
         self._cancel = threading.Event()
         self._executor = ThreadPoolExecutor(cfg.max_workers, thread_name_prefix="channels-transport")
         # Invariant: pool.allocated <= budget_bytes; every admitted slot's
-        # buffer and the held slot's buffer are lent out of this pool.
+        # buffer and the held slot's buffer are lent out of this pool (with a
+        # sink, only slots in flight have one: a fetched part's goes back).
         self._pool = BufferPool(cfg.budget_bytes, cfg.max_part)
         self._pool.adopt(transport._take_spare())  # warm buffers: no page faults
         self._stats.peak("buffer_peak", self._pool.allocated)
@@ -146,7 +161,7 @@ class ChunkStream(Iterator[Chunk]):
             self._held = head
             data = head.view if head.view is not None else memoryview(b"")
             head.view = data
-        return Chunk(head.ref, head.offset, data, head.last)
+        return Chunk(head.ref, head.offset, data, head.last, head.length)
 
     def close(self) -> None:
         """Cancel outstanding reads and free every buffer; idempotent."""
@@ -205,7 +220,8 @@ class ChunkStream(Iterator[Chunk]):
             if length == 0:
                 self._window.append(_Slot(ref, done=True))
                 continue
-            buf = self._pool.try_acquire(length)
+            # With a sink, a part needs only a landing buffer for one run.
+            buf = self._pool.try_acquire(length if self._sink is None else min(length, SINK_BUFFER))
             if buf is None:
                 self._pending = part
                 return
@@ -238,11 +254,27 @@ class ChunkStream(Iterator[Chunk]):
 
     # ------------------------------------------------------------ worker side
 
+    def _on_data(self, ref: ObjectRef):
+        sink, cancel = self._sink, self._cancel
+
+        def on_data(offset: int, data: memoryview) -> None:
+            if cancel.is_set():  # closed: the sink's work is no longer wanted
+                raise Cancelled()
+            sink(ref, offset, data)
+
+        return on_data
+
     def _fetch(self, slot: _Slot) -> None:
-        view = memoryview(slot.buf)[: slot.length]
         try:
             ref = slot.ref
-            self._transport._read(ref.url, slot.offset, view, ref.size, ref.etag, self._cancel)
+            if self._sink is None:
+                view = memoryview(slot.buf)[: slot.length]
+                self._transport._read(ref.url, slot.offset, view, ref.size, ref.etag, self._cancel)
+            else:
+                view = memoryview(b"")  # the sink took the bytes
+                scratch = memoryview(slot.buf)[: min(slot.length, SINK_BUFFER)]
+                self._transport._read_to(ref.url, slot.offset, slot.length, scratch, self._on_data(ref),
+                                         ref.size, ref.etag, self._cancel)
             slot.view = view
         except Cancelled:
             pass
@@ -251,6 +283,9 @@ class ChunkStream(Iterator[Chunk]):
         with self._cond:
             slot.done = True
             self._inflight -= 1
+            if self._sink is not None and not self._closed:  # the landing buffer is free at once
+                self._pool.release(slot.buf)
+                slot.buf = None
             if not self._closed:
                 self._admit()
             self._cond.notify_all()

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import ClassVar
 
 from channels.store import Store
 from channels.transport.config import TransportConfig
+from channels.transport.errors import PartialRead
 from channels.transport.stats import TransportStats
+
+#: ``on_data(offset, data)``: a run of an object's bytes, ``offset`` being
+#: the object offset of its first byte; ``data`` is valid during the call.
+OnData = Callable[[int, memoryview], None]
 
 
 class Backend(ABC):
@@ -55,14 +61,55 @@ class Backend(ABC):
             SourceNotFoundError, AccessDeniedError, ObjectChangedError,
             TransportError: permanent failures, not worth retrying.
         """
-        if start < 0:
-            raise ValueError(f"start must be >= 0, got {start} for {url}")
-        if size is not None and start + len(buf) > size:
-            raise ValueError(f"range [{start}, {start + len(buf)}) is past the end of {url} "
-                             f"({size} bytes)")
+        self._check_range(url, start, len(buf), size)
         if len(buf) == 0:
             return
         self._read_into(url, start, buf, size, etag, cancel)
+
+    def read_to(self, url: str, start: int, n: int, scratch: memoryview, on_data: OnData, *,
+                size: int | None = None, etag: str | None = None,
+                cancel: threading.Event | None = None) -> None:
+        """Hand bytes ``[start, start + n)`` of ``url`` to ``on_data``, run by run.
+
+        Each run lands in ``scratch`` (reused for the next run) and goes to
+        ``on_data`` while still in the CPU's cache, so a consumer that writes
+        the bytes elsewhere (File mode) needs no buffer the size of the range.
+        Runs come in order, each byte once; what ``on_data`` raises ends the
+        read and propagates (it is not retried).
+
+        Raises:
+            PartialRead: a transient failure after ``nread`` bytes went to
+                ``on_data``.
+            Others: as :meth:`read_into`.
+        """
+        self._check_range(url, start, n, size)
+        if n == 0:
+            return
+        if len(scratch) == 0:
+            raise ValueError("read_to needs a non-empty scratch buffer")
+        self._read_to(url, start, n, scratch, size, etag, cancel, on_data)
+
+    def _check_range(self, url: str, start: int, n: int, size: int | None) -> None:
+        if start < 0:
+            raise ValueError(f"start must be >= 0, got {start} for {url}")
+        if size is not None and start + n > size:
+            raise ValueError(f"range [{start}, {start + n}) is past the end of {url} ({size} bytes)")
+
+    def _read_to(self, url: str, start: int, n: int, scratch: memoryview, size: int | None,
+                 etag: str | None, cancel: threading.Event | None, on_data: OnData) -> None:
+        """One attempt of :meth:`read_to`. Here: one :meth:`_read_into` per
+        scratch-sized run; streaming backends override it with one request."""
+        done = 0
+        while done < n:
+            run = scratch[:min(len(scratch), n - done)]
+            try:
+                self._read_into(url, start + done, run, size, etag, cancel)
+            except PartialRead as exc:
+                if exc.nread:
+                    on_data(start + done, run[:exc.nread])
+                raise PartialRead(done + exc.nread, exc.cause) from exc.cause
+            on_data(start + done, run)
+            done += len(run)
 
     def get(self, url: str) -> bytes:
         """The whole object (for manifests and other small files).

@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
 import urllib3
@@ -27,7 +28,7 @@ from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from channels.errors import ChannelsError, ObjectChangedError, SourceNotFoundError, TransportError
 from channels.store import Store, endpoint_from_env
-from channels.transport.backends.base import Backend
+from channels.transport.backends.base import Backend, OnData
 from channels.transport.config import TransportConfig
 from channels.transport.errors import AccessDeniedError, Cancelled, PartialRead, TransientHTTPError
 from channels.transport.stats import TransportStats
@@ -174,8 +175,21 @@ class S3Backend(Backend):
 
     def _read_into(self, url: str, start: int, buf: memoryview, size: int | None,
                    etag: str | None, cancel: threading.Event | None) -> None:
+        self._get_range(url, start, len(buf), size, etag, cancel,
+                        lambda nread: buf[nread:nread + READ_SLICE], None)
+
+    def _read_to(self, url: str, start: int, n: int, scratch: memoryview, size: int | None,
+                 etag: str | None, cancel: threading.Event | None, on_data: OnData) -> None:
+        slice_ = min(len(scratch), READ_SLICE)
+        self._get_range(url, start, n, size, etag, cancel,
+                        lambda nread: scratch[:min(slice_, n - nread)], on_data)
+
+    def _get_range(self, url: str, start: int, n: int, size: int | None, etag: str | None,
+                   cancel: threading.Event | None, target: Callable[[int], memoryview],
+                   on_data: OnData | None) -> None:
+        """One GET of ``[start, start + n)``: each socket read goes into
+        ``target(nread)``, then (if given) to ``on_data``."""
         bucket, key = parse_s3_url(url)
-        n = len(buf)
         whole = start == 0 and size is not None and n == size
         headers = {} if whole else {"Range": f"bytes={start}-{start + n - 1}"}
         etag = etag if self.config.verify_etag else None
@@ -191,15 +205,24 @@ class S3Backend(Backend):
             while nread < n:
                 if cancel is not None and cancel.is_set():
                     raise Cancelled()
-                got = readinto(buf[nread:nread + READ_SLICE])
+                view = target(nread)
+                got = readinto(view)
                 if not got:
                     raise http.client.IncompleteRead(b"", n - nread)
+                if on_data is not None:
+                    try:
+                        on_data(start + nread, view[:got])
+                    except BaseException as exc:  # the consumer's failure, not the network's
+                        raise _ConsumerFailed(exc) from exc
                 nread += got
             if exact:
                 resp._fp.close()  # body consumed to the byte: the connection may be reused
             elif whole and resp.read(1):
                 raise ObjectChangedError(f"{url} changed since it was listed: longer than {size} "
                                          f"bytes", url=url, offset=start, expected_size=size)
+        except _ConsumerFailed as failed:
+            _discard(resp)
+            raise failed.error from None
         except ChannelsError:
             _discard(resp)
             raise
@@ -300,6 +323,14 @@ class S3Backend(Backend):
 
     def close(self) -> None:
         self._manager.clear()
+
+
+class _ConsumerFailed(Exception):
+    """Carries what ``on_data`` raised past the handlers of network errors."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
 
 
 def _body_reader(resp, n: int):
