@@ -15,6 +15,7 @@ import pytest
 from channels.bench.profiles import MB, PROFILES, Profile, get_profile
 from channels.bench.proxy import Action, Pacer, Proxy, scripted_faults
 from channels.bench.services import cpu_seconds, start_proxies
+from channels.bench.wire import SPLICE, splice
 from channels.listing import list_prefix
 from channels.store import Store
 from channels.testing import Dataset, fill_bucket, object_bytes, uniform_sizes
@@ -107,6 +108,34 @@ def test_listener_bandwidth_is_shared_by_connections(s3, data):
     # Three objects over one shared cap: no faster than their sum at the rate (less one burst).
     assert elapsed >= 3 * SIZE / rate - Pacer(rate).burst
     assert proxy.stats.connections == 3
+
+
+@pytest.mark.skipif(not SPLICE, reason="os.splice is Linux-only; the proxy copies through a buffer elsewhere")
+def test_splice_waits_on_a_descriptor_above_1024():
+    """A busy proxy holds more than 1024 descriptors; select() cannot wait on those, poll() can."""
+    import fcntl
+    import os
+    import resource
+    import socket
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2048:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    a, b = socket.socketpair()
+    high = socket.socket(fileno=fcntl.fcntl(a.fileno(), fcntl.F_DUPFD, 1500))
+    a.close()
+    high.settimeout(5)  # non-blocking underneath, as the proxy's sockets
+    r, w = os.pipe()
+    try:
+        assert high.fileno() >= 1024
+        threading.Timer(0.1, b.sendall, [b"late bytes"]).start()  # not readable yet when splice starts
+        assert splice(high, high.fileno(), w, 64, readable=True) == len(b"late bytes")
+        assert os.read(r, 64) == b"late bytes"
+    finally:
+        for fd in (r, w):
+            os.close(fd)
+        high.close()
+        b.close()
 
 
 def test_pacer_lower_bound():

@@ -20,14 +20,19 @@ SPLICE = hasattr(os, "splice") and hasattr(fcntl, "F_GETPIPE_SZ") if fcntl else 
 
 
 def splice(sock: socket.socket, src: int, dst: int, n: int, *, readable: bool) -> int:
-    """``os.splice`` that waits (up to the socket's timeout) while ``sock`` is not ready."""
+    """``os.splice`` that waits (up to the socket's timeout) while ``sock`` is not ready.
+
+    Waits with ``poll``, not ``select``: a proxy serving many clients holds
+    descriptors above ``select``'s limit of 1024.
+    """
     while True:
         try:
             return os.splice(src, dst, n)
         except BlockingIOError:
             timeout = sock.gettimeout()
-            ready = select.select([sock] if readable else [], [] if readable else [sock], [], timeout)
-            if not (ready[0] or ready[1]):
+            poller = select.poll()
+            poller.register(sock, select.POLLIN if readable else select.POLLOUT)
+            if not poller.poll(None if timeout is None else timeout * 1000):
                 raise TimeoutError(f"socket not {'readable' if readable else 'writable'} in {timeout} s") from None
 
 
