@@ -58,7 +58,7 @@ def transport_threads() -> list[threading.Thread]:
     ({"part_size": 0}, "part_size must be a positive int"),
     ({"max_workers": -1}, "max_workers"),
     ({"part_size": 8 * MIB, "budget_bytes": 4 * MIB}, "exceeds budget_bytes"),
-    ({"small_object_threshold": 512 * MIB}, "a whole object must fit the budget"),
+    ({"small_object_threshold": 1024 * MIB}, "a whole object must fit the budget"),
     ({"retries": -1}, "retries"),
     ({"read_timeout": 0}, "read_timeout"),
     ({"backoff_base": 2.0, "backoff_max": 1.0}, "backoff_max"),
@@ -71,7 +71,7 @@ def test_config_rejects_bad_values(kwargs, fragment):
 def test_config_defaults_are_consistent():
     cfg = TransportConfig()
     assert cfg.threshold == cfg.part_size == 16 * MIB
-    assert cfg.budget_bytes // cfg.part_size == 16  # GETs in flight for large objects
+    assert cfg.budget_bytes // cfg.part_size == cfg.max_workers == 32  # a large part per worker
 
 
 def test_unknown_backend_lists_valid_names():

@@ -149,7 +149,7 @@ def ensure(client, bucket: str, dataset: BenchDataset, *, threads: int = 8) -> b
 def throughput_datasets(quick: bool) -> list[BenchDataset]:
     """The throughput suite's datasets: large objects, and small ones.
 
-    ``large``: 16 MiB objects (two 8 MiB ranged GETs each for our transport),
+    ``large``: 16 MiB objects (one GET each for our transport),
     64 KiB records. ``small``: 64 KiB objects, 1 KiB records, where
     per-request cost and latency dominate.
     """
