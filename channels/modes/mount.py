@@ -39,7 +39,8 @@ BLOCK = 512
 LOOP_ENDED = 8
 #: Kernel readahead on the mount: FUSE's largest request (1 MiB with libfuse 3).
 KERNEL_READAHEAD_KIB = 1024
-#: FUSE worker threads at most (libfuse 3.14 warns when none is given).
+#: FUSE worker threads at most, and idle ones kept (libfuse 3.14 warns when either is not given:
+#: "Ignoring invalid max threads value 4294967295").
 MAX_THREADS = 32
 
 
@@ -207,24 +208,24 @@ def kernel_readahead(mountpoint: str, kib: int, timeout: float = 30.0) -> bool:
     costs a callback per 128 KiB; 1 MiB (FUSE's largest request) costs an
     eighth of them. The knob is the mount's ``/sys/class/bdi/<dev>/read_ahead_kb``,
     writable by root only: elsewhere this does nothing and says so at debug level.
+
+    Call it from another thread than the FUSE loop's, before or after the
+    mount: it waits for the mount, then stats its root, which returns only
+    once the kernel has processed FUSE's INIT reply. Written earlier, the
+    value would be clamped back to 128 KiB by that reply (the kernel offers
+    libfuse the readahead of the moment, and keeps the smaller one).
     Returns whether it was set.
     """
-    target = os.path.realpath(mountpoint)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-            devices = [line.split()[2] for line in f
-                       if line.split()[4].encode("latin-1", "surrogateescape").decode("unicode_escape") == target]
-        if devices:
-            try:
-                with open(f"/sys/class/bdi/{devices[-1]}/read_ahead_kb", "w") as f:
-                    f.write(str(kib))
-                return True
-            except OSError as exc:
-                log.debug("could not set the kernel readahead of %s: %s", mountpoint, exc)
-                return False
-        time.sleep(0.02)
-    return False
+    if not wait_mounted(mountpoint, timeout):
+        return False
+    try:
+        dev = os.stat(mountpoint).st_dev
+        with open(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb", "w") as f:
+            f.write(str(kib))
+    except OSError as exc:
+        log.debug("could not set the kernel readahead of %s: %s", mountpoint, exc)
+        return False
+    return True
 
 
 def _oserror(code: int) -> OSError:
@@ -272,7 +273,7 @@ def mount(view: FastFileView, mountpoint: str, *, allow_other: bool | None = Non
     options = {"ro": True, "fsname": fsname, "subtype": "channels",
                "kernel_cache": True, "entry_timeout": CACHE_SECONDS, "attr_timeout": CACHE_SECONDS,
                "negative_timeout": CACHE_SECONDS, "allow_other": allow_other, "default_permissions": True,
-               "max_threads": MAX_THREADS}
+               "max_threads": MAX_THREADS, "max_idle_threads": MAX_THREADS}
     fuse = _fuse_class()
     threading.Thread(target=kernel_readahead, args=(mountpoint, KERNEL_READAHEAD_KIB), daemon=True,
                      name="channels-mount-readahead").start()
