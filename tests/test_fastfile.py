@@ -132,7 +132,8 @@ def test_file_and_folder_with_one_name_folder_wins(caplog):
 
 def test_budget_bounds_many_open_files(channel):
     uri, contents = channel
-    cfg = ReadaheadConfig(budget_bytes=2 * MIB, max_window=MIB, part_size=512 * KIB)
+    cfg = ReadaheadConfig(budget_bytes=2 * MIB, max_window=MIB, part_size=512 * KIB,
+                          prefetch_files=0)  # only open files hold budget here
     with FastFileView(uri, config=cfg) as view:
         files = [view.open("train/a.bin") for _ in range(6)]
         bufs = [io.BytesIO() for _ in files]
@@ -188,9 +189,9 @@ def test_a_reader_going_from_file_to_file_finds_the_next_ones_fetched(shards):
             data, own[name] = cat_file(view, name)
             assert data == bodies[name]
         s = view.stats.snapshot()
-        # The first two files make the reader's stride out; every later one was fetched ahead.
-        assert [own[n] for n in sorted(own)] == [1, 1] + [0] * 10
-        assert s["files_ahead"] == s["files_ahead_used"] == 10 and s["files_ahead_dropped"] == 0
+        # Every file after the first was fetched ahead.
+        assert [own[n] for n in sorted(own)] == [1] + [0] * 11
+        assert s["files_ahead"] == s["files_ahead_used"] == 11 and s["files_ahead_dropped"] == 0
         assert view.transport.stats.requests == 12  # nothing fetched twice
         assert view.budget.in_use == 0
 
@@ -200,14 +201,16 @@ def test_the_stride_is_followed_and_unused_windows_give_their_budget_back(shards
     size = len(bodies["part-11.bin"])
     # Half the budget holds two windows fetched ahead: a third drops the oldest.
     with FastFileView(uri, config=ReadaheadConfig(budget_bytes=4 * size + 4 * size // 10)) as view:
-        for i in (0, 2):  # every other file
-            cat_file(view, f"part-{i:02d}.bin")
+        cat_file(view, "part-00.bin")  # the first: taken as stride 1
+        assert list(view.ahead._ready) == ["part-01.bin", "part-02.bin"]
+        cat_file(view, "part-02.bin")  # every other file: 1 makes room for 6
         assert sorted(view.ahead._ready) == ["part-04.bin", "part-06.bin"]
+        assert view.stats.files_ahead_dropped == 1
         assert cat_file(view, "part-04.bin") == (bodies["part-04.bin"], 0)
         assert sorted(view.ahead._ready) == ["part-06.bin", "part-08.bin"]
         cat_file(view, "part-05.bin")  # one on from 4: stride 1, so 6 (there already) and 7
         assert list(view.ahead._ready) == ["part-08.bin", "part-07.bin"]  # 6 made room, the oldest
-        assert view.stats.files_ahead_dropped == 1
+        assert view.stats.files_ahead_dropped == 2
         held = len(bodies["part-07.bin"]) + len(bodies["part-08.bin"])
         assert wait_for(lambda: view.budget.in_use == held)  # part-06's came back (once its fetch stopped)
     assert wait_for(lambda: view.budget.in_use == 0)  # close drops the rest
@@ -230,6 +233,10 @@ def test_random_reads_and_header_probes_fetch_nothing_ahead(shards):
         for f in files.values():
             f.close()
         assert view.stats.files_ahead == 0 and view.budget.in_use == 0
+        cat_file(view, "part-00.bin")  # the first file read on: a walk at stride 1 is guessed
+        assert view.stats.files_ahead == 2
+        cat_file(view, "part-11.bin")  # too far from the last one for a walk: nothing more
+        assert view.stats.files_ahead == 2
 
 
 def test_fetching_ahead_can_be_turned_off(shards):

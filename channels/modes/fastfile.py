@@ -7,11 +7,11 @@ readahead over ``Transport.read_into``, every open file of the view sharing
 one byte budget and one pool of fetch threads.
 
 A reader going from file to file (``cat *``, a loop over ``walk``) would
-wait a round trip at the start of each file; so once two files a few apart
-in ``walk`` order have been read on from their start, the view fetches the
-first window of the next ``ReadaheadConfig.prefetch_files`` files at that
-stride before they are opened (:class:`FilesAhead`). Random reads never
-start this.
+wait a round trip at the start of each file; so when a file is read on from
+its start, the view fetches the first window of the next
+``ReadaheadConfig.prefetch_files`` files before they are opened, at the
+stride the reader goes from file to file (:class:`FilesAhead`). Random
+reads never start this.
 
 Keys that cannot be paths, decided here and logged as warnings:
 
@@ -135,9 +135,12 @@ class FilesAhead:
     When a file is read on from its start (see ``ReadaheadFile``'s
     ``on_reading_on``) and another file at most :data:`MAX_STRIDE` before it
     in ``walk`` order was too, not long ago, the reader is taken to go
-    through the files at that stride (the least such distance): the first
-    windows of the next ``prefetch_files`` files at that stride are fetched
-    now, except files open already or fetched ahead already. ``open`` hands
+    through the files at that stride (the least such distance); the first
+    file read on in the view is taken to start a walk at stride 1. The
+    first windows of the next ``prefetch_files`` files at that stride are
+    then fetched now, except files open already or fetched ahead already; a
+    file read on with no such file before it (a reader taking files in a
+    shuffled order) fetches nothing ahead. ``open`` hands
     a file its window. Windows nobody took are dropped (their fetch
     cancelled, their budget given back) oldest first when newer ones need
     room, and at :meth:`close`; they hold at most half the view's budget,
@@ -189,7 +192,7 @@ class FilesAhead:
             if self._closed:
                 return
             order, i = self._position(path)
-            behind = [i - j for j in self._recent if 0 < i - j <= MAX_STRIDE]
+            behind = [i - j for j in self._recent if 0 < i - j <= MAX_STRIDE] or ([] if self._recent else [1])
             self._recent.append(i)
             if not behind:
                 return
