@@ -115,17 +115,17 @@ def cat(open_file, names: list[str], threads: int) -> tuple[int, float]:
     return n, time.perf_counter() - t0
 
 
-def read_view(uri: str, threads: int) -> tuple[int, float]:
+def read_view(uri: str, threads: int, config: ReadaheadConfig | None = None) -> tuple[int, float]:
     """The view's listing counts (Pipe lists too)."""
     t0 = time.perf_counter()
-    with FastFileView(uri) as view:
+    with FastFileView(uri, config=config) as view:
         n, _ = cat(view.open, view.listdir(""), threads)
     return n, time.perf_counter() - t0
 
 
-def start_mount(uri: str, mountpoint: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "channels", "mount", uri, mountpoint, "--foreground"],
-                            stdin=subprocess.DEVNULL)
+def start_mount(uri: str, mountpoint: str, extra: tuple[str, ...] = ()) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "channels", "mount", uri, mountpoint, "--foreground",
+                             *extra], stdin=subprocess.DEVNULL)
     if not wait_mounted(mountpoint, 900, alive=lambda: proc.poll() is None):
         raise RuntimeError(f"mount of {uri} did not come up (exit {proc.poll()})")
     return proc
@@ -138,9 +138,9 @@ def stop_mount(proc: subprocess.Popen, mountpoint: str) -> None:
         raise RuntimeError(f"{mountpoint} still mounted after SIGTERM")
 
 
-def read_mount(uri: str, mountpoint: str, threads: int) -> tuple[int, float]:
+def read_mount(uri: str, mountpoint: str, threads: int, extra: tuple[str, ...] = ()) -> tuple[int, float]:
     """Mounted anew each time (a cold page cache); the time counts reading only."""
-    proc = start_mount(uri, mountpoint)
+    proc = start_mount(uri, mountpoint, extra)
     try:
         names = sorted(os.listdir(mountpoint))
         return cat(lambda n: open(os.path.join(mountpoint, n), "rb", buffering=0), names, threads)
@@ -232,13 +232,17 @@ def sequential(uri: str, endpoint: str, keys: list[str], mnt: str, args) -> dict
     """Every mode once per round, interleaved; medians."""
     total = args.objects * args.size_mib * MIB
     pipe_label = read_pipe(uri)[0]
+    config, extra = None, ()
+    if args.prefetch_files is not None:
+        config = ReadaheadConfig(prefetch_files=args.prefetch_files)
+        extra = ("--prefetch-files", str(args.prefetch_files))
     modes = {
         pipe_label: lambda: timed(lambda: read_pipe(uri)[1]),
         "s3fs open().read()": lambda: timed(lambda: read_s3fs(endpoint, keys)),
-        "view, 1 reader": lambda: read_view(uri, 1),
-        f"view, {args.threads} readers": lambda: read_view(uri, args.threads),
-        "mount, 1 reader": lambda: read_mount(uri, mnt, 1),
-        f"mount, {args.threads} readers": lambda: read_mount(uri, mnt, args.threads),
+        "view, 1 reader": lambda: read_view(uri, 1, config),
+        f"view, {args.threads} readers": lambda: read_view(uri, args.threads, config),
+        "mount, 1 reader": lambda: read_mount(uri, mnt, 1, extra),
+        f"mount, {args.threads} readers": lambda: read_mount(uri, mnt, args.threads, extra),
     }
     times: dict[str, list[float]] = {m: [] for m in modes}
     for _ in range(args.rounds):
@@ -258,6 +262,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--size-mib", type=int, default=16)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=4, help="parallel readers for the threaded figures")
+    p.add_argument("--prefetch-files", type=int, default=None,
+                   help="ReadaheadConfig.prefetch_files for the view and the mount (default: its default)")
     p.add_argument("--list-objects", type=int, default=int(os.environ.get("FASTFILE_BENCH_LIST_N", 100_000)))
     p.add_argument("--only", default="sequential,random,rss,listing",
                    help="comma-separated parts to run (default: %(default)s)")

@@ -222,3 +222,44 @@ def test_background_mount_returns_once_mounted(tmp_path, files):
     finally:
         if is_mounted(str(mp)):
             subprocess.run(["fusermount3", "-u", "-z", str(mp)], check=False)
+
+
+def test_fuse_reads_in_listing_order_find_the_next_files_fetched_ahead(s3_client, bucket):
+    """The FUSE callbacks (no kernel needed): open, 1 MiB reads as the kernel makes them, release."""
+    from channels.modes.fastfile import FastFileView
+    from channels.modes.mount import FastFileOperations
+
+    bodies = {f"f{i}.bin": object_bytes(f"f{i}", MIB + i) for i in range(5)}
+    for key, body in bodies.items():
+        s3_client.put_object(Bucket=bucket, Key=f"seq/{key}", Body=body)
+    ops = FastFileOperations(FastFileView(f"s3://{bucket}/seq/"))
+    try:
+        for name, body in bodies.items():
+            fh = ops.open(f"/{name}", os.O_RDONLY)
+            buf, got = bytearray(MIB), b""
+            while n := ops.read_into(memoryview(buf), len(got), fh):
+                got += bytes(buf[:n])
+            ops.release(f"/{name}", fh)
+            assert got == body, name
+        s = ops.view.stats.snapshot()
+        assert s["files_ahead"] == s["files_ahead_used"] == 4 and s["requests"] == 5
+    finally:
+        ops.destroy("/")
+        ops.view.close()
+
+
+@pytest.mark.fuse
+@needs_fuse
+def test_cli_takes_prefetch_files_and_rejects_a_negative_count(tmp_path, files):
+    uri, contents = files
+    r = subprocess.run([sys.executable, "-m", "channels", "mount", uri, str(tmp_path),
+                        "--prefetch-files", "-1"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--prefetch-files: must be 0 or more" in r.stderr
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    m = Mount([uri, str(mp), "--prefetch-files", "0"], [mp])
+    try:
+        assert (mp / "big.bin").read_bytes() == contents["big.bin"]
+    finally:
+        m.stop()
+    assert m.proc.returncode == 0

@@ -36,7 +36,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--foreground", action="store_true", help="serve until SIGTERM or Ctrl-C, then unmount")
     p.add_argument("--budget-mib", type=int, default=256,
                    help="readahead memory shared by all open files, per mount (default: %(default)s)")
+    p.add_argument("--prefetch-files", type=_count, default=None, metavar="N",
+                   help="files fetched ahead of a reader going from file to file, 0 for none "
+                        "(default: ReadaheadConfig's, 2)")
     add_endpoint_argument(p)
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
 
 
 def is_job_file(source: str) -> bool:
@@ -89,7 +99,8 @@ def serve(uri: str, mountpoint: str, args: argparse.Namespace) -> int:
 
     check_fuse(mountpoint)  # before the listing: a bad mount point fails fast
     budget = args.budget_mib * MIB
-    config = ReadaheadConfig(budget_bytes=budget, max_window=min(64 * MIB, max(MIB, budget // 4)))
+    ahead = {} if args.prefetch_files is None else {"prefetch_files": args.prefetch_files}
+    config = ReadaheadConfig(budget_bytes=budget, max_window=min(64 * MIB, max(MIB, budget // 4)), **ahead)
     view = FastFileView(uri, Store.from_env(args.endpoint_url), config)
     mount(view, mountpoint)
     return 0
@@ -130,6 +141,8 @@ def _start_and_wait(targets, args, children: list, stopping: list[int]) -> int:
             break
         cmd = [sys.executable, "-m", "channels", "mount", uri, mountpoint, "--foreground",
                "--budget-mib", str(args.budget_mib)]
+        if args.prefetch_files is not None:
+            cmd += ["--prefetch-files", str(args.prefetch_files)]
         if args.endpoint_url:
             cmd += ["--endpoint-url", args.endpoint_url]
         logfile = tempfile.NamedTemporaryFile("w+", prefix="channels-mount-", suffix=".log", delete=False)
