@@ -200,7 +200,8 @@ def test_the_stride_is_followed_and_unused_windows_give_their_budget_back(shards
     uri, bodies = shards
     size = len(bodies["part-11.bin"])
     # Half the budget holds two windows fetched ahead: a third drops the oldest.
-    with FastFileView(uri, config=ReadaheadConfig(budget_bytes=4 * size + 4 * size // 10)) as view:
+    config = ReadaheadConfig(budget_bytes=4 * size + 4 * size // 10, prefetch_files=2)
+    with FastFileView(uri, config=config) as view:
         cat_file(view, "part-00.bin")  # the first: taken as stride 1
         assert list(view.ahead._ready) == ["part-01.bin", "part-02.bin"]
         cat_file(view, "part-02.bin")  # every other file: 1 makes room for 6
@@ -234,9 +235,10 @@ def test_random_reads_and_header_probes_fetch_nothing_ahead(shards):
             f.close()
         assert view.stats.files_ahead == 0 and view.budget.in_use == 0
         cat_file(view, "part-00.bin")  # the first file read on: a walk at stride 1 is guessed
-        assert view.stats.files_ahead == 2
+        ahead = view.config.prefetch_files
+        assert view.stats.files_ahead == ahead
         cat_file(view, "part-11.bin")  # too far from the last one for a walk: nothing more
-        assert view.stats.files_ahead == 2
+        assert view.stats.files_ahead == ahead
 
 
 def test_fetching_ahead_can_be_turned_off(shards):

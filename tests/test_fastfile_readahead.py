@@ -285,6 +285,31 @@ def test_freed_buffers_are_reused_but_never_under_a_held_view(monkeypatch):
     assert budget.in_use == 0
 
 
+def test_a_closed_budget_leaves_its_buffers_to_the_next_one():
+    """Views opened one after another reuse memory (fresh pages cost a fault per 4 KiB)."""
+    import channels.modes.readahead_memory as ra
+
+    ra.drop_spare()
+    first = ByteBudget(64 * MIB)
+    grant = first.try_acquire(MIB, MIB)
+    buf = first.buffer(grant)
+    first.release(grant, buf)
+    first.close()
+    late = first.try_acquire(MIB, MIB)  # a file still open after its view closed: nothing kept now
+    first.release(late, first.buffer(late))
+    assert first._pooled == 0
+    small = ByteBudget(MIB // 2)  # a budget takes only what fits it
+    assert small._pooled == 0
+    second = ByteBudget(64 * MIB)
+    assert second.buffer(second.try_acquire(MIB, MIB)) is buf
+    second.close()
+    assert ra.drop_spare() == 0  # lent out, not released: nothing was left
+    third = ByteBudget(64 * MIB)
+    third.release(third.try_acquire(MIB, MIB), buf)
+    third.close()
+    assert ra.drop_spare() == MIB and ByteBudget(64 * MIB)._pooled == 0
+
+
 def ahead(data: bytes, log: list, budget: ByteBudget, pool, **config):
     cfg = ReadaheadConfig(**config)
     return fetch_ahead(memory_fetch(data, log), len(data), config=cfg, budget=budget, executor=pool,

@@ -469,6 +469,7 @@ class FastFileView:
             executor.shutdown(wait=False, cancel_futures=True)
         if transport is not None:
             transport.close()
+        self.budget.close()
 
     def _check_open(self) -> None:
         if self._closed:

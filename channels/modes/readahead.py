@@ -102,7 +102,7 @@ class ReadaheadConfig:
     max_workers: int = 16
     forward_tolerance: int = 0
     prefetch_depth: int = 2
-    prefetch_files: int = 2
+    prefetch_files: int = 8
     whole_object_bytes: int = 16 * MIB
     whole_object_hint: int = 64 * KIB
 
