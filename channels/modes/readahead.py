@@ -87,6 +87,11 @@ class ReadaheadConfig:
             many files that follow it (in ``walk`` order, at the stride the
             reader goes from file to file) is fetched before they are
             opened; at most half the budget is held so. 0 turns it off.
+            Measured here (64 x 16 MiB, moto on loopback): one reader
+            through a view gets 0.89x Pipe's MB/s with 2, 0.92x with 4,
+            0.96x with 8; but four readers through one mount, each taking
+            the others' windows, fall from about 1,650 MB/s with 4 to
+            about 1,000 with 8.
         forward_tolerance: a read this far past the last one's end still
             counts as sequential, as does one within four read sizes or the
             last window's length (whichever is largest), so that reads the
@@ -102,7 +107,7 @@ class ReadaheadConfig:
     max_workers: int = 16
     forward_tolerance: int = 0
     prefetch_depth: int = 2
-    prefetch_files: int = 8
+    prefetch_files: int = 4
     whole_object_bytes: int = 16 * MIB
     whole_object_hint: int = 64 * KIB
 
