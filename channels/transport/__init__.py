@@ -20,8 +20,8 @@ from channels.transport.stream import Chunk, ChunkStream, plan_parts
 
 __all__ = [
     "AccessDeniedError",
-    "Cancelled",
     "Backend",
+    "Cancelled",
     "Chunk",
     "ChunkStream",
     "PartialRead",
