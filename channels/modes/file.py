@@ -277,13 +277,14 @@ def _fetch(transport: Transport, todo: list[ObjectRef], dest: Path, state: Downl
                 current = chunk.ref
                 final = files.finish(current, fsync)
                 _completed(current, final, state, tally, bar)
+                files.forget(current)
                 current = None
     finally:
         stream.close()
         for ref, final, renamed in files.abort():
             # Renamed into place, then interrupted before it was recorded: it
             # is complete (the rename follows its last byte), so record it.
-            if renamed and ref is current:
+            if renamed and ref is current and not state.up_to_date(ref):
                 _completed(ref, final, state, tally, bar)
 
 
@@ -298,7 +299,8 @@ class _TmpFiles:
     refuses to clobber.
 
     Invariants: every temporary file this run created is in ``_tmp`` until
-    it is renamed into place (``finish``) or removed (``abort``); once
+    it is renamed into place and recorded (``forget``) or removed
+    (``abort``); once
     aborted, no file is created; a descriptor is closed only when no worker
     is writing through it (``users == 0``), so no write can land in a file
     that reused its number.
@@ -323,7 +325,8 @@ class _TmpFiles:
 
     def finish(self, ref: ObjectRef, fsync: bool) -> str:
         """Rename a complete object into place (every part delivered, so no
-        writer left); its final path."""
+        writer left); its final path. Its entry stays until :meth:`forget`,
+        so that an interrupt before the object is recorded finds it."""
         final = self._final(ref)
         with self._lock:
             entry = self._tmp.get(ref.key)
@@ -340,9 +343,12 @@ class _TmpFiles:
             os.replace(entry.path, final)
         except OSError as exc:
             raise _dest_error(ref, final, exc) from exc
+        return final
+
+    def forget(self, ref: ObjectRef) -> None:
+        """Drop a finished (renamed and recorded) object's entry."""
         with self._lock:
             del self._tmp[ref.key]
-        return final
 
     def abort(self) -> list[tuple[ObjectRef, str, bool]]:
         """Remove every temporary file left; ``(ref, final, renamed)`` for each.
