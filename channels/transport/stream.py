@@ -57,21 +57,34 @@ class Chunk:
     nbytes: int
 
 
-def plan_parts(refs: Iterable[ObjectRef], part_size: int,
-               threshold: int) -> Iterator[tuple[ObjectRef, int, int, bool]]:
+def plan_parts(refs: Iterable[ObjectRef], part_size: int, threshold: int,
+               first_part: int = 0) -> Iterator[tuple[ObjectRef, int, int, bool]]:
     """``(ref, offset, length, last)`` per part, in delivery order.
 
     Objects of at most ``threshold`` bytes are one whole part; larger ones
-    are cut into ``part_size`` ranges (the last one shorter).
+    are cut into ``part_size`` ranges (the last one shorter). With
+    ``first_part`` > 0, the first object's first part is at most that long
+    (the rest of that object follows from there), so that the stream's first
+    bytes arrive after one short GET rather than a whole part.
     """
+    first = first_part
     for ref in refs:
         size = ref.size
         if size < 0:
             raise ValueError(f"object {ref.url} has a negative size ({size})")
-        if size <= threshold:
+        start = 0
+        if first:
+            first, head = 0, first
+            if head < min(size, part_size if size > threshold else size):
+                yield ref, 0, head, False
+                start = head
+                if size <= threshold:  # the rest of a whole-object part
+                    yield ref, head, size - head, True
+                    continue
+        if start == 0 and size <= threshold:
             yield ref, 0, size, True
             continue
-        for offset in range(0, size, part_size):
+        for offset in range(start, size, part_size):
             length = min(part_size, size - offset)
             yield ref, offset, length, offset + length == size
 
@@ -114,7 +127,7 @@ class ChunkStream(Iterator[Chunk]):
         self._transport = transport
         self._stats = transport.stats
         self._max_workers = cfg.max_workers
-        self._plan = plan_parts(refs, cfg.part_size, cfg.threshold)
+        self._plan = plan_parts(refs, cfg.part_size, cfg.threshold, cfg.first_part_size)
         self._cond = threading.Condition()
         self._cancel = threading.Event()
         self._executor = ThreadPoolExecutor(cfg.max_workers, thread_name_prefix="channels-transport")
