@@ -9,6 +9,8 @@ from __future__ import annotations
 import mmap
 import threading
 
+from channels.transport.buffers import keep_largest
+
 KIB = 1024
 
 
@@ -164,11 +166,7 @@ class ByteBudget:
             self._free.clear()
             self._pooled = 0
         with _spare_lock:
-            room = SPARE_MAX - sum(map(len, _spare))
-            for buf in sorted(kept, key=len, reverse=True):
-                if len(buf) <= room:
-                    _spare.append(buf)
-                    room -= len(buf)
+            keep_largest(_spare, kept, SPARE_MAX)
 
     def _evict(self, need: int) -> None:
         for size in sorted(self._free, reverse=True):

@@ -96,3 +96,12 @@ class BufferPool:
         for cap, bufs in self._free.items():
             self.allocated -= cap * len(bufs)
         self._free.clear()
+
+
+def keep_largest(kept: list, offered, limit: int) -> None:
+    """Add buffers of ``offered`` to ``kept``, largest first, while their total stays within ``limit``."""
+    room = limit - sum(map(len, kept))
+    for buf in sorted(offered, key=len, reverse=True):
+        if len(buf) <= room:
+            kept.append(buf)
+            room -= len(buf)

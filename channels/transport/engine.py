@@ -21,6 +21,7 @@ from channels.listing import ObjectRef
 from channels.store import Store, protocol_of
 from channels.transport.backends import Backend, backend_class
 from channels.transport.backends.base import OnData
+from channels.transport.buffers import keep_largest
 from channels.transport.config import TransportConfig
 from channels.transport.errors import Cancelled, PartialRead
 from channels.transport.stats import TransportStats
@@ -166,11 +167,7 @@ class Transport:
         with self._lock:
             if self._closed:
                 return
-            room = self.config.budget_bytes - sum(map(len, self._spare))
-            for buf in sorted(buffers, key=len, reverse=True):
-                if len(buf) <= room:
-                    self._spare.append(buf)
-                    room -= len(buf)
+            keep_largest(self._spare, buffers, self.config.budget_bytes)
 
     def close(self) -> None:
         """Close open streams, free spare buffers, release connections; idempotent."""

@@ -72,19 +72,16 @@ def plan_parts(refs: Iterable[ObjectRef], part_size: int, threshold: int,
         size = ref.size
         if size < 0:
             raise ValueError(f"object {ref.url} has a negative size ({size})")
-        start = 0
-        if first:
-            first, head = 0, first
-            if head < min(size, part_size if size > threshold else size):
-                yield ref, 0, head, False
-                start = head
-                if size <= threshold:  # the rest of a whole-object part
-                    yield ref, head, size - head, True
-                    continue
-        if start == 0 and size <= threshold:
-            yield ref, 0, size, True
+        whole = size <= threshold
+        # The head: only of the stream's first object, and only if shorter than its first part.
+        head = first if first < (size if whole else part_size) else 0
+        first = 0
+        if head:
+            yield ref, 0, head, False
+        if whole:
+            yield ref, head, size - head, True
             continue
-        for offset in range(start, size, part_size):
+        for offset in range(head, size, part_size):
             length = min(part_size, size - offset)
             yield ref, offset, length, offset + length == size
 
