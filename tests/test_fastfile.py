@@ -143,7 +143,7 @@ def test_budget_bounds_many_open_files(channel):
         assert view.budget.peak <= 2 * MIB
         for f in files:
             f.close()
-        assert view.budget.in_use == 0
+        assert wait_for(lambda: view.budget.in_use == 0)  # once the last fetches have returned
 
 
 def test_from_channel_needs_an_s3_prefix():
@@ -193,7 +193,8 @@ def test_a_reader_going_from_file_to_file_finds_the_next_ones_fetched(shards):
         assert [own[n] for n in sorted(own)] == [1] + [0] * 11
         assert s["files_ahead"] == s["files_ahead_used"] == 11 and s["files_ahead_dropped"] == 0
         assert view.transport.stats.requests == 12  # nothing fetched twice
-        assert view.budget.in_use == 0
+        # A reader may finish a file just before the fetch that filled it returns.
+        assert wait_for(lambda: view.budget.in_use == 0)
 
 
 def test_the_stride_is_followed_and_unused_windows_give_their_budget_back(shards):
@@ -233,7 +234,7 @@ def test_random_reads_and_header_probes_fetch_nothing_ahead(shards):
                 assert f.read(16) == bodies[name][:16]
         for f in files.values():
             f.close()
-        assert view.stats.files_ahead == 0 and view.budget.in_use == 0
+        assert view.stats.files_ahead == 0 and wait_for(lambda: view.budget.in_use == 0)
         cat_file(view, "part-00.bin")  # the first file read on: a walk at stride 1 is guessed
         ahead = view.config.prefetch_files
         assert view.stats.files_ahead == ahead

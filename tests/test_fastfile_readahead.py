@@ -18,15 +18,20 @@ from channels.modes.readahead import (KIB, MIB, ByteBudget, ReadaheadConfig, Rea
 DATA = random.Random(7).randbytes(9 * MIB + 12345)
 
 
-def memory_fetch(data: bytes, log: list | None = None):
-    """``fetch(start, buf, cancel)`` over bytes, recording each call's (start, length)."""
+def memory_fetch(data: bytes, log: list | None = None, step: int = 256 * KIB):
+    """``fetch(start, buf, cancel, progress)`` over bytes, recording each call's
+    (start, length); it fills ``buf`` ``step`` bytes at a time, telling ``progress``."""
 
-    def fetch(start: int, buf: memoryview, cancel=None) -> None:
+    def fetch(start: int, buf: memoryview, cancel=None, progress=None) -> None:
         if start < 0 or start + len(buf) > len(data):
             raise AssertionError(f"fetch past the end: [{start}, {start + len(buf)})")
         if log is not None:
             log.append((start, len(buf)))
-        buf[:] = data[start:start + len(buf)]
+        for lo in range(0, len(buf), step):
+            hi = min(lo + step, len(buf))
+            buf[lo:hi] = data[start + lo:start + hi]
+            if progress is not None:
+                progress(start + hi)
 
     return fetch
 
@@ -161,17 +166,25 @@ def test_pread_does_not_move_and_returns_views():
 def test_fetch_error_surfaces_and_a_later_read_retries():
     calls = {"n": 0}
 
-    def flaky(start, buf, cancel):
+    def flaky(start, buf, cancel, progress):
         calls["n"] += 1
         if calls["n"] == 1:
             raise ConnectionError("boom")
+        if calls["n"] == 2:  # half the bytes land, then the connection breaks
+            buf[:len(buf) // 2] = DATA[start:start + len(buf) // 2]
+            progress(start + len(buf) // 2)
+            raise ConnectionError("broken halfway")
         buf[:] = DATA[start:start + len(buf)]
 
     with ReadaheadFile(flaky, len(DATA), name="flaky") as f:
-        with pytest.raises(ConnectionError):
+        with pytest.raises(ConnectionError, match="boom"):
             f.read(100)
         assert f.tell() == 0
-        assert f.read(100) == DATA[:100]
+        assert f.read(100) == DATA[:100]  # from the half that landed
+        with pytest.raises(ConnectionError, match="halfway"):
+            f.read(len(DATA))  # past it
+        assert f.tell() == 100
+        assert f.read(MIB) == DATA[100:100 + MIB]  # fetched anew
 
 
 def test_budget_is_shared_and_never_exceeded():
@@ -196,7 +209,7 @@ def test_budget_is_shared_and_never_exceeded():
     assert any(f.stats.budget_denied for f in files) or budget.peak == budget.limit
     for f in files:
         f.close()
-    assert budget.in_use == 0
+    assert wait_until(lambda: budget.in_use == 0)  # once the last fetches have returned
 
 
 def test_concurrent_preads_on_one_handle():
@@ -282,7 +295,7 @@ def test_freed_buffers_are_reused_but_never_under_a_held_view(monkeypatch):
         assert budget._pooled > 0
     assert len(allocations) - before < 2
     assert bytes(held) == DATA[:100]  # never overwritten
-    assert budget.in_use == 0
+    assert wait_until(lambda: budget.in_use == 0)
 
 
 def test_a_closed_budget_leaves_its_buffers_to_the_next_one():
@@ -327,7 +340,7 @@ def test_a_window_fetched_ahead_serves_the_file_that_adopts_it():
                            first=w) as f:
             assert b"".join(iter(lambda: f.read(MIB), b"")) == DATA
             assert f.stats.requests == 0  # every byte came from the window fetched ahead
-        assert log == [(0, len(DATA))] and budget.in_use == 0
+        assert log == [(0, len(DATA))] and wait_until(lambda: budget.in_use == 0)
         w, cfg = ahead(DATA, log, budget, pool, whole_object_bytes=MIB)  # larger objects: the first window
         assert (w.start, w.end) == (0, MIB)
         with ReadaheadFile(memory_fetch(DATA, rest := []), len(DATA), config=cfg, budget=budget,
@@ -335,7 +348,7 @@ def test_a_window_fetched_ahead_serves_the_file_that_adopts_it():
             assert f.read(MIB) == DATA[:MIB]  # from the window; the ramp goes on in the background
             assert f.read() == DATA[MIB:]
             assert min(start for start, _ in rest) == MIB and f.stats.prefetches >= 1
-        assert budget.in_use == 0
+        assert wait_until(lambda: budget.in_use == 0)
         assert ahead(b"", log, budget, pool)[0] is None  # nothing to fetch
         assert ahead(DATA, log, ByteBudget(MIB), pool)[0] is None  # a fetch ahead never shrinks
 
@@ -345,7 +358,7 @@ def test_dropping_a_window_fetched_ahead_cancels_it_and_gives_the_budget_back():
 
     started, stopped = threading.Event(), threading.Event()
 
-    def slow(start, buf, cancel):
+    def slow(start, buf, cancel, progress):
         started.set()
         if cancel.wait(30):
             stopped.set()
@@ -360,6 +373,36 @@ def test_dropping_a_window_fetched_ahead_cancels_it_and_gives_the_budget_back():
         assert stopped.wait(10)
         assert wait_until(lambda: budget.in_use == 0)
         assert w.failed()
+
+
+def test_a_reader_copies_the_front_of_a_part_while_the_rest_is_in_flight():
+    from concurrent.futures import ThreadPoolExecutor
+
+    half, release = 2 * MIB, threading.Event()
+
+    def stalls_halfway(start, buf, cancel, progress):
+        buf[:half] = DATA[start:start + half]
+        progress(start + half)
+        if not release.wait(30):  # the rest lands only once the test has read the front
+            raise RuntimeError("never released")
+        buf[half:] = DATA[start + half:start + len(buf)]
+
+    budget = ByteBudget(64 * MIB)
+    with ThreadPoolExecutor(2) as pool:
+        w = fetch_ahead(stalls_halfway, 8 * MIB, config=ReadaheadConfig(), budget=budget, executor=pool,
+                        stats=ReadStats())  # 8 MiB from 0: one whole-object part
+        assert w is not None and len(w._parts) == 1
+        assert wait_until(lambda: w.ready(0, MIB) == MIB)  # the front is in place...
+        assert w.ready(half, MIB) == 0  # ...the back is not
+        dest = bytearray(half)
+        assert w.copy_into(0, memoryview(dest)) == half and dest == DATA[:half]  # no wait for the back
+        with ReadaheadFile(stalls_halfway, 8 * MIB, first=w, budget=budget, executor=pool) as f:
+            got = bytearray(4 * MIB)
+            reader = pool.submit(f.preadinto, MIB, got)  # spans the part's front and back
+            assert not reader.done()
+            release.set()
+            assert reader.result(10) == 4 * MIB and got == DATA[MIB:5 * MIB]
+        assert wait_until(lambda: budget.in_use == 0)
 
 
 def wait_until(condition, timeout: float = 10.0) -> bool:

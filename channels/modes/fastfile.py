@@ -40,8 +40,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from channels.listing import S3_PREFIX, ObjectRef, list_prefix
-from channels.modes.readahead import (ByteBudget, Fetch, ReadaheadConfig, ReadaheadFile, ReadStats, Window,
-                                      fetch_ahead, first_window_size)
+from channels.modes.readahead import (ByteBudget, Fetch, Progress, ReadaheadConfig, ReadaheadFile, ReadStats,
+                                      Window, fetch_ahead, first_window_size)
 from channels.store import Store
 
 log = logging.getLogger(__name__)
@@ -428,8 +428,9 @@ class FastFileView:
         """The ``fetch`` of a ReadaheadFile over ``ref``: through the transport, cancellable."""
         transport = self.transport
 
-        def fetch(start: int, buf: memoryview, cancel: threading.Event | None) -> None:
-            transport.read_into(ref, start, buf, cancel=cancel)
+        def fetch(start: int, buf: memoryview, cancel: threading.Event | None,
+                  progress: Progress | None) -> None:
+            transport.read_into(ref, start, buf, cancel=cancel, progress=progress)
 
         return fetch
 

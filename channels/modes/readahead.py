@@ -1,11 +1,14 @@
 """Adaptive readahead over a fetch callable: the file objects of FastFile mode.
 
 A :class:`ReadaheadFile` is a real :class:`io.RawIOBase` over one object. It
-knows nothing about S3: it calls ``fetch(start, buf, cancel)``, which must fill
-the writable memoryview ``buf`` with the object's bytes ``[start, start + len(buf))``
-(FastFile wires it to ``Transport.read_into``; tests use a lambda over bytes).
-``cancel`` is None or a :class:`threading.Event` set once nobody wants the
-bytes any more (the window was dropped): fetch may then stop early by raising.
+knows nothing about S3: it calls ``fetch(start, buf, cancel, progress)``, which
+must fill the writable memoryview ``buf`` with the object's bytes
+``[start, start + len(buf))`` (FastFile wires it to ``Transport.read_into``;
+tests use a function over bytes). ``cancel`` is None or a
+:class:`threading.Event` set once nobody wants the bytes any more (the window
+was dropped): fetch may then stop early by raising. ``progress``, when not
+None, is called with how far ``buf`` is filled, so that a reader can copy
+the front of a part while the rest is in flight.
 
 How much it fetches (Mountpoint's prefetcher works so):
 
@@ -49,15 +52,26 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
+from functools import partial
 
 from channels.modes.readahead_memory import ByteBudget, ReadStats, _unexported
 
 KIB = 1024
 MIB = 1024 * KIB
 
-#: ``fetch(start, buf, cancel)``: fill ``buf`` with bytes ``[start, start + len(buf))``;
-#: ``cancel`` (None or an Event) is set when the bytes are no longer wanted.
-Fetch = Callable[[int, memoryview, "threading.Event | None"], None]
+#: A reader that has caught up with a part still in flight waits until this
+#: much more of it (or the rest) has landed: one wake-up per few reads.
+STREAM_MARGIN = 4 * MIB
+
+#: ``progress(end)``: the buffer of a fetch holds the object's bytes up to offset ``end``.
+Progress = Callable[[int], None]
+
+#: ``fetch(start, buf, cancel, progress)``: fill ``buf`` with bytes
+#: ``[start, start + len(buf))``; ``cancel`` (None or an Event) is set when the
+#: bytes are no longer wanted; ``progress`` (None or a :data:`Progress`), if
+#: given, is to be told how far ``buf`` is filled as bytes land, rising (at
+#: the least once, at the end: a reader waits for what it has not been told of).
+Fetch = Callable[[int, memoryview, "threading.Event | None", "Progress | None"], None]
 
 
 @dataclass(frozen=True)
@@ -143,16 +157,33 @@ def split_parts(start: int, end: int, part_size: int) -> list[tuple[int, int]]:
     return [(lo, min(lo + step, end)) for lo in range(start, end, step)]
 
 
+class _Part:
+    """One request of a window: bytes ``[start, end)``, in place up to ``filled``."""
+
+    __slots__ = ("end", "filled", "wanted", "future")
+
+    def __init__(self, start: int, end: int) -> None:
+        self.end = end
+        self.filled = start  # rises as the bytes land (the fetch's progress)
+        self.wanted = end + 1  # a reader waits until filled reaches this (none: past the end)
+        self.future: Future = Future()
+
+
 class Window:
     """Bytes ``[start, end)`` of the object in one budgeted buffer, fetched in parts.
+
+    A reader may copy a part's front while its back is still in flight: each
+    part's fetch reports how far it has filled the buffer, so bytes are read
+    while still in the CPU's cache and a reader waits only for the bytes it
+    needs, not for a whole part (a 16 MiB object is one part).
 
     The buffer's grant goes back to the budget once the window is dropped and
     no part is still writing into it; dropping also sets ``cancel``, which
     stops the parts still fetching.
     """
 
-    __slots__ = ("start", "end", "buf", "cancel", "_view", "_grant", "_budget", "_parts", "_lock",
-                 "_pending", "_dropped")
+    __slots__ = ("start", "end", "buf", "cancel", "_view", "_grant", "_budget", "_parts", "_cond",
+                 "_pending", "_dropped", "_lent")
 
     def __init__(self, start: int, end: int, budget: ByteBudget, grant: int) -> None:
         self.start = start
@@ -162,45 +193,59 @@ class Window:
         self._view = memoryview(self.buf)
         self._budget = budget
         self._grant = grant
-        self._parts: list[tuple[int, Future]] = []  # (part end, future), in offset order
-        self._lock = threading.Lock()
-        # Invariant: pending == parts added whose future is not done yet.
+        self._parts: list[_Part] = []  # in offset order; set once, by fill
+        self._cond = threading.Condition(threading.Lock())
+        # Invariant: pending == parts whose future is not done yet.
         self._pending = 0
         self._dropped = False
+        self._lent = False  # a view of buf went to a caller (pread)
 
     def fill(self, fetch: Fetch, stats: ReadStats, executor: ThreadPoolExecutor, part_size: int, *,
              inline_first: bool) -> None:
         """Fetch the window as parts on ``executor`` (the first in this thread if ``inline_first``)."""
-        bounds = split_parts(self.start, self.end, part_size)
-        first = None
-        for i, (lo, hi) in enumerate(bounds):
+        parts = [_Part(lo, hi) for lo, hi in split_parts(self.start, self.end, part_size)]
+        self._pending = len(parts)
+        self._parts = parts
+        for i, part in enumerate(parts):
             if i == 0 and inline_first:
-                first = Future()
-                self._add_part(hi, first)
+                part.future.add_done_callback(partial(self._part_done, part))
                 continue
-            part = executor.submit(fetch_part, fetch, stats, lo, self._slice(lo, hi), self.cancel)
-            self._add_part(hi, part)
-        if first is not None:
-            lo, hi = bounds[0]
+            lo = part.filled
             try:
-                fetch_part(fetch, stats, lo, self._slice(lo, hi), self.cancel)
+                part.future = executor.submit(fetch_part, fetch, stats, lo, self._slice(lo, part.end),
+                                              self.cancel, partial(self._progress, part))
+            except BaseException as exc:  # the executor is shut down: a failed part, not a lost one
+                part.future.set_exception(exc)
+            part.future.add_done_callback(partial(self._part_done, part))
+        if inline_first:
+            part = parts[0]
+            try:
+                fetch_part(fetch, stats, self.start, self._slice(self.start, part.end), self.cancel,
+                           partial(self._progress, part))
             except BaseException as exc:
-                first.set_exception(exc)
+                part.future.set_exception(exc)
             else:
-                first.set_result(None)
+                part.future.set_result(None)
 
     def _slice(self, lo: int, hi: int) -> memoryview:
         return self._view[lo - self.start:hi - self.start]
 
-    def _add_part(self, end: int, future: Future) -> None:
-        with self._lock:
-            self._pending += 1
-        self._parts.append((end, future))
-        future.add_done_callback(self._part_done)
+    def _progress(self, part: _Part, end: int) -> None:
+        # Lock-free unless a reader waits for these bytes: the reader sets
+        # ``wanted`` before it reads ``filled``, this sets ``filled`` before it
+        # reads ``wanted`` (each in order, under the GIL), so one of the two
+        # sees the other's write and no wake-up is lost.
+        part.filled = end
+        if end >= part.wanted:
+            with self._cond:
+                self._cond.notify_all()
 
-    def _part_done(self, _future: Future) -> None:
-        with self._lock:
+    def _part_done(self, part: _Part, future: Future) -> None:
+        with self._cond:
             self._pending -= 1
+            if not future.cancelled() and future.exception() is None:
+                part.filled = part.end
+            self._cond.notify_all()
             free = self._dropped and self._pending == 0
         if free:
             self._free()
@@ -208,9 +253,9 @@ class Window:
     def drop(self) -> None:
         """Stop caring about this window: cancel its parts, free the buffer when idle."""
         self.cancel.set()
-        for _, future in self._parts:
-            future.cancel()
-        with self._lock:
+        for part in self._parts:
+            part.future.cancel()
+        with self._cond:
             if self._dropped:
                 return
             self._dropped = True
@@ -220,7 +265,8 @@ class Window:
 
     def failed(self) -> bool:
         """Whether a part has already ended in an error (or was cancelled)."""
-        return any(f.done() and (f.cancelled() or f.exception() is not None) for _, f in self._parts)
+        return any(p.future.done() and (p.future.cancelled() or p.future.exception() is not None)
+                   for p in self._parts)
 
     def _free(self) -> None:
         buf, view = self.buf, self._view
@@ -231,42 +277,66 @@ class Window:
                 view.release()
             except BufferError:  # pragma: no cover - a view of the view is alive
                 pass
-            self._budget.release(grant, buf if _unexported(buf) else None)
+            # Once every part is done nothing writes into buf any more; views a
+            # finished fetch still holds are dropped unused. A view lent to a
+            # caller is another matter: buf is reused only once no view is left.
+            self._budget.release(grant, buf if not self._lent or _unexported(buf) else None)
+
+    def lend(self, pos: int, n: int) -> memoryview:
+        """A view of bytes ``[pos, pos + n)`` for a caller to keep (no copy)."""
+        self._lent = True
+        return memoryview(self.buf)[pos - self.start:pos - self.start + n]
 
     def contains(self, pos: int) -> bool:
         return self.start <= pos < self.end
 
     def ready(self, pos: int, n: int) -> int:
-        """Bytes from ``pos`` (at most ``n``) available now without waiting."""
-        for end, future in self._parts:
-            if pos < end:
-                if not future.done() or future.exception() is not None:
+        """Bytes from ``pos`` (at most ``n``, within one part) in place now, without waiting."""
+        for part in self._parts:
+            if pos < part.end:
+                f = part.future
+                if f.done() and (f.cancelled() or f.exception() is not None):
                     return 0
-                return min(n, end - pos)
+                return max(0, min(n, part.filled - pos))
         return 0
 
     def copy_into(self, pos: int, dest: memoryview) -> int:
-        """Copy from ``pos`` into ``dest``, up to the window's end; wait for parts as needed."""
+        """Copy from ``pos`` into ``dest``, up to the window's end, as the bytes land."""
         n = min(len(dest), self.end - pos)
         done = 0
-        for end, future in self._parts:
-            if pos + done >= end:
-                continue
-            future.result()  # raises the part's fetch error
-            k = min(end, pos + n) - (pos + done)
-            lo = pos + done - self.start
-            dest[done:done + k] = self._view[lo:lo + k]
-            done += k
+        for part in self._parts:
+            while done < n and pos + done < part.end:
+                p = pos + done
+                filled = part.filled
+                if filled <= p:  # wait for all this read needs of the part: one wake-up, not one per socket read
+                    filled = self._wait(part, p, min(max(pos + n, p + STREAM_MARGIN), part.end))
+                k = min(filled, pos + n) - p
+                lo = p - self.start
+                dest[done:done + k] = self._view[lo:lo + k]
+                done += k
             if done >= n:
                 break
         return n
 
+    def _wait(self, part: _Part, pos: int, want: int) -> int:
+        """Wait until ``part`` holds the bytes up to ``want`` (or has ended: if it
+        failed before the byte at ``pos``, raise its error); how far it is filled."""
+        with self._cond:
+            part.wanted = want
+            while part.filled < want and not part.future.done():
+                self._cond.wait()
+            part.wanted = part.end + 1
+            if part.filled > pos:
+                return part.filled
+        part.future.result()  # raises the part's fetch error
+        return part.end  # done, though its callback has not run yet
+
 
 def fetch_part(fetch: Fetch, stats: ReadStats, start: int, buf: memoryview,
-               cancel: threading.Event | None) -> None:
+               cancel: threading.Event | None, progress: Progress | None = None) -> None:
     """One request: ``fetch`` into ``buf``, counted in ``stats``."""
     stats.add(requests=1)
-    fetch(start, buf, cancel)
+    fetch(start, buf, cancel, progress)
     stats.add(bytes_fetched=len(buf))
 
 
@@ -472,7 +542,7 @@ class ReadaheadFile(io.RawIOBase):
         w = self._window_at(pos)
         if w is not None and w.ready(pos, n) == n:  # the common case: no copy
             self._after_read(pos + n)
-            return memoryview(w.buf)[pos - w.start:pos - w.start + n]
+            return w.lend(pos, n)
         buf = bytearray(n)
         self._read_at(pos, memoryview(buf), noted=True)
         return buf

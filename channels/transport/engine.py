@@ -20,7 +20,7 @@ from channels.errors import TransportError
 from channels.listing import ObjectRef
 from channels.store import Store, protocol_of
 from channels.transport.backends import Backend, backend_class
-from channels.transport.backends.base import OnData
+from channels.transport.backends.base import OnData, Progress
 from channels.transport.buffers import keep_largest
 from channels.transport.config import TransportConfig
 from channels.transport.errors import Cancelled, PartialRead
@@ -93,13 +93,19 @@ class Transport:
         return stream
 
     def read_into(self, ref: ObjectRef | str, start: int, buf, *,
-                  cancel: threading.Event | None = None) -> None:
+                  cancel: threading.Event | None = None, progress: Progress | None = None) -> None:
         """Fill ``buf`` (any writable, contiguous buffer) with bytes from ``start``.
 
         ``cancel``, when given and set (from any thread), stops the read at its
         next slice of at most 1 MiB, or during a retry's backoff, by raising
         :class:`~channels.transport.errors.Cancelled`; ``buf`` is then partly
         filled.
+
+        ``progress``, when given, is called with the object offset up to
+        which ``buf`` is filled, rising, as the bytes land (for S3: after each
+        socket read of at most 1 MiB), so a reader may use the front of the
+        buffer while the rest is in flight. It runs on the reading thread and
+        must not raise.
 
         Raises:
             Cancelled: ``cancel`` was set.
@@ -115,7 +121,7 @@ class Transport:
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B")
         url, size, etag = _target(ref)
-        self._read(url, start, view, size, etag, cancel)
+        self._read(url, start, view, size, etag, cancel, progress)
 
     def read_range(self, ref: ObjectRef | str, start: int, end: int) -> memoryview:
         """Bytes ``[start, end)`` of an object, in a new buffer the caller owns."""
@@ -190,12 +196,12 @@ class Transport:
     # ------------------------------------------------------------ retry core
 
     def _read(self, url: str, start: int, view: memoryview, size: int | None, etag: str | None,
-              cancel: threading.Event | None) -> None:
+              cancel: threading.Event | None, progress: Progress | None = None) -> None:
         """Fill ``view`` with ``[start, start + len(view))``, resuming on failure."""
         backend = self.backend_for(url)
         # Invariant: view[:done] holds bytes [start, start + done) of the object.
         self._retrying(url, start, len(view), cancel, lambda done: backend.read_into(
-            url, start + done, view[done:], size=size, etag=etag, cancel=cancel))
+            url, start + done, view[done:], size=size, etag=etag, cancel=cancel, progress=progress))
 
     def _read_to(self, url: str, start: int, n: int, scratch: memoryview, on_data: OnData,
                  size: int | None, etag: str | None, cancel: threading.Event | None) -> None:

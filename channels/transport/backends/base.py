@@ -21,6 +21,10 @@ from channels.transport.stats import TransportStats
 #: the object offset of its first byte; ``data`` is valid during the call.
 OnData = Callable[[int, memoryview], None]
 
+#: ``progress(end)``: the buffer of a :meth:`Backend.read_into` now holds the
+#: object's bytes up to offset ``end`` (called from the reading thread).
+Progress = Callable[[int], None]
+
 
 class Backend(ABC):
     """One store kind. Subclasses write :meth:`_read_into` (and may override
@@ -43,7 +47,8 @@ class Backend(ABC):
         self.stats = stats
 
     def read_into(self, url: str, start: int, buf: memoryview, *, size: int | None = None,
-                  etag: str | None = None, cancel: threading.Event | None = None) -> None:
+                  etag: str | None = None, cancel: threading.Event | None = None,
+                  progress: Progress | None = None) -> None:
         """Fill ``buf`` exactly with bytes ``[start, start + len(buf))`` of ``url``.
 
         Args:
@@ -55,6 +60,9 @@ class Backend(ABC):
             etag: the listed ETag, if known and to be verified.
             cancel: when set, the backend may abandon the read early by raising
                 :class:`~channels.transport.errors.Cancelled`.
+            progress: told, in order, how far ``buf`` is filled (see
+                :data:`Progress`): after each socket read where the backend
+                streams, else once the bytes are in; it must not raise.
 
         Raises:
             PartialRead: a transient failure, ``nread`` bytes written.
@@ -64,7 +72,10 @@ class Backend(ABC):
         self._check_range(url, start, len(buf), size)
         if len(buf) == 0:
             return
-        self._read_into(url, start, buf, size, etag, cancel)
+        if progress is None:
+            self._read_into(url, start, buf, size, etag, cancel)
+        else:
+            self._read_into_progress(url, start, buf, size, etag, cancel, progress)
 
     def read_to(self, url: str, start: int, n: int, scratch: memoryview, on_data: OnData, *,
                 size: int | None = None, etag: str | None = None,
@@ -110,6 +121,18 @@ class Backend(ABC):
                 raise PartialRead(done + exc.nread, exc.cause) from exc.cause
             on_data(start + done, run)
             done += len(run)
+
+    def _read_into_progress(self, url: str, start: int, buf: memoryview, size: int | None,
+                            etag: str | None, cancel: threading.Event | None, progress: Progress) -> None:
+        """One attempt of :meth:`read_into` that reports ``progress``. Here: once
+        the attempt ends; streaming backends override it to report each socket read."""
+        try:
+            self._read_into(url, start, buf, size, etag, cancel)
+        except PartialRead as exc:
+            if exc.nread:
+                progress(start + exc.nread)
+            raise
+        progress(start + len(buf))
 
     def get(self, url: str) -> bytes:
         """The whole object (for manifests and other small files).

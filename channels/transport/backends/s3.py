@@ -28,7 +28,7 @@ from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from channels.errors import ChannelsError, ObjectChangedError, SourceNotFoundError, TransportError
 from channels.store import Store, endpoint_from_env
-from channels.transport.backends.base import Backend, OnData
+from channels.transport.backends.base import Backend, OnData, Progress
 from channels.transport.config import TransportConfig
 from channels.transport.errors import AccessDeniedError, Cancelled, PartialRead, TransientHTTPError
 from channels.transport.stats import TransportStats
@@ -177,6 +177,12 @@ class S3Backend(Backend):
                    etag: str | None, cancel: threading.Event | None) -> None:
         self._get_range(url, start, len(buf), size, etag, cancel,
                         lambda nread: buf[nread:nread + READ_SLICE], None)
+
+    def _read_into_progress(self, url: str, start: int, buf: memoryview, size: int | None,
+                            etag: str | None, cancel: threading.Event | None, progress: Progress) -> None:
+        self._get_range(url, start, len(buf), size, etag, cancel,
+                        lambda nread: buf[nread:nread + READ_SLICE],
+                        lambda offset, data: progress(offset + len(data)))
 
     def _read_to(self, url: str, start: int, n: int, scratch: memoryview, size: int | None,
                  etag: str | None, cancel: threading.Event | None, on_data: OnData) -> None:
