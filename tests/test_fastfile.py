@@ -200,23 +200,44 @@ def test_a_reader_going_from_file_to_file_finds_the_next_ones_fetched(shards):
 def test_the_stride_is_followed_and_unused_windows_give_their_budget_back(shards):
     uri, bodies = shards
     size = len(bodies["part-11.bin"])
-    # Half the budget holds two windows fetched ahead: a third drops the oldest.
+    # Half the budget holds two windows fetched ahead: a third drops only a stale one.
     config = ReadaheadConfig(budget_bytes=4 * size + 4 * size // 10, prefetch_files=2)
     with FastFileView(uri, config=config) as view:
         cat_file(view, "part-00.bin")  # the first: taken as stride 1
         assert list(view.ahead._ready) == ["part-01.bin", "part-02.bin"]
-        cat_file(view, "part-02.bin")  # every other file: 1 makes room for 6
+        cat_file(view, "part-02.bin")  # every other file: 1, skipped, makes room for 6
         assert sorted(view.ahead._ready) == ["part-04.bin", "part-06.bin"]
         assert view.stats.files_ahead_dropped == 1
         assert cat_file(view, "part-04.bin") == (bodies["part-04.bin"], 0)
         assert sorted(view.ahead._ready) == ["part-06.bin", "part-08.bin"]
-        cat_file(view, "part-05.bin")  # one on from 4: stride 1, so 6 (there already) and 7
-        assert list(view.ahead._ready) == ["part-08.bin", "part-07.bin"]  # 6 made room, the oldest
-        assert view.stats.files_ahead_dropped == 2
-        held = len(bodies["part-07.bin"]) + len(bodies["part-08.bin"])
-        assert wait_for(lambda: view.budget.in_use == held)  # part-06's came back (once its fetch stopped)
+        cat_file(view, "part-05.bin")  # one on from 4: stride 1, so 6 (there already) and 7...
+        # ...but 7 has no room, and neither 6 (next) nor 8 (ahead, fetched just now) is stale.
+        assert list(view.ahead._ready) == ["part-06.bin", "part-08.bin"]
+        assert view.stats.files_ahead_dropped == 1
+        held = len(bodies["part-06.bin"]) + len(bodies["part-08.bin"])
+        assert wait_for(lambda: view.budget.in_use == held)  # part-01's came back (once its fetch stopped)
+        assert cat_file(view, "part-06.bin") == (bodies["part-06.bin"], 0)  # taken, not fetched anew
     assert wait_for(lambda: view.budget.in_use == 0)  # close drops the rest
     assert view.stats.files_ahead == view.stats.files_ahead_used + view.stats.files_ahead_dropped
+
+
+def test_windows_nobody_took_for_a_while_make_room(shards):
+    from channels.modes.fastfile import RECENT_FILES
+
+    uri, bodies = shards
+    size = len(bodies["part-11.bin"])
+    config = ReadaheadConfig(budget_bytes=4 * size + 4 * size // 10, prefetch_files=2)
+    with FastFileView(uri, config=config) as view:
+        cat_file(view, "part-04.bin")  # the first read on: 5 and 6 fetched ahead
+        assert list(view.ahead._ready) == ["part-05.bin", "part-06.bin"]
+        for _ in range(RECENT_FILES):  # a reader elsewhere, at a stride that leads past the end
+            cat_file(view, "part-11.bin")
+        cat_file(view, "part-02.bin")
+        cat_file(view, "part-03.bin")  # a walk from 2: 4 and 5 wanted, where 5 and 6 wait unused
+        assert sorted(view.ahead._ready) == ["part-04.bin", "part-05.bin"]
+        assert view.stats.files_ahead_dropped == 1  # 6: stale by age, though ahead of the reader
+        assert cat_file(view, "part-04.bin") == (bodies["part-04.bin"], 0)
+        assert cat_file(view, "part-05.bin") == (bodies["part-05.bin"], 0)  # kept: wanted again
 
 
 def test_random_reads_and_header_probes_fetch_nothing_ahead(shards):

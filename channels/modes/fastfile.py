@@ -138,13 +138,18 @@ class FilesAhead:
     through the files at that stride (the least such distance); the first
     file read on in the view is taken to start a walk at stride 1. The
     first windows of the next ``prefetch_files`` files at that stride are
-    then fetched now, except files open already or fetched ahead already; a
-    file read on with no such file before it (a reader taking files in a
-    shuffled order) fetches nothing ahead. ``open`` hands
-    a file its window. Windows nobody took are dropped (their fetch
-    cancelled, their budget given back) oldest first when newer ones need
-    room, and at :meth:`close`; they hold at most half the view's budget,
-    and never shrink a grant an open file could get.
+    then fetched now, nearest first, except files open already or fetched
+    ahead already; a file read on with no such file before it (a reader
+    taking files in a shuffled order) fetches nothing ahead. ``open`` hands
+    a file its window. The windows hold at most half the view's budget, and
+    never shrink a grant an open file could get. When they are short of
+    room, a window nobody took is dropped (its fetch cancelled, its budget
+    given back), oldest first, only if it is stale: its file lies before
+    the one just read on, or :data:`RECENT_FILES` files have been read on
+    since it was fetched (and the reader does not want it now). Otherwise
+    fetching ahead stops there: a window a
+    reader is about to take is never dropped for one it needs later. The
+    rest are dropped at :meth:`close`.
 
     Thread-safe.
 
@@ -159,6 +164,8 @@ class FilesAhead:
         self._index: dict[str, int] = {}
         # Invariant: held == the bytes of the windows in ready; held <= budget.limit // 2.
         self._ready: OrderedDict[str, Window] = OrderedDict()  # path -> window, oldest first
+        self._fetched_at: dict[str, int] = {}  # path -> the count of files read on when fetched
+        self._read_on = 0  # files read on so far
         self._held = 0
         self._open: Counter[str] = Counter()  # path -> handles open now
         self._recent: deque[int] = deque(maxlen=RECENT_FILES)  # indexes of files read on
@@ -171,6 +178,7 @@ class FilesAhead:
             w = self._ready.pop(path, None)
             if w is not None:
                 self._held -= w.end - w.start
+                del self._fetched_at[path]
         if w is not None and w.failed():  # fetch it anew rather than fail the read
             w.drop()
             self._view.stats.add(files_ahead_dropped=1)
@@ -194,21 +202,23 @@ class FilesAhead:
             order, i = self._position(path)
             behind = [i - j for j in self._recent if 0 < i - j <= MAX_STRIDE] or ([] if self._recent else [1])
             self._recent.append(i)
+            self._read_on += 1
             if not behind:
                 return
             stride = min(behind)
-            for j in range(i + stride, min(len(order), i + stride * self._view.config.prefetch_files + 1),
-                           stride):
-                target = order[j]
-                if target not in self._ready and target not in self._open:
-                    self._fetch_ahead(target)
+            end = min(len(order), i + stride * self._view.config.prefetch_files + 1)
+            targets = [order[j] for j in range(i + stride, end, stride)]
+            for target in targets:
+                if (target not in self._ready and target not in self._open
+                        and not self._fetch_ahead(target, i, targets)):
+                    return
 
     def close(self) -> None:
         """Drop every window not taken; idempotent."""
         with self._lock:
             self._closed = True
-            while self._ready:
-                self._drop_oldest()
+            for path in list(self._ready):
+                self._drop(path)
 
     def _position(self, path: str) -> tuple[list[str], int]:
         if self._order is None:
@@ -217,26 +227,39 @@ class FilesAhead:
             self._index = {p: i for i, p in enumerate(self._order)}
         return self._order, self._index[path]
 
-    def _fetch_ahead(self, path: str) -> None:
+    def _fetch_ahead(self, path: str, reader_at: int, wanted: list[str]) -> bool:
+        """Fetch ``path``'s first window ahead, making room from stale windows not in
+        ``wanted``; False if there is no room (go no further)."""
         view = self._view
         ref = view.stat(path).ref
         want = first_window_size(ref.size, view.config)
         room = view.budget.limit // 2
-        if want == 0 or want > room:
-            return
-        while self._ready and self._held + want > room:
-            self._drop_oldest()
+        if want == 0:
+            return True
+        if want > room:
+            return False
         if self._held + want > room:
-            return
+            stale = [p for p, fetched in self._fetched_at.items() if p not in wanted
+                     and (self._index[p] < reader_at or self._read_on - fetched >= RECENT_FILES)]
+            for p in stale:  # oldest first
+                if self._held + want <= room:
+                    break
+                self._drop(p)
+            if self._held + want > room:
+                return False
         w = fetch_ahead(view.fetcher(ref), ref.size, config=view.config, budget=view.budget,
                         executor=view.executor, stats=view.stats)
-        if w is not None:
-            self._ready[path] = w
-            self._held += want
-            view.stats.add(files_ahead=1)
+        if w is None:
+            return False
+        self._ready[path] = w
+        self._fetched_at[path] = self._read_on
+        self._held += want
+        view.stats.add(files_ahead=1)
+        return True
 
-    def _drop_oldest(self) -> None:
-        _, w = self._ready.popitem(last=False)
+    def _drop(self, path: str) -> None:
+        w = self._ready.pop(path)
+        del self._fetched_at[path]
         self._held -= w.end - w.start
         w.drop()
         self._view.stats.add(files_ahead_dropped=1)
