@@ -4,7 +4,8 @@ What it measures (MB/s are medians over rounds, modes interleaved per round):
 
 - sequential reads of every object, ``cat``-like (1 MiB ``readinto`` a reused buffer):
   through the Python view (one reader thread, and ``--threads`` readers),
-  through the FUSE mount (same two), against Pipe mode's reader
+  through the FUSE mount (same two), and through a second mount with
+  ``--direct-io`` (no page cache; same two), against Pipe mode's reader
   (``PipeReader(framing="raw")``; ``Transport.stream`` if pipe.py is absent,
   labelled so) and s3fs ``open().read()`` one object after another;
 - random 4 KiB reads through the view: bytes fetched per byte returned;
@@ -14,7 +15,7 @@ What it measures (MB/s are medians over rounds, modes interleaved per round):
 - peak RSS of a process reading 16 files at once through one view, against
   its budget.
 
-moto's server runs in a child process (so it does not share our GIL), the
+moto's server runs in a child process (so it does not share our GIL), each
 mount in another (as ``python -m channels mount ... --foreground``). Every
 reader is measured in its steady state, as over a training job's epochs: made
 once, warmed by an untimed pass; the mount's page cache is dropped after each
@@ -254,18 +255,24 @@ def sequential(uri: str, endpoint: str, keys: list[str], mnt: str, args) -> dict
 
         reader = stack.enter_context(PipeReader(uri, framing="raw"))
         views = {n: stack.enter_context(FastFileView(uri, config=config)) for n in (1, args.threads)}
-        proc = start_mount(uri, mnt, extra)
-        stack.callback(stop_mount, proc, mnt)
+        direct = mnt + "-direct"
+        os.makedirs(direct, exist_ok=True)
+        stack.callback(os.rmdir, direct)  # last: after both are unmounted
+        mounts = {}
+        for kind, point, flags in (("mount", mnt, extra), ("mount --direct-io", direct, (*extra, "--direct-io"))):
+            mounts[kind] = (start_mount(uri, point, flags), point)
+            stack.callback(stop_mount, *mounts[kind])
         names = sorted(os.listdir(mnt))
 
-        def mount_pass(threads: int) -> tuple[int, float]:
+        def mount_pass(threads: int, kind: str = "mount") -> tuple[int, float]:
+            proc, point = mounts[kind]
             written = fuse_bytes_written(proc.pid)
-            got = cat(lambda n: open(os.path.join(mnt, n), "rb", buffering=0), names, threads)
+            got = cat(lambda n: open(os.path.join(point, n), "rb", buffering=0), names, threads)
             served = fuse_bytes_written(proc.pid) - written
             if served < total:
                 raise RuntimeError(f"the mount served {served} of {total} bytes: the rest came from the page "
                                    "cache, so the figure would not measure FastFile")
-            drop_page_cache([os.path.join(mnt, n) for n in names])
+            drop_page_cache([os.path.join(point, n) for n in names])
             return got
 
         modes = {
@@ -276,6 +283,8 @@ def sequential(uri: str, endpoint: str, keys: list[str], mnt: str, args) -> dict
                                                          views[args.threads].listdir(""), args.threads),
             "mount, 1 reader": lambda: mount_pass(1),
             f"mount, {args.threads} readers": lambda: mount_pass(args.threads),
+            "mount --direct-io, 1 reader": lambda: mount_pass(1, "mount --direct-io"),
+            f"mount --direct-io, {args.threads} readers": lambda: mount_pass(args.threads, "mount --direct-io"),
         }
         times: dict[str, list[float]] = {m: [] for m in modes}
         for round_ in range(args.rounds + 1):  # round 0 warms every reader up, untimed

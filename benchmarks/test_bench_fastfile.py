@@ -110,14 +110,15 @@ def test_view(benchmark, summary, data, readers):
 
 @fuse
 @pytest.mark.parametrize("readers", [1, THREADS])
-def test_mount(benchmark, summary, data, mountpoint, readers):
+@pytest.mark.parametrize("flags", [(), ("--direct-io",)], ids=["cached", "direct-io"])
+def test_mount(benchmark, summary, data, mountpoint, readers, flags):
     uri, _, total = data
     procs: list = []
 
     def setup():  # not timed: unmount the last round's mount, mount anew
         while procs:
             fb.stop_mount(procs.pop(), mountpoint)
-        procs.append(fb.start_mount(uri, mountpoint))
+        procs.append(fb.start_mount(uri, mountpoint, flags))
         return (), {}
 
     def read():
@@ -125,7 +126,8 @@ def test_mount(benchmark, summary, data, mountpoint, readers):
         return fb.cat(lambda n: open(os.path.join(mountpoint, n), "rb", buffering=0), names, readers)
 
     try:
-        _sequential(benchmark, summary, f"mount, {readers} reader(s)", total, read, setup=setup)
+        _sequential(benchmark, summary, " ".join(("mount", *flags)) + f", {readers} reader(s)", total, read,
+                    setup=setup)
     finally:
         while procs:
             fb.stop_mount(procs.pop(), mountpoint)

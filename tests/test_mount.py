@@ -248,6 +248,46 @@ def test_fuse_reads_in_listing_order_find_the_next_files_fetched_ahead(s3_client
         ops.view.close()
 
 
+def written(pid: int) -> int:
+    """Bytes a process wrote: a mount's replies to /dev/fuse."""
+    with open(f"/proc/{pid}/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("wchar:"))
+
+
+@pytest.mark.fuse
+@needs_fuse
+def test_direct_io_bypasses_the_page_cache_and_refuses_shared_mmap(tmp_path, files):
+    import numpy as np
+
+    uri, contents = files
+    body = contents["big.bin"]
+    cached, direct = tmp_path / "cached", tmp_path / "direct"
+    cached.mkdir()
+    direct.mkdir()
+    mounts = [Mount([uri, str(cached)], [cached]), Mount([uri, str(direct), "--direct-io"], [direct])]
+    try:
+        for mp, m in zip((cached, direct), mounts):
+            passes = []
+            for _ in range(2):
+                before = written(m.proc.pid)
+                assert (mp / "big.bin").read_bytes() == body
+                passes.append(written(m.proc.pid) - before)
+            if mp == direct:  # every pass goes through the mount process
+                assert min(passes) >= len(body), passes
+            else:  # the second pass comes from the page cache
+                assert passes[0] >= len(body) > passes[1], passes
+        mm = np.memmap(cached / "big.bin", mode="r")  # a shared mmap: served by the page cache
+        assert bytes(mm) == body
+        del mm
+        with pytest.raises(OSError) as exc:
+            np.memmap(direct / "big.bin", mode="r")
+        assert exc.value.errno == errno.ENODEV  # the documented price of --direct-io
+    finally:
+        results = [m.stop() for m in mounts]
+    assert all(m.proc.returncode == 0 for m in mounts), results
+    assert not is_mounted(str(cached)) and not is_mounted(str(direct))
+
+
 @pytest.mark.fuse
 @needs_fuse
 def test_cli_takes_prefetch_files_and_rejects_a_negative_count(tmp_path, files):

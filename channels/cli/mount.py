@@ -38,7 +38,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="readahead memory shared by all open files, per mount (default: %(default)s)")
     p.add_argument("--prefetch-files", type=_count, default=None, metavar="N",
                    help="files fetched ahead of a reader going from file to file, 0 for none "
-                        "(default: ReadaheadConfig's, 2)")
+                        "(default: 4)")
+    p.add_argument("--direct-io", action="store_true",
+                   help="bypass the kernel's page cache: faster for programs that stream files in large "
+                        "reads, but mmap of a mounted file (np.memmap, pyarrow.memory_map) fails with "
+                        "ENODEV and each small read is a round trip to the mount process")
     add_endpoint_argument(p)
 
 
@@ -102,7 +106,7 @@ def serve(uri: str, mountpoint: str, args: argparse.Namespace) -> int:
     ahead = {} if args.prefetch_files is None else {"prefetch_files": args.prefetch_files}
     config = ReadaheadConfig(budget_bytes=budget, max_window=min(64 * MIB, max(MIB, budget // 4)), **ahead)
     view = FastFileView(uri, Store.from_env(args.endpoint_url), config)
-    mount(view, mountpoint)
+    mount(view, mountpoint, direct_io=args.direct_io)
     return 0
 
 
@@ -143,6 +147,8 @@ def _start_and_wait(targets, args, children: list, stopping: list[int]) -> int:
                "--budget-mib", str(args.budget_mib)]
         if args.prefetch_files is not None:
             cmd += ["--prefetch-files", str(args.prefetch_files)]
+        if args.direct_io:
+            cmd.append("--direct-io")
         if args.endpoint_url:
             cmd += ["--endpoint-url", args.endpoint_url]
         logfile = tempfile.NamedTemporaryFile("w+", prefix="channels-mount-", suffix=".log", delete=False)

@@ -245,7 +245,8 @@ def _fuse_class():
     return _FUSE
 
 
-def mount(view: FastFileView, mountpoint: str, *, allow_other: bool | None = None, debug: bool = False) -> None:
+def mount(view: FastFileView, mountpoint: str, *, allow_other: bool | None = None, debug: bool = False,
+          direct_io: bool = False) -> None:
     """Serve ``view`` at ``mountpoint`` until a signal ends it; blocks.
 
     SIGTERM, SIGINT (Ctrl-C) and SIGHUP unmount cleanly. The view is closed
@@ -256,6 +257,14 @@ def mount(view: FastFileView, mountpoint: str, *, allow_other: bool | None = Non
             prefix fails here and not as EIO later).
         mountpoint: an existing, empty directory.
         allow_other: let other users read the mount (default: when root).
+        direct_io: bypass the kernel's page cache: each read(2) goes to the
+            view's readahead as it is, with no kernel readahead and no copy
+            into the page cache (for programs that stream files in large
+            reads, about a fifth more MB/s here). The price: a shared mmap of
+            a mounted file fails with ENODEV (``np.memmap``,
+            ``pyarrow.memory_map``, safetensors), since libfuse before 3.16
+            cannot ask the kernel to allow it; every small read is a round trip
+            to this process; nothing read stays cached for a second pass.
 
     Raises:
         MountError: FUSE is unavailable, or the mount point is unusable.
@@ -275,8 +284,11 @@ def mount(view: FastFileView, mountpoint: str, *, allow_other: bool | None = Non
                "negative_timeout": CACHE_SECONDS, "allow_other": allow_other, "default_permissions": True,
                "max_threads": MAX_THREADS, "max_idle_threads": MAX_THREADS}
     fuse = _fuse_class()
-    threading.Thread(target=kernel_readahead, args=(mountpoint, KERNEL_READAHEAD_KIB), daemon=True,
-                     name="channels-mount-readahead").start()
+    if direct_io:
+        options["direct_io"] = True
+    else:
+        threading.Thread(target=kernel_readahead, args=(mountpoint, KERNEL_READAHEAD_KIB), daemon=True,
+                         name="channels-mount-readahead").start()
     try:
         fuse(operations, os.path.realpath(mountpoint), foreground=True, debug=debug, **options)
     except RuntimeError as exc:
