@@ -57,6 +57,22 @@ def test_is_a_real_io_object():
         f.seek(0)
 
 
+@pytest.mark.parametrize("n", [100, 64 * KIB, 3 * MIB + 7])
+def test_readinto_fills_any_writable_buffer_and_refuses_a_read_only_one(n):
+    import numpy as np
+
+    with open_mem() as f:
+        arr = np.zeros(n, np.uint8)  # copies of 64 KiB and more go through numpy (GIL released)
+        assert f.readinto(arr) == n and arr.tobytes() == DATA[:n]
+        wide = np.zeros(n // 4, np.uint32)  # any item size: filled as bytes
+        assert f.readinto(wide) == len(wide) * 4 and wide.tobytes() == DATA[n:n + len(wide) * 4]
+        assert f.preadinto(1, memoryview(buf := bytearray(n))) == n and buf == DATA[1:n + 1]
+        with pytest.raises(TypeError, match="writable"):
+            f.readinto(bytes(n))
+        with pytest.raises(TypeError, match="writable"):
+            f.preadinto(0, bytes(n))
+
+
 def test_wraps_in_buffered_and_text_io():
     text = b"".join(b"line %d\n" % i for i in range(5000))
     raw = open_mem(text)

@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="readahead memory shared by all open files, per mount (default: %(default)s)")
     p.add_argument("--prefetch-files", type=_count, default=None, metavar="N",
                    help="files fetched ahead of a reader going from file to file, 0 for none "
-                        "(default: 4)")
+                        "(default: 8)")
     p.add_argument("--direct-io", action="store_true",
                    help="bypass the kernel's page cache: faster for programs that stream files in large "
                         "reads, but mmap of a mounted file (np.memmap, pyarrow.memory_map) fails with "
