@@ -291,14 +291,17 @@ def test_direct_io_bypasses_the_page_cache_and_refuses_shared_mmap(tmp_path, fil
 
 @pytest.mark.fuse
 @needs_fuse
-def test_cli_takes_prefetch_files_and_rejects_a_negative_count(tmp_path, files):
+def test_cli_takes_prefetch_files_and_threads_and_rejects_bad_counts(tmp_path, files):
     uri, contents = files
     r = subprocess.run([sys.executable, "-m", "channels", "mount", uri, str(tmp_path),
                         "--prefetch-files", "-1"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--prefetch-files: must be 0 or more" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "channels", "mount", uri, str(tmp_path),
+                        "--threads", "0"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--threads: must be 1 or more" in r.stderr
     mp = tmp_path / "mnt"
     mp.mkdir()
-    m = Mount([uri, str(mp), "--prefetch-files", "0"], [mp])
+    m = Mount([uri, str(mp), "--prefetch-files", "0", "--threads", "1"], [mp])
     try:
         assert (mp / "big.bin").read_bytes() == contents["big.bin"]
     finally:

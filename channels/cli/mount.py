@@ -36,9 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--foreground", action="store_true", help="serve until SIGTERM or Ctrl-C, then unmount")
     p.add_argument("--budget-mib", type=int, default=256,
                    help="readahead memory shared by all open files, per mount (default: %(default)s)")
-    p.add_argument("--prefetch-files", type=_count, default=None, metavar="N",
+    p.add_argument("--prefetch-files", type=_int_at_least(0), default=None, metavar="N",
                    help="files fetched ahead of a reader going from file to file, 0 for none "
                         "(default: 8)")
+    p.add_argument("--threads", type=_int_at_least(1), default=None, metavar="N",
+                   help="FUSE worker threads, the reads served at once (default: 8)")
     p.add_argument("--direct-io", action="store_true",
                    help="bypass the kernel's page cache: faster for programs that stream files in large "
                         "reads, but mmap of a mounted file (np.memmap, pyarrow.memory_map) fails with "
@@ -46,11 +48,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_endpoint_argument(p)
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
+        return value
+
+    parse.__name__ = "int"  # argparse names the type in "invalid int value"
+    return parse
 
 
 def is_job_file(source: str) -> bool:
@@ -106,7 +112,8 @@ def serve(uri: str, mountpoint: str, args: argparse.Namespace) -> int:
     ahead = {} if args.prefetch_files is None else {"prefetch_files": args.prefetch_files}
     config = ReadaheadConfig(budget_bytes=budget, max_window=min(64 * MIB, max(MIB, budget // 4)), **ahead)
     view = FastFileView(uri, Store.from_env(args.endpoint_url), config)
-    mount(view, mountpoint, direct_io=args.direct_io)
+    threads = {} if args.threads is None else {"threads": args.threads}
+    mount(view, mountpoint, direct_io=args.direct_io, **threads)
     return 0
 
 
@@ -147,6 +154,8 @@ def _start_and_wait(targets, args, children: list, stopping: list[int]) -> int:
                "--budget-mib", str(args.budget_mib)]
         if args.prefetch_files is not None:
             cmd += ["--prefetch-files", str(args.prefetch_files)]
+        if args.threads is not None:
+            cmd += ["--threads", str(args.threads)]
         if args.direct_io:
             cmd.append("--direct-io")
         if args.endpoint_url:
