@@ -121,3 +121,46 @@ def test_a_read_through_the_landing_buffer_resumes_where_it_failed(monkeypatch):
         from channels.transport.backends import _REGISTRY
 
         _REGISTRY.pop("flaky-sink", None)
+
+
+def test_read_into_tells_progress_rising_to_the_end_on_every_backend(stored):
+    t, refs, blobs, kind = stored
+    for ref, blob in zip(refs, blobs):
+        if not ref.size:
+            continue
+        start = 1 if ref.size > 1 else 0
+        buf = bytearray(ref.size - start)
+        seen: list[int] = []
+        t.read_into(ref, start, buf, progress=seen.append)
+        assert bytes(buf) == blob[start:]
+        assert seen == sorted(seen) and seen[-1] == ref.size, (kind, seen)
+        assert all(start < end <= ref.size for end in seen)
+
+
+def test_s3_progress_comes_per_socket_read_and_resumes_after_a_cut(s3_client, bucket, s3):
+    data = np.random.default_rng(5).bytes(5 * MIB + 3)
+    ref = put(s3_client, bucket, "prog", data)
+    with Transport(Store(s3.endpoint_url)) as t:
+        buf, seen = bytearray(len(data)), []
+        t.read_into(ref, 0, buf, progress=seen.append)
+        assert bytes(buf) == data and seen[-1] == len(data)
+        assert len(seen) >= 5 and seen == sorted(seen)  # at least one call per MiB: reads of at most 1 MiB
+        assert all(b - a <= MIB for a, b in zip([0, *seen], seen))
+
+
+def test_progress_after_a_cut_goes_on_from_the_bytes_kept():
+    register_backend(_Flaky, clobber=True)
+    try:
+        _Flaky.script = [300, 0, None]  # cut after 300 bytes, a bare failure, then the rest
+        ref = ObjectRef("s3://b/k", len(_Flaky.blob))
+        cfg = TransportConfig(s3_backend="flaky-sink", backoff_base=0.0, backoff_max=0.0)
+        with Transport(Store("http://unused"), cfg) as t:
+            buf, seen = bytearray(len(_Flaky.blob)), []
+            t.read_into(ref, 0, buf, progress=seen.append)
+            assert t.stats.retries == 2
+        assert bytes(buf) == _Flaky.blob
+        assert seen == [300, len(_Flaky.blob)]  # the 300 bytes kept are told once, never taken back
+    finally:
+        from channels.transport.backends import _REGISTRY
+
+        _REGISTRY.pop("flaky-sink", None)

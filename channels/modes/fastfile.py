@@ -147,9 +147,8 @@ class FilesAhead:
     given back), oldest first, only if it is stale: its file lies before
     the one just read on, or :data:`RECENT_FILES` files have been read on
     since it was fetched (and the reader does not want it now). Otherwise
-    fetching ahead stops there: a window a
-    reader is about to take is never dropped for one it needs later. The
-    rest are dropped at :meth:`close`.
+    fetching ahead stops there: a window a reader is about to take is never
+    dropped for one it needs later. The rest are dropped at :meth:`close`.
 
     Thread-safe.
 

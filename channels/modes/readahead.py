@@ -176,9 +176,9 @@ class Window:
     """Bytes ``[start, end)`` of the object in one budgeted buffer, fetched in parts.
 
     A reader may copy a part's front while its back is still in flight: each
-    part's fetch reports how far it has filled the buffer, so bytes are read
-    while still in the CPU's cache and a reader waits only for the bytes it
-    needs, not for a whole part (a 16 MiB object is one part).
+    part's fetch reports how far it has filled the buffer, so a reader waits
+    only for the bytes it needs, not for a whole part (a 16 MiB object is
+    one part).
 
     The buffer's grant goes back to the budget once the window is dropped and
     no part is still writing into it; dropping also sets ``cancel``, which
@@ -311,7 +311,7 @@ class Window:
             while done < n and pos + done < part.end:
                 p = pos + done
                 filled = part.filled
-                if filled <= p:  # wait for all this read needs of the part: one wake-up, not one per socket read
+                if filled <= p:  # wait for all this read needs: one wake-up, not one per socket read
                     filled = self._wait(part, p, min(max(pos + n, p + STREAM_MARGIN), part.end))
                 k = min(filled, pos + n) - p
                 lo = p - self.start
