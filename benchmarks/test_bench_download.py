@@ -24,6 +24,7 @@ import pytest
 
 import download_bench as bench
 from channels.testing import DUMMY_CREDENTIALS, KIB, MIB, Dataset, dummy_credentials, fill_bucket, uniform_sizes
+from medians import median_seconds
 
 FULL = os.environ.get("CHANNELS_BENCH_FULL") == "1"
 SETS = {"large": (64, 16 * MIB) if FULL else (16, 16 * MIB),
@@ -93,7 +94,9 @@ def test_download(benchmark, endpoint, tmp_path, name, client):
     benchmark.pedantic(run, setup=fresh_dest, rounds=ROUNDS, iterations=1)
     bench.verify(dests[-1], count, size)
     shutil.rmtree(dests[-1])
-    median = benchmark.stats.stats.median
+    median = median_seconds(benchmark)
+    if median is None:  # --benchmark-disable: the run above was a smoke test, no figures
+        return
     MEDIANS[(name, client)] = median
     benchmark.extra_info.update(objects=count, bytes=count * size, mb_per_s=count * size / 1e6 / median,
                                 objects_per_s=count / median)

@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 import peers
+from medians import round_seconds
 from channels.listing import ObjectRef
 from channels.transport import TransportConfig
 from channels.testing import (DUMMY_CREDENTIALS, KIB, MIB, Dataset, dummy_credentials, fill_bucket, free_port,
@@ -143,7 +144,10 @@ def _measure(benchmark, name: str, fn, stored: Stored) -> None:
     cpu: list[float] = []
     benchmark.pedantic(lambda: cpu.append(_timed(fn, stored)[1]), rounds=ROUNDS, iterations=1,
                        warmup_rounds=1)
-    result = _figures(stored, benchmark.stats.stats.data, cpu[-ROUNDS:])
+    seconds = round_seconds(benchmark)
+    if seconds is None:  # --benchmark-disable: the run above was a smoke test, no figures
+        return
+    result = _figures(stored, seconds, cpu[-ROUNDS:])
     benchmark.extra_info.update(result, versions=peers.versions())
     print(f"\n{name}: {result['mb_per_s']:.0f} MB/s, {result['objects_per_s']:.0f} objects/s, "
           f"{result['cpu_s_per_gb']:.2f} client CPU-s/GB")
