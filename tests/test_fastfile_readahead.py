@@ -421,6 +421,52 @@ def test_a_reader_copies_the_front_of_a_part_while_the_rest_is_in_flight():
         assert wait_until(lambda: budget.in_use == 0)
 
 
+def trickle_fetch(data: bytes, step: int = 16 * KIB, pause: float = 0.0002):
+    """A fetch that lands ``step`` bytes at a time, pausing between steps (a slow network)."""
+    import time
+
+    def fetch(start, buf, cancel, progress):
+        for lo in range(0, len(buf), step):
+            hi = min(lo + step, len(buf))
+            buf[lo:hi] = data[start + lo:start + hi]
+            if progress is not None:  # None where the bytes go straight to the caller's buffer
+                progress(start + hi)
+            time.sleep(pause)
+
+    return fetch
+
+
+def test_readers_right_behind_the_fetch_threads_get_every_byte():
+    import hashlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = random.Random(11).randbytes(6 * MIB + 77)
+    cfg = ReadaheadConfig(budget_bytes=24 * MIB, part_size=MIB, initial_window=256 * KIB, max_window=2 * MIB,
+                          whole_object_bytes=0)  # windows and background parts, not one inline GET
+    budget = ByteBudget(cfg.budget_bytes)
+    with ThreadPoolExecutor(8) as pool, ThreadPoolExecutor(4) as readers:
+        def whole(i: int) -> bytes:  # each reader its own file, in reads that straddle parts
+            h = hashlib.sha256()
+            with ReadaheadFile(trickle_fetch(data), len(data), name=f"r{i}", config=cfg, budget=budget,
+                               executor=pool) as f:
+                buf = bytearray(100_000 + 7 * i)
+                while n := f.readinto(buf):
+                    h.update(buf[:n])
+            return h.digest()
+
+        assert list(readers.map(whole, range(4))) == [hashlib.sha256(data).digest()] * 4
+        # One file, four threads reading it in 1 MiB blocks as FUSE's requests come: out of order.
+        with ReadaheadFile(trickle_fetch(data), len(data), name="fuse", config=cfg, budget=budget,
+                           executor=pool) as f:
+            def block(k: int) -> bool:
+                got = bytearray(MIB)
+                n = f.preadinto(k * MIB, got)
+                return got[:n] == data[k * MIB:(k + 1) * MIB]
+
+            assert all(readers.map(block, [1, 0, 2, 3, 5, 4, 6]))
+    assert wait_until(lambda: budget.in_use == 0)
+
+
 def wait_until(condition, timeout: float = 10.0) -> bool:
     import time
 
