@@ -32,7 +32,6 @@ import random
 import socket
 import struct
 import threading
-import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -208,11 +207,3 @@ def _error_response(status: int) -> bytes:
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll ``predicate`` until true or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()

@@ -6,7 +6,6 @@ import hashlib
 import io
 import logging
 import random
-import time
 
 import pytest
 
@@ -14,7 +13,7 @@ import channels.modes.fastfile as fastfile
 from channels.errors import SourceNotFoundError
 from channels.modes.fastfile import FastFileView, build_tree
 from channels.modes.readahead import KIB, MIB, ReadaheadConfig
-from channels.testing import object_bytes
+from channels.testing import object_bytes, wait_for
 
 KEYS = {
     "train/a.bin": 3 * MIB + 17,
@@ -163,15 +162,6 @@ def shards(s3_client, bucket):
     for key, body in bodies.items():
         s3_client.put_object(Bucket=bucket, Key=f"shards/{key}", Body=body)
     return f"s3://{bucket}/shards/", bodies
-
-
-def wait_for(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def cat_file(view, name: str) -> tuple[bytes, int]:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from channels.modes.readahead import (KIB, MIB, ByteBudget, ReadaheadConfig, ReadaheadFile, ReadStats,
                                       fetch_ahead)
+from channels.testing import wait_for
 
 DATA = random.Random(7).randbytes(9 * MIB + 12345)
 
@@ -225,7 +226,7 @@ def test_budget_is_shared_and_never_exceeded():
     assert any(f.stats.budget_denied for f in files) or budget.peak == budget.limit
     for f in files:
         f.close()
-    assert wait_until(lambda: budget.in_use == 0)  # once the last fetches have returned
+    assert wait_for(lambda: budget.in_use == 0)  # once the last fetches have returned
 
 
 def test_concurrent_preads_on_one_handle():
@@ -311,7 +312,7 @@ def test_freed_buffers_are_reused_but_never_under_a_held_view(monkeypatch):
         assert budget._pooled > 0
     assert len(allocations) - before < 2
     assert bytes(held) == DATA[:100]  # never overwritten
-    assert wait_until(lambda: budget.in_use == 0)
+    assert wait_for(lambda: budget.in_use == 0)
 
 
 def test_a_closed_budget_leaves_its_buffers_to_the_next_one():
@@ -356,7 +357,7 @@ def test_a_window_fetched_ahead_serves_the_file_that_adopts_it():
                            first=w) as f:
             assert b"".join(iter(lambda: f.read(MIB), b"")) == DATA
             assert f.stats.requests == 0  # every byte came from the window fetched ahead
-        assert log == [(0, len(DATA))] and wait_until(lambda: budget.in_use == 0)
+        assert log == [(0, len(DATA))] and wait_for(lambda: budget.in_use == 0)
         w, cfg = ahead(DATA, log, budget, pool, whole_object_bytes=MIB)  # larger objects: the first window
         assert (w.start, w.end) == (0, MIB)
         with ReadaheadFile(memory_fetch(DATA, rest := []), len(DATA), config=cfg, budget=budget,
@@ -364,7 +365,7 @@ def test_a_window_fetched_ahead_serves_the_file_that_adopts_it():
             assert f.read(MIB) == DATA[:MIB]  # from the window; the ramp goes on in the background
             assert f.read() == DATA[MIB:]
             assert min(start for start, _ in rest) == MIB and f.stats.prefetches >= 1
-        assert wait_until(lambda: budget.in_use == 0)
+        assert wait_for(lambda: budget.in_use == 0)
         assert ahead(b"", log, budget, pool)[0] is None  # nothing to fetch
         assert ahead(DATA, log, ByteBudget(MIB), pool)[0] is None  # a fetch ahead never shrinks
 
@@ -387,7 +388,7 @@ def test_dropping_a_window_fetched_ahead_cancels_it_and_gives_the_budget_back():
         assert started.wait(10) and budget.in_use == 4 * MIB
         w.drop()
         assert stopped.wait(10)
-        assert wait_until(lambda: budget.in_use == 0)
+        assert wait_for(lambda: budget.in_use == 0)
         assert w.failed()
 
 
@@ -408,7 +409,7 @@ def test_a_reader_copies_the_front_of_a_part_while_the_rest_is_in_flight():
         w = fetch_ahead(stalls_halfway, 8 * MIB, config=ReadaheadConfig(), budget=budget, executor=pool,
                         stats=ReadStats())  # 8 MiB from 0: one whole-object part
         assert w is not None and len(w._parts) == 1
-        assert wait_until(lambda: w.ready(0, MIB) == MIB)  # the front is in place...
+        assert wait_for(lambda: w.ready(0, MIB) == MIB)  # the front is in place...
         assert w.ready(half, MIB) == 0  # ...the back is not
         dest = bytearray(half)
         assert w.copy_into(0, memoryview(dest)) == half and dest == DATA[:half]  # no wait for the back
@@ -418,7 +419,7 @@ def test_a_reader_copies_the_front_of_a_part_while_the_rest_is_in_flight():
             assert not reader.done()
             release.set()
             assert reader.result(10) == 4 * MIB and got == DATA[MIB:5 * MIB]
-        assert wait_until(lambda: budget.in_use == 0)
+        assert wait_for(lambda: budget.in_use == 0)
 
 
 def trickle_fetch(data: bytes, step: int = 16 * KIB, pause: float = 0.0002):
@@ -464,18 +465,7 @@ def test_readers_right_behind_the_fetch_threads_get_every_byte():
                 return got[:n] == data[k * MIB:(k + 1) * MIB]
 
             assert all(readers.map(block, [1, 0, 2, 3, 5, 4, 6]))
-    assert wait_until(lambda: budget.in_use == 0)
-
-
-def wait_until(condition, timeout: float = 10.0) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+    assert wait_for(lambda: budget.in_use == 0)
 
 
 @pytest.mark.parametrize("reads, calls", [

@@ -12,28 +12,18 @@ import subprocess
 import sys
 import tarfile
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from channels.errors import MountError
 from channels.modes.mount import check_fuse, is_mounted, wait_mounted
-from channels.testing import MIB, object_bytes
+from channels.testing import MIB, object_bytes, wait_for
 
 FUSE_MISSING = [why for ok, why in ((os.path.exists("/dev/fuse"), "/dev/fuse is missing"),
                                     (shutil.which("fusermount3") is not None, "fusermount3 is not installed"))
                 if not ok]
 needs_fuse = pytest.mark.skipif(bool(FUSE_MISSING), reason="FUSE unavailable: " + "; ".join(FUSE_MISSING))
-
-
-def wait_for(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 class Mount:

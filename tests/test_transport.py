@@ -15,13 +15,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-from faultproxy import wait_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from channels.errors import ObjectChangedError, SourceNotFoundError, TransportError
 from channels.listing import ObjectRef
 from channels.store import Store
+from channels.testing import wait_for
 from channels.transport import (AccessDeniedError, Backend, Cancelled, PartialRead, Transport,
                                 TransportConfig, backend_class, backend_names, plan_parts, register_backend)
 from channels.transport.backends.s3 import S3Backend, parse_s3_url, quote_key
