@@ -49,34 +49,15 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
-from functools import partial
 
-import numpy as np
+from channels.modes.readahead_memory import ByteBudget, ReadStats
+from channels.modes.readahead_window import KIB, MIB, Fetch, Progress, Window, fetch_part, split_parts
 
-from channels.modes.readahead_memory import ByteBudget, ReadStats, _unexported
-
-KIB = 1024
-MIB = 1024 * KIB
-
-#: A reader that has caught up with a part still in flight waits until this
-#: much more of it (or the rest) has landed: one wake-up per few reads.
-STREAM_MARGIN = 4 * MIB
-
-#: Copies of at least this many bytes let other threads run (see copy_bytes).
-GIL_FREE_COPY = 64 * KIB
-
-#: ``progress(end)``: the buffer of a fetch holds the object's bytes up to offset ``end``.
-Progress = Callable[[int], None]
-
-#: ``fetch(start, buf, cancel, progress)``: fill ``buf`` with bytes
-#: ``[start, start + len(buf))``; ``cancel`` (None or an Event) is set when the
-#: bytes are no longer wanted; ``progress`` (None or a :data:`Progress`), if
-#: given, is to be told how far ``buf`` is filled as bytes land, rising (at
-#: the least once, at the end: a reader waits for what it has not been told of).
-Fetch = Callable[[int, memoryview, "threading.Event | None", "Progress | None"], None]
+__all__ = ["KIB", "MIB", "ByteBudget", "Fetch", "Progress", "ReadaheadConfig", "ReadaheadFile", "ReadStats",
+           "Window", "fetch_ahead", "first_window_size", "split_parts"]
 
 
 @dataclass(frozen=True)
@@ -146,223 +127,11 @@ class ReadaheadConfig:
             raise ValueError("invalid ReadaheadConfig: " + "; ".join(problems))
 
 
-def split_parts(start: int, end: int, part_size: int) -> list[tuple[int, int]]:
-    """``[start, end)`` as equal parts of about ``part_size`` (none a runt).
-
-    Example:
-        >>> split_parts(0, 9, 8)
-        [(0, 9)]
-        >>> split_parts(0, 15, 8)
-        [(0, 8), (8, 15)]
-    """
-    n = max(1, round((end - start) / part_size))
-    step = -(-(end - start) // n)
-    return [(lo, min(lo + step, end)) for lo in range(start, end, step)]
-
-
-class _Part:
-    """One request of a window: bytes ``[start, end)``, in place up to ``filled``."""
-
-    __slots__ = ("end", "filled", "wanted", "future")
-
-    def __init__(self, start: int, end: int) -> None:
-        self.end = end
-        self.filled = start  # rises as the bytes land (the fetch's progress)
-        self.wanted = end + 1  # a reader waits until filled reaches this (none: past the end)
-        self.future: Future = Future()
-
-
-class Window:
-    """Bytes ``[start, end)`` of the object in one budgeted buffer, fetched in parts.
-
-    A reader may copy a part's front while its back is still in flight: each
-    part's fetch reports how far it has filled the buffer, so a reader waits
-    only for the bytes it needs, not for a whole part (a 16 MiB object is
-    one part).
-
-    The buffer's grant goes back to the budget once the window is dropped and
-    no part is still writing into it; dropping also sets ``cancel``, which
-    stops the parts still fetching.
-    """
-
-    __slots__ = ("start", "end", "buf", "cancel", "_view", "_grant", "_budget", "_parts", "_cond",
-                 "_pending", "_dropped", "_lent")
-
-    def __init__(self, start: int, end: int, budget: ByteBudget, grant: int) -> None:
-        self.start = start
-        self.end = end
-        self.buf = budget.buffer(end - start)
-        self.cancel = threading.Event()
-        self._view = memoryview(self.buf)
-        self._budget = budget
-        self._grant = grant
-        self._parts: list[_Part] = []  # in offset order; set once, by fill
-        self._cond = threading.Condition(threading.Lock())
-        # Invariant: pending == parts whose future is not done yet.
-        self._pending = 0
-        self._dropped = False
-        self._lent = False  # a view of buf went to a caller (pread)
-
-    def fill(self, fetch: Fetch, stats: ReadStats, executor: ThreadPoolExecutor, part_size: int, *,
-             inline_first: bool) -> None:
-        """Fetch the window as parts on ``executor`` (the first in this thread if ``inline_first``)."""
-        parts = [_Part(lo, hi) for lo, hi in split_parts(self.start, self.end, part_size)]
-        self._pending = len(parts)
-        self._parts = parts
-        for i, part in enumerate(parts):
-            if i == 0 and inline_first:
-                part.future.add_done_callback(partial(self._part_done, part))
-                continue
-            lo = part.filled
-            try:
-                part.future = executor.submit(fetch_part, fetch, stats, lo, self._slice(lo, part.end),
-                                              self.cancel, partial(self._progress, part))
-            except BaseException as exc:  # the executor is shut down: a failed part, not a lost one
-                part.future.set_exception(exc)
-            part.future.add_done_callback(partial(self._part_done, part))
-        if inline_first:
-            part = parts[0]
-            try:
-                fetch_part(fetch, stats, self.start, self._slice(self.start, part.end), self.cancel,
-                           partial(self._progress, part))
-            except BaseException as exc:
-                part.future.set_exception(exc)
-            else:
-                part.future.set_result(None)
-
-    def _slice(self, lo: int, hi: int) -> memoryview:
-        return self._view[lo - self.start:hi - self.start]
-
-    def _progress(self, part: _Part, end: int) -> None:
-        # Lock-free unless a reader waits for these bytes: the reader sets
-        # ``wanted`` before it reads ``filled``, this sets ``filled`` before it
-        # reads ``wanted`` (each in order, under the GIL), so one of the two
-        # sees the other's write and no wake-up is lost.
-        part.filled = end
-        if end >= part.wanted:
-            with self._cond:
-                self._cond.notify_all()
-
-    def _part_done(self, part: _Part, future: Future) -> None:
-        with self._cond:
-            self._pending -= 1
-            if not future.cancelled() and future.exception() is None:
-                part.filled = part.end
-            self._cond.notify_all()
-            free = self._dropped and self._pending == 0
-        if free:
-            self._free()
-
-    def drop(self) -> None:
-        """Stop caring about this window: cancel its parts, free the buffer when idle."""
-        self.cancel.set()
-        for part in self._parts:
-            part.future.cancel()
-        with self._cond:
-            if self._dropped:
-                return
-            self._dropped = True
-            free = self._pending == 0
-        if free:
-            self._free()
-
-    def failed(self) -> bool:
-        """Whether a part has already ended in an error (or was cancelled)."""
-        return any(p.future.done() and (p.future.cancelled() or p.future.exception() is not None)
-                   for p in self._parts)
-
-    def _free(self) -> None:
-        buf, view = self.buf, self._view
-        self.buf = self._view = None  # type: ignore[assignment]
-        grant, self._grant = self._grant, 0
-        if grant:
-            try:
-                view.release()
-            except BufferError:  # pragma: no cover - a view of the view is alive
-                pass
-            # Once every part is done nothing writes into buf any more; views a
-            # finished fetch still holds are dropped unused. A view lent to a
-            # caller is another matter: buf is reused only once no view is left.
-            self._budget.release(grant, buf if not self._lent or _unexported(buf) else None)
-
-    def lend(self, pos: int, n: int) -> memoryview:
-        """A view of bytes ``[pos, pos + n)`` for a caller to keep (no copy)."""
-        self._lent = True
-        return memoryview(self.buf)[pos - self.start:pos - self.start + n]
-
-    def contains(self, pos: int) -> bool:
-        return self.start <= pos < self.end
-
-    def ready(self, pos: int, n: int) -> int:
-        """Bytes from ``pos`` (at most ``n``, within one part) in place now, without waiting."""
-        for part in self._parts:
-            if pos < part.end:
-                f = part.future
-                if f.done() and (f.cancelled() or f.exception() is not None):
-                    return 0
-                return max(0, min(n, part.filled - pos))
-        return 0
-
-    def copy_into(self, pos: int, dest: memoryview) -> int:
-        """Copy from ``pos`` into ``dest``, up to the window's end, as the bytes land."""
-        n = min(len(dest), self.end - pos)
-        done = 0
-        for part in self._parts:
-            while done < n and pos + done < part.end:
-                p = pos + done
-                filled = part.filled
-                if filled <= p:  # wait for all this read needs: one wake-up, not one per socket read
-                    filled = self._wait(part, p, min(max(pos + n, p + STREAM_MARGIN), part.end))
-                k = min(filled, pos + n) - p
-                lo = p - self.start
-                copy_bytes(dest[done:done + k], self._view[lo:lo + k])
-                done += k
-            if done >= n:
-                break
-        return n
-
-    def _wait(self, part: _Part, pos: int, want: int) -> int:
-        """Wait until ``part`` holds the bytes up to ``want`` (or has ended: if it
-        failed before the byte at ``pos``, raise its error); how far it is filled."""
-        with self._cond:
-            part.wanted = want
-            while part.filled < want and not part.future.done():
-                self._cond.wait()
-            part.wanted = part.end + 1
-            if part.filled > pos:
-                return part.filled
-        part.future.result()  # raises the part's fetch error
-        return part.end  # done, though its callback has not run yet
-
-
-def copy_bytes(dest: memoryview, src: memoryview) -> None:
-    """``dest[:] = src``, letting the fetch threads run during a large copy.
-
-    A memoryview assignment holds the GIL for the whole copy (about 40 us a
-    MiB here), and every fetch thread with bytes waiting in its socket stalls
-    behind it; numpy's copy releases the GIL. Measured: one view reader of
-    64 x 16 MiB went from 0.874x to 0.907x Pipe's MB/s (means of 8 runs,
-    interleaved), the CPU's idle share from 0.07-0.12 to 0.04-0.08.
-    """
-    if len(src) < GIL_FREE_COPY:
-        dest[:] = src
-    else:
-        np.copyto(np.frombuffer(dest, np.uint8), np.frombuffer(src, np.uint8))
-
-
 def _writable(b) -> memoryview:
     view = memoryview(b)
     if view.readonly:
         raise TypeError(f"readinto() needs a writable buffer, not a read-only {type(b).__name__}")
     return view.cast("B")
-
-
-def fetch_part(fetch: Fetch, stats: ReadStats, start: int, buf: memoryview,
-               cancel: threading.Event | None, progress: Progress | None = None) -> None:
-    """One request: ``fetch`` into ``buf``, counted in ``stats``."""
-    stats.add(requests=1)
-    fetch(start, buf, cancel, progress)
-    stats.add(bytes_fetched=len(buf))
 
 
 def first_window_size(size: int, config: ReadaheadConfig) -> int:
