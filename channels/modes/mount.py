@@ -264,8 +264,9 @@ def mount(view: FastFileView, mountpoint: str, *, allow_other: bool | None = Non
             into the page cache (for programs that stream files in large
             reads, about a fifth more MB/s here). The price: a shared mmap of
             a mounted file fails with ENODEV (``np.memmap``,
-            ``pyarrow.memory_map``, safetensors), since libfuse before 3.16
-            cannot ask the kernel to allow it; every small read is a round trip
+            ``pyarrow.memory_map``, safetensors): the kernel allows it only
+            when asked (FUSE_DIRECT_IO_ALLOW_MMAP), which Debian 12's
+            libfuse 3.14 cannot do (3.17 can); every small read is a round trip
             to this process; nothing read stays cached for a second pass.
         threads: FUSE worker threads at most: reads served at once.
 
