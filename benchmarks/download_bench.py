@@ -94,7 +94,7 @@ class Server:
 
 
 def run_channels(endpoint: str, bucket: str, prefix: str, dest: Path) -> int:
-    from channels.modes.file import download
+    from channels.modes.file.download import download
     from channels.store import Store
 
     result = download(f"s3://{bucket}/{prefix}", dest, store=Store(endpoint), progress=False)

@@ -44,9 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import peers  # noqa: E402
 
-from channels.modes.fastfile import FastFileView  # noqa: E402
-from channels.modes.mount import is_mounted, wait_mounted  # noqa: E402
-from channels.modes.readahead import KIB, MIB, ReadaheadConfig  # noqa: E402
+from channels.modes.fastfile.view import FastFileView  # noqa: E402
+from channels.modes.fastfile.mount import is_mounted, wait_mounted  # noqa: E402
+from channels.modes.fastfile.readahead import KIB, MIB, ReadaheadConfig  # noqa: E402
 from channels.testing import DUMMY_CREDENTIALS, Dataset, fill_bucket, free_port, tiny_sizes, uniform_sizes  # noqa: E402
 
 BUCKET = "bench-fastfile"
@@ -88,7 +88,7 @@ def timed(fn):
 
 def read_pipe(uri: str) -> tuple[str, int]:
     try:
-        from channels.modes.pipe import PipeReader
+        from channels.modes.pipe.reader import PipeReader
     except ImportError:
         from channels.listing import list_prefix
         from channels.transport import Transport
@@ -200,8 +200,8 @@ def listing_time(uri: str, mountpoint: str) -> dict:
 RSS_CHILD = """
 import sys, threading
 from concurrent.futures import ThreadPoolExecutor
-from channels.modes.fastfile import FastFileView
-from channels.modes.readahead import ReadaheadConfig, MIB
+from channels.modes.fastfile.view import FastFileView
+from channels.modes.fastfile.readahead import ReadaheadConfig, MIB
 def hwm():
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM"):
@@ -209,7 +209,7 @@ def hwm():
 budget = int(sys.argv[2])
 view = FastFileView(sys.argv[1], config=ReadaheadConfig(budget_bytes=budget))
 names = view.listdir("")[:16]
-import channels.transport, channels.modes.readahead  # imports done: the baseline
+import channels.transport, channels.modes.fastfile.readahead  # imports done: the baseline
 before = hwm()
 def one(n):
     with view.open(n) as f:
@@ -251,7 +251,7 @@ def sequential(uri: str, endpoint: str, keys: list[str], mnt: str, args) -> dict
         config = ReadaheadConfig(prefetch_files=args.prefetch_files)
         extra = ("--prefetch-files", str(args.prefetch_files))
     with contextlib.ExitStack() as stack:
-        from channels.modes.pipe import PipeReader
+        from channels.modes.pipe.reader import PipeReader
 
         reader = stack.enter_context(PipeReader(uri, framing="raw"))
         views = {n: stack.enter_context(FastFileView(uri, config=config)) for n in (1, args.threads)}

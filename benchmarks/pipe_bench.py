@@ -1,6 +1,6 @@
 """Pipe mode against the best clients on the same loopback endpoint, same run.
 
-Starts moto's S3 server in its own process (``channels.bench.services``), so
+Starts moto's S3 server in its own process (``channels.testing.services``), so
 that its CPU time can be read from ``/proc/<pid>/stat`` and it shares no GIL
 with a client. Uploads a large set (64 x 16 MiB) and a small one
 (2000 x 64 KiB), then reads each, interleaved (one round of every client,
@@ -48,15 +48,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import peers  # noqa: E402  benchmarks/peers.py: the baseline clients
 
-from channels.bench.services import start_endpoint  # noqa: E402
-from channels.modes.fifo import FifoServer  # noqa: E402
-from channels.modes.pipe import PipeReader  # noqa: E402
+from channels.testing.services import start_endpoint  # noqa: E402
+from channels.modes.pipe.fifo import FifoServer  # noqa: E402
+from channels.modes.pipe.reader import PipeReader  # noqa: E402
 from channels.store import Store  # noqa: E402
 from channels.testing import DUMMY_CREDENTIALS, Dataset, fill_bucket, uniform_sizes  # noqa: E402
 from channels.transport import Transport, TransportConfig  # noqa: E402
+from channels.units import MIB
 
 UNITS = {"B": 1, "KiB": 1024, "MiB": 1024 ** 2, "GiB": 1024 ** 3}
-MIB = 1024 ** 2
 ALL_CLIENTS = ("pipe", "fifo", "boto3_8threads", "s3fs_open_read")
 
 
@@ -124,7 +124,7 @@ class FifoClient:
 
 def run_rounds(clients: dict, rounds: int, endpoint_pid: int, expect: int) -> dict[str, list[dict]]:
     """Every client once per round, interleaved; each run timed with its CPU."""
-    from channels.bench.services import cpu_seconds
+    from channels.testing.services import cpu_seconds
 
     runs: dict[str, list[dict]] = {name: [] for name in clients}
     for r in range(rounds + 1):  # round 0 warms connections and caches, untimed

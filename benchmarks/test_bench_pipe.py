@@ -3,7 +3,7 @@
 Same clients as ``benchmarks/pipe_bench.py`` (which interleaves rounds and
 reports the endpoint's CPU; use it for the figures), at small default sizes
 so that a run takes well under a minute on 2 cores. moto runs in a child
-process (``channels.bench.services``), so this process's CPU is the client's.
+process (``channels.testing.services``), so this process's CPU is the client's.
 
 Run:
     .venv/bin/python -m pytest benchmarks/test_bench_pipe.py --benchmark-only -s
@@ -21,7 +21,7 @@ import peers
 import pytest
 from pipe_bench import FifoClient, PipeClient
 
-from channels.bench.services import start_endpoint
+from channels.testing.services import start_endpoint
 from channels.testing import DUMMY_CREDENTIALS, KIB, MIB, Dataset, dummy_credentials, fill_bucket, uniform_sizes
 from medians import median_seconds
 

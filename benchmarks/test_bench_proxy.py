@@ -18,9 +18,9 @@ import pytest
 
 from channels.bench.datasets import KIB, MIB, BenchDataset, ensure
 from channels.bench.harness import endpoint_client
-from channels.bench.profiles import PROFILES
+from channels.testing.profiles import PROFILES
 from channels.bench.report import format_versions, versions
-from channels.bench.services import start_endpoint, start_proxies
+from channels.testing.services import start_endpoint, start_proxies
 from channels.listing import list_prefix
 from channels.store import Store
 from channels.testing import dummy_credentials

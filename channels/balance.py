@@ -27,6 +27,7 @@ from channels.sharding import (
     host_name,
     plan,
 )
+from channels.units import human_bytes
 
 
 @dataclass(frozen=True)
@@ -117,15 +118,6 @@ def _recommend(p: Plan, imbalance: float, lower_bound: float, cv: float, skewed:
     return (f"skewed: {host_name(busiest)} reads {imbalance:.2f}x the mean host bytes, so the job waits on it "
             f"(object sizes vary with CV {cv:.2f}); the size-balanced plan gets {alt_imbalance:.2f}x "
             f"(best possible {lower_bound:.2f}x): use --strategy size-balanced, or make objects more even in size")
-
-
-def human_bytes(n: float) -> str:
-    """``1.5 GiB`` style."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"  # pragma: no cover
 
 
 def format_table(reports: list[BalanceReport], *, max_rows: int = 64) -> str:

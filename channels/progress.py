@@ -18,27 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import TextIO
 
-from channels.balance import human_bytes
-
-MB = 1_000_000
-
-
-def mb_per_s(nbytes: int, seconds: float) -> float:
-    """Throughput in MB/s (10**6 bytes per second); 0 for no time."""
-    return nbytes / MB / seconds if seconds > 0 else 0.0
-
-
-def human_seconds(seconds: float) -> str:
-    """``42 s``, ``3m05s``, ``1h02m``."""
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
-
+from channels.units import human_bytes, human_seconds, mb_per_s
 
 class Progress:
     """Bytes, MB/s, objects and ETA on one self-rewriting line.

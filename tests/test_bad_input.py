@@ -16,7 +16,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -33,10 +32,10 @@ from channels.errors import (
     UnsafeKeyError,
 )
 from channels.listing import list_augmented_manifest, list_manifest, list_prefix
-from channels.modes.fastfile import FastFileView
-from channels.modes.fifo import FifoServer
-from channels.modes.file import download
-from channels.modes.pipe import PipeReader
+from channels.modes.fastfile.view import FastFileView
+from channels.modes.pipe.fifo import FifoServer
+from channels.modes.file.download import download
+from channels.modes.pipe.reader import PipeReader
 from channels.records import encode_recordio, encode_tfrecord
 from channels.spec import Job
 from channels.store import Store
@@ -231,7 +230,7 @@ needs_fuse = pytest.mark.skipif(bool(FUSE_MISSING), reason="FUSE unavailable: " 
 @needs_fuse
 @pytest.mark.parametrize("case", ["missing", "not-empty"])
 def test_mount_point_that_does_not_exist_or_is_not_empty(s3, s3_client, bucket, tmp_path, case):
-    from channels.modes.mount import mount
+    from channels.modes.fastfile.mount import mount
 
     s3_client.put_object(Bucket=bucket, Key="m/x", Body=b"x")
     target = tmp_path / "mnt"

@@ -14,7 +14,7 @@ import pytest
 from channels.bench import report
 from channels.bench.datasets import KIB, BenchDataset, ensure
 from channels.bench.harness import Services, measure
-from channels.bench.profiles import PROFILES
+from channels.testing.profiles import PROFILES
 from channels.bench.runners import MODE, PEER, Target, get_runner, names
 from channels.bench.suite import BenchOptions, format_report, run_bench, write_json
 from channels.listing import list_prefix
@@ -56,7 +56,7 @@ def test_ensure_uploads_once_then_reuses(s3):
 @pytest.fixture
 def proxied_target(s3, tmp_path):
     ensure(s3.client(), "bench-bucket", TINY)
-    from channels.bench.proxy import Proxy
+    from channels.testing.proxy import Proxy
 
     with Proxy(s3.endpoint_url, PROFILES["s3-like"]) as proxy:
         listing = list_prefix(f"s3://bench-bucket/{TINY.prefix}", store=Store(proxy.url))

@@ -9,10 +9,10 @@ import random
 
 import pytest
 
-import channels.modes.fastfile as fastfile
+import channels.modes.fastfile.view as fastfile
 from channels.errors import SourceNotFoundError
-from channels.modes.fastfile import FastFileView, build_tree
-from channels.modes.readahead import KIB, MIB, ReadaheadConfig
+from channels.modes.fastfile.view import FastFileView, build_tree
+from channels.modes.fastfile.readahead import KIB, MIB, ReadaheadConfig
 from channels.testing import object_bytes, wait_for
 
 KEYS = {
@@ -212,7 +212,7 @@ def test_the_stride_is_followed_and_unused_windows_give_their_budget_back(shards
 
 
 def test_windows_nobody_took_for_a_while_make_room(shards):
-    from channels.modes.fastfile import RECENT_FILES
+    from channels.modes.fastfile.view import RECENT_FILES
 
     uri, bodies = shards
     size = len(bodies["part-11.bin"])

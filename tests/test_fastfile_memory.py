@@ -9,16 +9,16 @@ import sys
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from channels.modes.fastfile import FastFileView
-from channels.modes.readahead import KIB, MIB, ReadaheadConfig
+from channels.modes.fastfile.view import FastFileView
+from channels.modes.fastfile.readahead import KIB, MIB, ReadaheadConfig
 from channels.testing import Dataset, fill_bucket, uniform_sizes
 
 BUDGET = 64 * MIB
 CHILD = """
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from channels.modes.fastfile import FastFileView
-from channels.modes.readahead import ReadaheadConfig, MIB
+from channels.modes.fastfile.view import FastFileView
+from channels.modes.fastfile.readahead import ReadaheadConfig, MIB
 
 def hwm():
     with open("/proc/self/status") as f:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from channels.modes.readahead import (KIB, MIB, ByteBudget, ReadaheadConfig, ReadaheadFile, ReadStats,
+from channels.modes.fastfile.readahead import (KIB, MIB, ByteBudget, ReadaheadConfig, ReadaheadFile, ReadStats,
                                       fetch_ahead)
 from channels.testing import wait_for
 
@@ -290,7 +290,7 @@ def test_random_seek_read_sequences_match_bytesio(ops, initial, part):
 
 
 def test_freed_buffers_are_reused_but_never_under_a_held_view(monkeypatch):
-    import channels.modes.readahead_memory as ra
+    import channels.memory.budget as ra
 
     allocations = []
     real = ra.allocate
@@ -317,7 +317,7 @@ def test_freed_buffers_are_reused_but_never_under_a_held_view(monkeypatch):
 
 def test_a_closed_budget_leaves_its_buffers_to_the_next_one():
     """Views opened one after another reuse memory (fresh pages cost a fault per 4 KiB)."""
-    import channels.modes.readahead_memory as ra
+    import channels.memory.budget as ra
 
     ra.drop_spare()
     first = ByteBudget(64 * MIB)

@@ -41,14 +41,14 @@ from urllib.parse import unquote
 
 import pytest
 
-from channels.bench.proxy import Action, Proxy, RequestInfo
+from channels.testing.proxy import Action, Proxy, RequestInfo
 from channels.errors import ObjectChangedError, TransportError
 from channels.listing import list_prefix
-from channels.modes.fastfile import FastFileView
-from channels.modes.fifo import FifoServer
-from channels.modes.file import download
-from channels.modes.pipe import PipeReader
-from channels.modes.readahead import ReadaheadConfig
+from channels.modes.fastfile.view import FastFileView
+from channels.modes.pipe.fifo import FifoServer
+from channels.modes.file.download import download
+from channels.modes.pipe.reader import PipeReader
+from channels.modes.fastfile.readahead import ReadaheadConfig
 from channels.records import framer
 from channels.store import Store
 from channels.testing import KIB, object_bytes
@@ -315,9 +315,9 @@ needs_fuse = pytest.mark.skipif(bool(FUSE_MISSING), reason="FUSE unavailable: " 
 #: writes the transport's counters as JSON.
 MOUNT_SCRIPT = r"""
 import json, sys
-from channels.modes.fastfile import FastFileView
-from channels.modes.mount import mount
-from channels.modes.readahead import ReadaheadConfig
+from channels.modes.fastfile.view import FastFileView
+from channels.modes.fastfile.mount import mount
+from channels.modes.fastfile.readahead import ReadaheadConfig
 from channels.store import Store
 from channels.transport import Transport, TransportConfig
 uri, mountpoint, endpoint, stats_path, config, readahead = sys.argv[1:7]
@@ -333,7 +333,7 @@ with open(stats_path, "w") as f:
 @contextlib.contextmanager
 def mounted(uri: str, mountpoint: Path, endpoint: str, stats_path: Path, config: dict) -> Iterator[None]:
     """A FUSE mount of ``uri`` in a child process, unmounted (SIGTERM) on exit."""
-    from channels.modes.mount import is_mounted, wait_mounted
+    from channels.modes.fastfile.mount import is_mounted, wait_mounted
 
     mountpoint.mkdir(exist_ok=True)
     proc = subprocess.Popen([sys.executable, "-c", MOUNT_SCRIPT, uri, str(mountpoint), endpoint,

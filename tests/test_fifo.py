@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from channels.modes.fifo import FifoServer, make_fifo
-from channels.modes.pipe import PipeReader
+from channels.modes.pipe.fifo import FifoServer, make_fifo
+from channels.modes.pipe.reader import PipeReader
 from channels.records import MAGIC, frame_bytes
 from channels.sharding import plan
 from channels.store import Store
+from channels.units import KIB
 
-KIB = 1024
 TIMEOUT = 20
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from channels.balance import human_bytes
+from channels.units import human_bytes
 from channels.errors import InsufficientSpaceError, UnsafeKeyError
 from channels.listing import list_prefix
-from channels.modes.download_keys import TMP_MARK
-from channels.modes.file import download
+from channels.modes.file.keys import TMP_MARK
+from channels.modes.file.download import download
 from channels.store import Store
 from channels.testing import KIB, MIB, object_bytes
 from channels.transport import TransportConfig

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from channels.modes.download_keys import TMP_MARK
-from channels.modes.file import download
+from channels.modes.file.keys import TMP_MARK
+from channels.modes.file.download import download
 from channels.store import Store
 from channels.testing import KIB, MIB, Dataset, fill_bucket, lognormal_sizes, object_bytes, uniform_sizes
 

@@ -12,8 +12,8 @@ import pytest
 from channels.errors import ShardingError, UnsafeKeyError
 from channels.hosts import host_identity
 from channels.listing import ObjectRef
-from channels.modes.download_keys import check_keys, unsafe_reason
-from channels.modes.download_state import DownloadState
+from channels.modes.file.keys import check_keys, unsafe_reason
+from channels.modes.file.journal import DownloadState
 from channels.progress import Progress, Summary, human_seconds, mb_per_s
 
 
@@ -134,7 +134,7 @@ def test_shard_summary_warns_when_skewed_with_the_size_balanced_figure():
     import numpy as np
 
     from channels.balance import report
-    from channels.modes.file import shard_summary
+    from channels.modes.file.download import shard_summary
 
     sizes = np.array([100] * 30 + [5000] * 10, dtype=np.int64)  # the big ones all land on the last host
     lines = shard_summary(report(sizes, 4, "sharded-by-s3-key", source="s3://b/p/"), 3, "algo-4")

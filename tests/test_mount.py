@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from channels.errors import MountError
-from channels.modes.mount import check_fuse, is_mounted, wait_mounted
+from channels.modes.fastfile.mount import check_fuse, is_mounted, wait_mounted
 from channels.testing import MIB, object_bytes, wait_for
 
 FUSE_MISSING = [why for ok, why in ((os.path.exists("/dev/fuse"), "/dev/fuse is missing"),
@@ -217,8 +217,8 @@ def test_background_mount_returns_once_mounted(tmp_path, files):
 
 def test_fuse_reads_in_listing_order_find_the_next_files_fetched_ahead(s3_client, bucket):
     """The FUSE callbacks (no kernel needed): open, 1 MiB reads as the kernel makes them, release."""
-    from channels.modes.fastfile import FastFileView
-    from channels.modes.mount import FastFileOperations
+    from channels.modes.fastfile.view import FastFileView
+    from channels.modes.fastfile.mount import FastFileOperations
 
     bodies = {f"f{i}.bin": object_bytes(f"f{i}", MIB + i) for i in range(5)}
     for key, body in bodies.items():

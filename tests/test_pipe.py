@@ -14,15 +14,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from channels.errors import RecordError, ShardingError
-from channels.modes.pipe import FRAMINGS, PipeReader
-from channels.modes.pipe_source import PipeSource
-from channels.records import encode_recordio, encode_tfrecord
+from channels.modes.pipe.reader import FRAMINGS, PipeReader
+from channels.modes.pipe.source import PipeSource
+from channels.records import encode_recordio
 from channels.sharding import plan
 from channels.spec import Channel, S3DataSource
 from channels.store import Store
 from channels.transport import TransportConfig
+from channels.units import KIB
 
-KIB = 1024
 TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 SMALL = TransportConfig(part_size=64 * KIB, small_object_threshold=64 * KIB, budget_bytes=1024 * KIB,
                         max_workers=4)

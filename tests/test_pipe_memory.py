@@ -9,7 +9,8 @@ import os
 import subprocess
 import sys
 
-MIB = 1024 * 1024
+from channels.units import MIB
+
 BUDGET = 64 * MIB
 #: Ranged GETs of 32 MiB: moto reads a whole object for every ranged GET, so
 #: 8 MiB parts of 256 MiB objects cost it 4x the time for the same memory.
@@ -17,9 +18,10 @@ PART = 32 * MIB
 
 READ = """
 import json, sys
-from channels.modes.pipe import PipeReader
+from channels.modes.pipe.reader import PipeReader
 from channels.store import Store
 from channels.transport import TransportConfig
+from channels.units import MIB
 
 def hwm():
     for line in open("/proc/self/status"):

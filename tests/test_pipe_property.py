@@ -12,7 +12,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from channels.modes.pipe import PipeReader
+from channels.modes.pipe.reader import PipeReader
 from channels.sharding import plan
 from channels.transport import TransportConfig
 

@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from channels.bench.profiles import MB, PROFILES, Profile, get_profile
-from channels.bench.proxy import Action, Pacer, Proxy, scripted_faults
-from channels.bench.services import cpu_seconds, start_proxies
-from channels.bench.wire import SPLICE, splice
+from channels.testing.profiles import MB, PROFILES, Profile, get_profile
+from channels.testing.proxy import Action, Pacer, Proxy, scripted_faults
+from channels.testing.services import cpu_seconds, start_proxies
+from channels.testing.wire import SPLICE, splice
 from channels.listing import list_prefix
 from channels.store import Store
 from channels.testing import Dataset, fill_bucket, object_bytes, uniform_sizes

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from channels.runner import EXIT_OK, Outcome, RunOptions, run_job
+from channels.run.runner import EXIT_OK, Outcome, RunOptions, run_job
 from channels.spec import Job
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "train.py"

@@ -14,7 +14,7 @@ from collections import Counter
 
 import pytest
 
-from channels.runner import RunOptions, run_job
+from channels.run.runner import RunOptions, run_job
 from channels.spec import Job
 
 OUT_BUCKET = "model-bucket"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from channels.runner import EXIT_KILLED, EXIT_MAX_RUNTIME, Outcome, RunOptions, run_job
+from channels.run.runner import EXIT_KILLED, EXIT_MAX_RUNTIME, Outcome, RunOptions, run_job
 from channels.spec import Job
 from test_run import fuse_missing, needs_fuse
 

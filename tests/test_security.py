@@ -27,12 +27,12 @@ import pytest
 from test_bad_input import auth_s3  # noqa: F401 - the credential-checking moto fixture
 from test_faults import MixedFaults, fault_proxy, object_gets, sizes_of
 
-from channels.bench.proxy import Action
+from channels.testing.proxy import Action
 from channels.errors import ChannelsError, TransportError
 from channels.listing import list_prefix
-from channels.modes.fastfile import FastFileView
-from channels.modes.file import download
-from channels.modes.pipe import PipeReader
+from channels.modes.fastfile.view import FastFileView
+from channels.modes.file.download import download
+from channels.modes.pipe.reader import PipeReader
 from channels.store import Store
 from channels.testing import KIB, object_bytes
 from channels.transport import AccessDeniedError, Transport, TransportConfig

@@ -48,15 +48,15 @@ THREAD_TOLERANCE = 2
 
 CHILD = r"""
 import hashlib, json, os, sys, time
-from channels.modes.fastfile import FastFileView
-from channels.modes.pipe import PipeReader
-from channels.modes.readahead import ReadaheadConfig
+from channels.modes.fastfile.view import FastFileView
+from channels.modes.pipe.reader import PipeReader
+from channels.modes.fastfile.readahead import ReadaheadConfig
 from channels.store import Store
 from channels.transport import Transport, TransportConfig
+from channels.units import KIB
 
 endpoint, uri, expected_path, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 expected = json.load(open(expected_path))  # {"records": [sha...], "files": {path: sha}}
-KIB = 1024
 config = TransportConfig(part_size=64 * KIB, budget_bytes=1024 * KIB, max_workers=8, retries=6,
                          backoff_base=0.001, backoff_max=0.01, read_timeout=0.5, connect_timeout=2.0)
 readahead = ReadaheadConfig(initial_window=64 * KIB, part_size=64 * KIB, max_window=256 * KIB,

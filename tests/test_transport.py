@@ -25,11 +25,8 @@ from channels.testing import wait_for
 from channels.transport import (AccessDeniedError, Backend, Cancelled, PartialRead, Transport,
                                 TransportConfig, backend_class, backend_names, plan_parts, register_backend)
 from channels.transport.backends.s3 import S3Backend, parse_s3_url, quote_key
-from channels.transport.buffers import BufferPool
-
-KIB = 1024
-MIB = 1024 * KIB
-
+from channels.memory.pool import BufferPool
+from channels.units import KIB, MIB
 
 def put(client, bucket: str, key: str, data: bytes) -> ObjectRef:
     etag = client.put_object(Bucket=bucket, Key=key, Body=data)["ETag"].strip('"')

@@ -15,8 +15,8 @@ from channels.errors import TransportError
 from channels.listing import ObjectRef
 from channels.store import Store
 from channels.transport import Transport, TransportConfig
+from channels.units import KIB
 
-KIB = 1024
 FAST_RETRY = dict(backoff_base=0.001, backoff_max=0.01)
 
 

@@ -17,9 +17,8 @@ import channels.transport.stream as stream_module
 from channels.listing import ObjectRef
 from channels.store import Store
 from channels.transport import Backend, PartialRead, Transport, TransportConfig, plan_parts, register_backend
+from channels.units import KIB, MIB
 
-KIB = 1024
-MIB = 1024 * KIB
 put = test_transport.put
 stored = test_transport.stored  # the fixture: (transport, refs, blobs, kind) for every backend
 

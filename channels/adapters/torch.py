@@ -28,7 +28,8 @@ from typing import Any
 
 import torch.utils.data
 
-from channels.adapters import Source, split_for
+from channels.adapters.sources import Source
+from channels.adapters.split import split_for
 from channels.hosts import Identity, process_identity
 
 

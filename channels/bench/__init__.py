@@ -2,10 +2,10 @@
 
 Modules, each one concept:
 
-* :mod:`~channels.bench.profiles`: latency profiles (``local``, ``s3-like``...).
-* :mod:`~channels.bench.proxy`: the loopback proxy that applies a profile
+* :mod:`~channels.testing.profiles`: latency profiles (``local``, ``s3-like``...).
+* :mod:`~channels.testing.proxy`: the loopback proxy that applies a profile
   (first-byte delay, bandwidth per connection and per host, fault hooks).
-* :mod:`~channels.bench.services`: endpoint and proxies in their own processes.
+* :mod:`~channels.testing.services`: endpoint and proxies in their own processes.
 * :mod:`~channels.bench.datasets`: generated datasets, reused when present.
 * :mod:`~channels.bench.runners` and :mod:`~channels.bench.peers`: the
   registry of what is measured: our modes and the baseline clients.

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from channels.records import MAGIC
+from channels.units import KIB, MIB
 
-KIB = 1024
-MIB = 1024 * KIB
 HEADER = 8
 
 

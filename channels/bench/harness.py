@@ -4,7 +4,7 @@ Method (DESIGN.md: measure against the limit, peers in the same run):
 
 1. The endpoint (moto on loopback by default) runs in its own process, and
    one more process holds a latency proxy per profile
-   (:mod:`channels.bench.services`), so the CPU of each party can be read
+   (:mod:`channels.testing.services`), so the CPU of each party can be read
    from ``/proc/<pid>/stat`` around every measurement.
 2. Datasets are uploaded straight to the endpoint (or reused when there),
    then read once, untimed, to warm the server's caches.
@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 
 from channels.bench import report
 from channels.bench.datasets import BenchDataset, ensure
-from channels.bench.profiles import Profile, get_profile
+from channels.testing.profiles import Profile, get_profile
 from channels.bench.runners import Body, Meter, Target, get_runner
-from channels.bench.services import Child, start_endpoint, start_proxies
+from channels.testing.services import Child, start_endpoint, start_proxies
 
 Log = Callable[[str], None]
 

@@ -44,12 +44,12 @@ from dataclasses import dataclass
 
 from channels.balance import report as balance_report
 from channels.bench.datasets import BenchDataset, ensure, skewed_dataset
-from channels.bench.profiles import get_profile
+from channels.testing.profiles import get_profile
 from channels.bench.runners import scratch_root
-from channels.bench.services import start_proxies
+from channels.testing.services import start_proxies
 from channels.sharding import SHARDED_BY_S3_KEY, SIZE_BALANCED, host_name
+from channels.units import MB
 
-MB = 1_000_000
 _SUMMARY = re.compile(r"downloaded (\d+) objects?, .*? in ([0-9.]+) s")
 
 

@@ -204,7 +204,7 @@ def scratch_root() -> str:
 
 @contextlib.contextmanager
 def _pipe(target: Target) -> Iterator[Body]:
-    from channels.modes.pipe import PipeReader
+    from channels.modes.pipe.reader import PipeReader
 
     framing = "recordio" if target.records_per_object else "raw"
     reader = PipeReader(target.uri, framing=framing, store=target.store())
@@ -235,7 +235,7 @@ def _pipe(target: Target) -> Iterator[Body]:
 
 @contextlib.contextmanager
 def _file(target: Target) -> Iterator[Body]:
-    from channels.modes.file import download
+    from channels.modes.file.download import download
 
     root = tempfile.mkdtemp(prefix="channels-bench-", dir=target.workdir or scratch_root())
     dest = os.path.join(root, "data")
@@ -256,7 +256,7 @@ def _file(target: Target) -> Iterator[Body]:
 
 @contextlib.contextmanager
 def _fastfile(target: Target) -> Iterator[Body]:
-    from channels.modes.fastfile import FastFileView
+    from channels.modes.fastfile.view import FastFileView
 
     view = FastFileView(target.uri, target.store())
     view.load()
@@ -297,8 +297,8 @@ def _walk_files(view) -> list[str]:
 
 
 register_runner(Runner("pipe", MODE, "PipeReader, framing=recordio: every record counted", _pipe,
-                       _missing("channels.modes.pipe")))
+                       _missing("channels.modes.pipe.reader")))
 register_runner(Runner("file", MODE, "download() of the prefix to tmpfs; TTFB = whole download", _file,
-                       _missing("channels.modes.file")))
+                       _missing("channels.modes.file.download")))
 register_runner(Runner("fastfile", MODE, "FastFileView: each file read to its end, 1 MiB readinto", _fastfile,
-                       _missing("channels.modes.fastfile")))
+                       _missing("channels.modes.fastfile.view")))

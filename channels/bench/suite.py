@@ -57,7 +57,7 @@ from dataclasses import dataclass
 
 from channels.bench import report
 from channels.bench.datasets import BenchDataset, skewed_dataset, throughput_datasets
-from channels.bench.profiles import get_profile
+from channels.testing.profiles import get_profile
 from channels.bench.runners import MODE, PEER, get_runner, names
 
 SUITES = ("throughput", "imbalance")

@@ -19,19 +19,17 @@ import signal
 import sys
 import threading
 
-from channels.cli import add_endpoint_argument
+from channels.cli.args import add_endpoint_argument
 from channels.hosts import host_identity
 from channels.listing import MANIFEST_FILE, S3_PREFIX
 from channels.sharding import DISTRIBUTION_TYPES, SHARDED_BY_S3_KEY, STRATEGIES
 from channels.store import Store
 from channels.transport import TransportConfig
+from channels.units import MIB
 
 NAME = "download"
 HELP = ("File mode: download this host's share of a prefix (or every File channel of a job) to a "
         "directory, in parallel, resumably, never leaving a partial file under its final name.")
-MIB = 1024 * 1024
-
-
 class Terminated(KeyboardInterrupt):
     """SIGTERM arrived: unwinds like Ctrl-C so every ``finally`` cleans up."""
 
@@ -85,11 +83,11 @@ def run(args: argparse.Namespace) -> int:
     with _sigterm_raises():
         try:
             if job_path is not None:
-                from channels.modes.download_job import download_job
+                from channels.modes.file.job import download_job
 
                 download_job(job_path, args.root, strategy=args.strategy, **common)
             else:
-                from channels.modes.file import download
+                from channels.modes.file.download import download
 
                 download(args.uri, args.dest, strategy=args.strategy or SHARDED_BY_S3_KEY,
                          data_type=args.data_type, **common)

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 
-from channels.cli import add_endpoint_argument
+from channels.cli.args import add_endpoint_argument
 from channels.errors import MountError
 
 NAME = "mount"
@@ -102,9 +102,9 @@ def job_targets(path: str, root: str) -> list[tuple[str, str]]:
 
 def serve(uri: str, mountpoint: str, args: argparse.Namespace) -> int:
     """Mount one prefix in this process and block until a signal unmounts it."""
-    from channels.modes.fastfile import FastFileView
-    from channels.modes.mount import check_fuse, mount
-    from channels.modes.readahead import MIB, ReadaheadConfig
+    from channels.modes.fastfile.view import FastFileView
+    from channels.modes.fastfile.mount import check_fuse, mount
+    from channels.modes.fastfile.readahead import MIB, ReadaheadConfig
     from channels.store import Store
 
     check_fuse(mountpoint)  # before the listing: a bad mount point fails fast
@@ -119,7 +119,7 @@ def serve(uri: str, mountpoint: str, args: argparse.Namespace) -> int:
 
 def supervise(targets: list[tuple[str, str]], args: argparse.Namespace) -> int:
     """One ``--foreground`` child per mount; wait until all are up, then wait or return."""
-    from channels.modes.mount import check_fuse
+    from channels.modes.fastfile.mount import check_fuse
 
     for _, mountpoint in targets:
         check_fuse(mountpoint)
@@ -145,7 +145,7 @@ def supervise(targets: list[tuple[str, str]], args: argparse.Namespace) -> int:
 
 
 def _start_and_wait(targets, args, children: list, stopping: list[int]) -> int:
-    from channels.modes.mount import wait_mounted
+    from channels.modes.fastfile.mount import wait_mounted
 
     for uri, mountpoint in targets:
         if stopping:

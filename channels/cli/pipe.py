@@ -6,20 +6,18 @@ import argparse
 import signal
 import sys
 
-from channels.cli import add_endpoint_argument
+from channels.cli.args import add_endpoint_argument
 from channels.errors import ChannelsError
 from channels.hosts import host_identity
-from channels.modes.fifo import FifoServer
+from channels.modes.pipe.fifo import FifoServer
 from channels.spec import Job
 from channels.store import Store
 from channels.transport import TransportConfig
+from channels.units import MIB
 
 NAME = "pipe"
 HELP = ("Serve every Pipe channel of a job as FIFOs ROOT/input/data/<channel>_<epoch>, "
         "one epoch after another, until stopped (SIGTERM, Ctrl-C) or --epochs are read.")
-MIB = 1024 * 1024
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("job", help="the job definition (JSON, as CreateTrainingJob takes it)")
     p.add_argument("--root", default="/opt/ml", help="container root; FIFOs go in ROOT/input/data "

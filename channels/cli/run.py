@@ -23,8 +23,8 @@ import signal
 import sys
 from pathlib import Path
 
-from channels.cli import add_endpoint_argument
-from channels.runner import DEFAULT_GRACE_SECONDS, Run, RunOptions, install_signal_handlers
+from channels.cli.args import add_endpoint_argument
+from channels.run.runner import DEFAULT_GRACE_SECONDS, Run, RunOptions, install_signal_handlers
 from channels.spec import Job
 
 NAME = "run"

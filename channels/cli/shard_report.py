@@ -7,7 +7,7 @@ import json
 import sys
 
 from channels.balance import compare, format_table, report
-from channels.cli import add_endpoint_argument
+from channels.cli.args import add_endpoint_argument
 from channels.listing import MANIFEST_FILE, S3_PREFIX, list_source
 from channels.sharding import SHARDED_BY_S3_KEY, STRATEGIES
 from channels.store import Store

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-MIB = 1024 * 1024
-
+from channels.units import MIB
 
 @dataclass(frozen=True)
 class TransportConfig:

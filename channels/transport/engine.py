@@ -21,7 +21,7 @@ from channels.listing import ObjectRef
 from channels.store import Store, protocol_of
 from channels.transport.backends import Backend, backend_class
 from channels.transport.backends.base import OnData, Progress
-from channels.transport.buffers import keep_largest
+from channels.memory.pool import keep_largest
 from channels.transport.config import TransportConfig
 from channels.transport.errors import Cancelled, PartialRead
 from channels.transport.stats import TransportStats

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from channels.listing import ObjectRef
-from channels.transport.buffers import BufferPool
+from channels.memory.pool import BufferPool
 from channels.transport.errors import Cancelled
 
 if TYPE_CHECKING:

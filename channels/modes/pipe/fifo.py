@@ -50,8 +50,8 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from channels.modes.pipe import PipeReader
-from channels.modes.pipe_source import Piece
+from channels.modes.pipe.reader import PipeReader
+from channels.modes.pipe.source import Piece
 from channels.records import RecordIOStreamEncoder
 
 log = logging.getLogger(__name__)

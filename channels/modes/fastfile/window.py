@@ -1,6 +1,6 @@
 """A window of an object: one budgeted buffer, fetched in parts, read as the bytes land.
 
-The unit of :mod:`channels.modes.readahead`: a :class:`ReadaheadFile` reads
+The unit of :mod:`channels.modes.fastfile.readahead`: a :class:`ReadaheadFile` reads
 from its windows, and FastFile's view fetches windows of files nobody has
 opened yet (:func:`~channels.modes.readahead.fetch_ahead`). A window's parts
 are fetched concurrently; each part's fetch tells how far it has filled the
@@ -16,10 +16,8 @@ from functools import partial
 
 import numpy as np
 
-from channels.modes.readahead_memory import ByteBudget, ReadStats, _unexported
-
-KIB = 1024
-MIB = 1024 * KIB
+from channels.memory.budget import ByteBudget, ReadStats, _unexported
+from channels.units import KIB, MIB
 
 #: A reader that has caught up with a part still in flight waits until this
 #: much more of it (or the rest) has landed: one wake-up per few reads.

@@ -5,7 +5,7 @@ harness's process), the endpoint and the proxy. Each runs in its own process
 so that none holds another's GIL, and so that each one's CPU time can be read
 from ``/proc/<pid>/stat`` around every measurement.
 
-Children are started with ``python -m channels.bench.services KIND ...``;
+Children are started with ``python -m channels.testing.services KIND ...``;
 each prints one JSON line (its URLs) when ready and runs until its standard
 input closes, so a harness that dies takes them with it. The proxy child
 also answers one-word commands on stdin, one JSON line each: ``stats``
@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from channels.bench.profiles import Profile, get_profile
+from channels.testing.profiles import Profile, get_profile
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -43,7 +43,7 @@ def cpu_seconds(pid: int) -> float | None:
 
 
 class Child:
-    """A ``channels.bench.services`` child process and what it announced.
+    """A ``channels.testing.services`` child process and what it announced.
 
     Attributes:
         info: the JSON object the child printed when ready.
@@ -53,7 +53,7 @@ class Child:
     def __init__(self, argv: Sequence[str], *, timeout: float = 60.0) -> None:
         env = dict(os.environ)
         env.setdefault("OPENBLAS_NUM_THREADS", "1")
-        self._proc = subprocess.Popen([sys.executable, "-m", "channels.bench.services", *argv],
+        self._proc = subprocess.Popen([sys.executable, "-m", "channels.testing.services", *argv],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self.pid = self._proc.pid
         deadline = time.monotonic() + timeout
@@ -117,7 +117,7 @@ def start_proxies(upstream: str, profiles: Sequence[Profile], *,
 
 
 def _serve_endpoint() -> None:
-    from channels.testing import LocalS3, dummy_credentials
+    from channels.testing.s3 import LocalS3, dummy_credentials
 
     with dummy_credentials(), LocalS3() as s3:
         print(json.dumps({"url": s3.endpoint_url, "pid": os.getpid()}), flush=True)
@@ -127,7 +127,7 @@ def _serve_endpoint() -> None:
 def _serve_proxies(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
-    from channels.bench.proxy import Proxy
+    from channels.testing.proxy import Proxy
 
     proxies, urls = [], {}
     for spec in args.profile:
@@ -159,7 +159,7 @@ def _serve_proxies(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m channels.bench.services")
+    parser = argparse.ArgumentParser(prog="python -m channels.testing.services")
     sub = parser.add_subparsers(dest="kind", required=True)
     sub.add_parser("endpoint", help="moto's S3 server on a free loopback port")
     p = sub.add_parser("proxy", help="latency proxies in front of an endpoint")

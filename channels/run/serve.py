@@ -36,7 +36,7 @@ from typing import ClassVar
 
 from channels.container import Layout
 from channels.errors import ChannelsError
-from channels.modes.download_keys import STATE_PREFIX as JOURNAL_PREFIX
+from channels.modes.file.keys import STATE_PREFIX as JOURNAL_PREFIX
 from channels.spec import Job
 
 #: Seconds a service gets to exit after SIGTERM before SIGKILL.

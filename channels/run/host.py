@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from channels.runner_serve import POLL, HostSpec, ServeError, Service, services_for
+from channels.run.serve import POLL, HostSpec, ServeError, Service, services_for
 
 
 class Outcome(enum.Enum):

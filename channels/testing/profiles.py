@@ -1,6 +1,6 @@
 """Latency profiles: how far away the benchmark's endpoint pretends to be.
 
-A profile is a set of proxy knobs (:mod:`channels.bench.proxy`). The
+A profile is a set of proxy knobs (:mod:`channels.testing.proxy`). The
 registry, keyed by name:
 
 * ``direct``: no proxy at all; the client talks to the endpoint. The only
@@ -36,9 +36,7 @@ by :mod:`channels.bench.imbalance`, not by these profiles.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-
-MB = 1_000_000
-
+from channels.units import MB
 
 @dataclass(frozen=True)
 class Profile:

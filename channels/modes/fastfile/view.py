@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from channels.listing import S3_PREFIX, ObjectRef, list_prefix
-from channels.modes.readahead import (ByteBudget, Fetch, Progress, ReadaheadConfig, ReadaheadFile, ReadStats,
+from channels.modes.fastfile.readahead import (ByteBudget, Fetch, Progress, ReadaheadConfig, ReadaheadFile, ReadStats,
                                       Window, fetch_ahead, first_window_size)
 from channels.store import Store
 

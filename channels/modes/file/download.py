@@ -3,10 +3,10 @@
 The steps, in order, each before any byte is written:
 
 1. list the source (or take a listing), refuse keys that would land outside
-   DEST (:mod:`channels.modes.download_keys`);
+   DEST (:mod:`channels.modes.file.keys`);
 2. plan this host's share and report its balance (and a skew warning with the
    size-balanced plan's figure);
-3. read the journal beside the data (:mod:`channels.modes.download_state`)
+3. read the journal beside the data (:mod:`channels.modes.file.journal`)
    and keep only what is missing or changed;
 4. check free space on DEST's filesystem (and against VolumeSizeInGB).
 
@@ -33,12 +33,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from channels.balance import BalanceReport, human_bytes, report
+from channels.balance import BalanceReport, report
+from channels.units import human_bytes
 from channels.errors import ChannelsError, ManifestError
 from channels.listing import S3_PREFIX, Listing, ObjectRef, list_source
-from channels.modes.download_disk import check_space, make_dirs, preallocate, remove_stale_tmp
-from channels.modes.download_keys import TMP_MARK, check_keys
-from channels.modes.download_state import DownloadState
+from channels.modes.file.disk import check_space, make_dirs, preallocate, remove_stale_tmp
+from channels.modes.file.keys import TMP_MARK, check_keys
+from channels.modes.file.journal import DownloadState
 from channels.progress import Progress, Summary
 from channels.sharding import SHARDED_BY_S3_KEY, SKEW_THRESHOLD, check_host, host_name, plan
 from channels.store import Store

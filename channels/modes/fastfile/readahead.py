@@ -53,8 +53,8 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 
-from channels.modes.readahead_memory import ByteBudget, ReadStats
-from channels.modes.readahead_window import KIB, MIB, Fetch, Progress, Window, fetch_part, split_parts
+from channels.memory.budget import ByteBudget, ReadStats
+from channels.modes.fastfile.window import KIB, MIB, Fetch, Progress, Window, fetch_part, split_parts
 
 __all__ = ["KIB", "MIB", "ByteBudget", "Fetch", "Progress", "ReadaheadConfig", "ReadaheadFile", "ReadStats",
            "Window", "fetch_ahead", "first_window_size", "split_parts"]

@@ -22,7 +22,7 @@ each request and response ends:
 Requests are forwarded byte for byte (``Host`` included), so signed requests
 stay valid; only response heads are rewritten (the ``Connection`` header).
 
-Faults (:mod:`channels.bench.faults`): a ``fault_policy`` callable sees
+Faults (:mod:`channels.testing.faults`): a ``fault_policy`` callable sees
 every request and may answer an :class:`Action` (``status``: answer an error
 without reaching the upstream; ``reset``: cut the response with a TCP reset
 after ``n`` body bytes; ``stall``: stop after ``n`` body bytes for
@@ -35,7 +35,7 @@ Efficiency: one thread per client connection. On Linux, bodies move with
 never enter this process, and each call releases the GIL. Elsewhere, and
 for responses a fault cuts short, through a reused 1 MiB buffer with
 ``recv_into``/``sendall``. Run it in its own process
-(``python -m channels.bench.proxy``) so that it competes with neither the
+(``python -m channels.testing.proxy``) so that it competes with neither the
 client nor the server for a GIL; ``benchmarks/test_bench_proxy.py`` measures
 its pass-through throughput against the endpoint alone.
 
@@ -55,9 +55,9 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from channels.bench.faults import Action, FaultPolicy, RequestInfo, scripted_faults
-from channels.bench.profiles import PROFILES, Profile
-from channels.bench.wire import SPLICE, error_response, fcntl, is_object_get, parse_head, read_head, splice
+from channels.testing.faults import Action, FaultPolicy, RequestInfo, scripted_faults
+from channels.testing.profiles import PROFILES, Profile
+from channels.testing.wire import SPLICE, error_response, fcntl, is_object_get, parse_head, read_head, splice
 
 __all__ = ["PROFILES", "Action", "Pacer", "Profile", "Proxy", "RequestInfo", "scripted_faults"]
 

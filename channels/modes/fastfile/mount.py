@@ -27,8 +27,8 @@ import threading
 import time
 
 from channels.errors import MountError
-from channels.modes.fastfile import FastFileView
-from channels.modes.readahead import ReadaheadFile
+from channels.modes.fastfile.view import FastFileView
+from channels.modes.fastfile.readahead import ReadaheadFile
 
 log = logging.getLogger(__name__)
 

@@ -1,17 +1,24 @@
-"""Checking job definitions: field paths, values shown, common checks, reading the JSON.
+"""Checking job definitions: field paths, values shown, common checks.
 
 A check never raises: it appends ``(field path, message)`` to a
 :class:`Problems` list so that the caller can report every problem at once.
 Paths are written as in the API's JSON (``InputDataConfig[2].ChannelName``);
 each message shows the value (truncated when long), the limit and the fix.
+Every spec dataclass checks itself with :func:`validated` in
+``__post_init__``; :func:`deferred` lets a parser build a whole tree first and
+check it once, so that it can report every problem.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
+
+from channels.errors import SpecError
 
 Problem = tuple[str, str]
 
@@ -227,31 +234,7 @@ class Problems:
                 self.add(where, f"unknown key; valid keys here: {', '.join(known)}")
 
 
-# -- reading the API's JSON ---------------------------------------------------
-# Structure only (objects, lists, keys); values are checked by the dataclasses,
-# which Job.from_dict builds with their checks deferred.
-
-_TOP_KEYS = ("TrainingJobName", "AlgorithmSpecification", "TrainingInputMode", "HyperParameters",
-             "InputDataConfig", "OutputDataConfig", "ResourceConfig", "StoppingCondition")
-_TOP_IGNORED = (  # CreateTrainingJob keys off the data path
-    "RoleArn", "VpcConfig", "Tags", "EnableNetworkIsolation", "EnableInterContainerTrafficEncryption",
-    "EnableManagedSpotTraining", "CheckpointConfig", "DebugHookConfig", "DebugRuleConfigurations",
-    "TensorBoardOutputConfig", "ExperimentConfig", "ProfilerConfig", "ProfilerRuleConfigurations",
-    "Environment", "RetryStrategy", "RemoteDebugConfig", "InfraCheckConfig", "SessionChainingConfig")
-_ALGORITHM_IGNORED = ("TrainingImage", "AlgorithmName", "MetricDefinitions", "EnableSageMakerMetricsTimeSeries",
-                      "ContainerEntrypoint", "ContainerArguments", "TrainingImageConfig")
-_CHANNEL_KEYS = ("ChannelName", "DataSource", "ContentType", "CompressionType", "RecordWrapperType",
-                 "InputMode", "ShuffleConfig")
-_S3_KEYS = ("S3DataType", "S3Uri", "S3DataDistributionType", "AttributeNames")
-_RESOURCE_KEYS = ("InstanceCount", "InstanceType", "VolumeSizeInGB")
-_UNSUPPORTED = {
-    "FileSystemDataSource": "channels reads S3DataSource only (any fsspec URL works there)",
-    "InstanceGroupNames": "heterogeneous clusters are not modelled; use ResourceConfig.InstanceCount",
-    "InstanceGroups": "heterogeneous clusters are not modelled; use InstanceCount and InstanceType",
-}
-
-
-def _object(p: Problems, path: str, value: object, *, required: bool = False) -> dict:
+def as_object(p: Problems, path: str, value: object, *, required: bool = False) -> dict:
     """``value`` if it is a JSON object; else report it, mark the path broken, and give {}."""
     if isinstance(value, Mapping):
         return dict(value)
@@ -262,79 +245,24 @@ def _object(p: Problems, path: str, value: object, *, required: bool = False) ->
     return {}
 
 
-def parse_job(data: Mapping, p: Problems):
-    """Build a Job (checks deferred by the caller) and tell which shape it came in."""
-    from channels import spec
-
-    p.keys("", data, _TOP_KEYS, ignored=_TOP_IGNORED, strict=False)
-    shape = "request" if "AlgorithmSpecification" in data else "definition"
-    mode = data.get("TrainingInputMode")
-    if shape == "request":
-        algorithm = _object(p, "AlgorithmSpecification", data["AlgorithmSpecification"], required=True)
-        p.keys("AlgorithmSpecification", algorithm, ("TrainingInputMode",), ignored=_ALGORITHM_IGNORED, strict=False)
-        if "TrainingInputMode" in data:
-            p.add("TrainingInputMode", "given at the top level and in AlgorithmSpecification; a CreateTrainingJob "
-                                       "request sets it only in AlgorithmSpecification: remove this one")
-        mode = algorithm.get("TrainingInputMode")
-    raw_channels = data.get("InputDataConfig")
-    if raw_channels is not None and not isinstance(raw_channels, list):
-        p.add("InputDataConfig", f"{show(raw_channels)} is {a_type(raw_channels)}; give a list of 1 to 20 channels")
-        p.broken.add("InputDataConfig")
-        raw_channels = []
-    channels = [_parse_channel(raw, p, f"InputDataConfig[{i}]") for i, raw in enumerate(raw_channels or [])]
-    hyperparameters = _object(p, "HyperParameters", data.get("HyperParameters"))
-    resource = _object(p, "ResourceConfig", data.get("ResourceConfig"))
-    p.keys("ResourceConfig", resource, _RESOURCE_KEYS, ignored=("VolumeKmsKeyId", "KeepAlivePeriodInSeconds",
-           "TrainingPlanArn"), unsupported=_UNSUPPORTED, strict=False)
-    stopping = _object(p, "StoppingCondition", data.get("StoppingCondition"))
-    p.keys("StoppingCondition", stopping, ("MaxRuntimeInSeconds",),
-           ignored=("MaxWaitTimeInSeconds", "MaxPendingTimeInSeconds"), strict=False)
-    output = _object(p, "OutputDataConfig", data.get("OutputDataConfig"), required=True)
-    p.keys("OutputDataConfig", output, ("S3OutputPath",), ignored=("KmsKeyId", "CompressionType"), strict=False)
-    job = spec.Job(
-        channels=tuple(channels),
-        input_mode=mode,
-        resource_config=spec.ResourceConfig(resource.get("InstanceCount", 1), resource.get("InstanceType"),
-                                            resource.get("VolumeSizeInGB", 30)),
-        stopping_condition=spec.StoppingCondition(stopping.get("MaxRuntimeInSeconds", 86400)),
-        output_data_config=spec.OutputDataConfig(output.get("S3OutputPath")),
-        hyperparameters=hyperparameters,
-        training_job_name=data.get("TrainingJobName"),
-    )
-    return job, shape
+# While set, __post_init__ skips its check: Job.from_dict builds the whole
+# tree first, then checks it once so that it can report every problem.
+_DEFERRED: contextvars.ContextVar[bool] = contextvars.ContextVar("channels_spec_deferred", default=False)
 
 
-def _parse_channel(raw: object, p: Problems, path: str):
-    from channels import spec
+def validated(obj: object, what: str) -> None:
+    if _DEFERRED.get():
+        return
+    problems = obj._problems()  # type: ignore[attr-defined]
+    if problems:
+        raise SpecError(summary(problems, what), problems=problems)
 
-    channel = _object(p, path, raw, required=True)
-    p.keys(path, channel, _CHANNEL_KEYS, strict=True)
-    source_path = join(path, "DataSource")
-    source = _object(p, source_path, channel.get("DataSource"), required=True)
-    p.keys(source_path, source, ("S3DataSource",), unsupported=_UNSUPPORTED, strict=True)
-    s3_path = join(source_path, "S3DataSource")
-    only_fs = "FileSystemDataSource" in source and "S3DataSource" not in source
-    if only_fs:
-        p.broken.add(s3_path)  # already reported as unsupported
-    s3 = _object(p, s3_path, source.get("S3DataSource"), required=not only_fs)
-    p.keys(s3_path, s3, _S3_KEYS, ignored=("ModelAccessConfig", "HubAccessConfig"),
-           unsupported=_UNSUPPORTED, strict=True)
-    seed = None
-    if "ShuffleConfig" in channel:
-        shuffle_path = join(path, "ShuffleConfig")
-        shuffle = _object(p, shuffle_path, channel["ShuffleConfig"], required=True)
-        p.keys(shuffle_path, shuffle, ("Seed",), strict=True)
-        seed = shuffle.get("Seed")
-        if isinstance(channel["ShuffleConfig"], Mapping) and "Seed" not in shuffle:
-            p.add(join(shuffle_path, "Seed"), "missing (required); give an integer seed, or remove ShuffleConfig")
-    return spec.Channel(
-        name=channel.get("ChannelName"),
-        data_source=spec.S3DataSource(s3.get("S3DataType"), s3.get("S3Uri"),
-                                      s3.get("S3DataDistributionType", "FullyReplicated"),
-                                      s3.get("AttributeNames", ())),
-        content_type=channel.get("ContentType"),
-        compression=channel.get("CompressionType", "None"),
-        record_wrapper=channel.get("RecordWrapperType", "None"),
-        shuffle_seed=seed,
-        input_mode=channel.get("InputMode"),
-    )
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Within this block, spec objects skip their own check (the caller checks the whole tree)."""
+    token = _DEFERRED.set(True)
+    try:
+        yield
+    finally:
+        _DEFERRED.reset(token)

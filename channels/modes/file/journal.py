@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from channels.listing import ObjectRef
-from channels.modes.download_keys import STATE_PREFIX
+from channels.modes.file.keys import STATE_PREFIX
 
 #: Records appended per write, at most (also written every FLUSH_SECONDS).
 BATCH = 512

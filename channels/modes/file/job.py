@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from channels.modes.download_disk import check_space
-from channels.modes.file import DownloadResult, Share, fetch, prepare
+from channels.modes.file.disk import check_space
+from channels.modes.file.download import DownloadResult, Share, fetch, prepare
 from channels.sharding import strategy_name
 from channels.spec import Job
 from channels.store import Store

@@ -1,7 +1,7 @@
 """The memory behind FastFile's readahead: one byte budget shared by every open
 file of a view, the buffers it lends, and the counters files keep.
 
-Split from :mod:`channels.modes.readahead`, which holds the readahead policy.
+Split from :mod:`channels.modes.fastfile.readahead`, which holds the readahead policy.
 """
 
 from __future__ import annotations
@@ -9,10 +9,8 @@ from __future__ import annotations
 import mmap
 import threading
 
-from channels.transport.buffers import keep_largest
-
-KIB = 1024
-
+from channels.memory.pool import keep_largest
+from channels.units import KIB
 
 #: Window buffers at least this large are anonymous memory maps of their own.
 MMAP_MIN = 256 * KIB

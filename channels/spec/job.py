@@ -1,4 +1,4 @@
-"""The training-job definition: frozen dataclasses, validated at construction.
+"""The training-job definition: frozen dataclasses, validated at construction; each beside its JSON reader.
 
 A :class:`Job` is read from and written to the API's own JSON (PascalCase) in
 two shapes:
@@ -29,58 +29,35 @@ nor differ only in case (they become directories and ``SM_CHANNEL_<NAME>``).
 
 from __future__ import annotations
 
-import contextvars
 import json
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 
-from channels._validate import Problem, Problems, a_type, join, parse_job, show, summary
 from channels.errors import ChannelsError, SourceNotFoundError, SpecError
-
-__all__ = [
-    "INPUT_MODES", "SHAPES", "Channel", "FrozenMap", "Job", "OutputDataConfig", "ResourceConfig",
-    "S3DataSource", "StoppingCondition", "UnknownChannelError", "effective_input_mode",
-]
-
-# -- documented limits ------------------------------------------------------
-INPUT_MODES = ("Pipe", "File", "FastFile")
-SHAPES = ("definition", "request")
-MIN_CHANNELS, MAX_CHANNELS = 1, 20
-CHANNEL_NAME_MAX_LEN = 64
-CHANNEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9\.\-_]+")
-RESERVED_CHANNEL_NAMES = (".", "..")  # ours: the name becomes a directory
-CONTENT_TYPE_MAX_LEN = 256
-COMPRESSION_TYPES = ("None", "Gzip")
-RECORD_WRAPPER_TYPES = ("None", "RecordIO")
-PIPE_ONLY_MODE = "Pipe"  # the one mode where Gzip and RecordIO apply
-SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1  # ShuffleConfig.Seed is a Long
-S3_DATA_TYPES = ("S3Prefix", "ManifestFile", "AugmentedManifestFile")
-FASTFILE_DATA_TYPES = ("S3Prefix",)
-DISTRIBUTION_TYPES = ("FullyReplicated", "ShardedByS3Key")
-MAX_ATTRIBUTE_NAMES = 16
-ATTRIBUTE_NAME_MAX_LEN = 256
-URI_MAX_LEN = 1024
-MAX_HYPERPARAMETERS = 100
-HYPERPARAMETER_KEY_MAX_LEN = 256
-HYPERPARAMETER_VALUE_MAX_LEN = 2500
-TRAINING_JOB_NAME_MAX_LEN = 63
-TRAINING_JOB_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
-MIN_INSTANCE_COUNT = MIN_VOLUME_SIZE_GB = MIN_MAX_RUNTIME_SECONDS = 1
-
-# While set, __post_init__ skips its check: Job.from_dict builds the whole
-# tree first, then checks it once so that it can report every problem.
-_DEFERRED: contextvars.ContextVar[bool] = contextvars.ContextVar("channels_spec_deferred", default=False)
-
-
-def _validated(obj: object, what: str) -> None:
-    if _DEFERRED.get():
-        return
-    problems = obj._problems()  # type: ignore[attr-defined]
-    if problems:
-        raise SpecError(summary(problems, what), problems=problems)
+from channels.spec.channel import Channel, mode_problems, parse_channel
+from channels.spec.limits import (
+    ALGORITHM_IGNORED,
+    HYPERPARAMETER_KEY_MAX_LEN,
+    HYPERPARAMETER_VALUE_MAX_LEN,
+    INPUT_MODES,
+    MAX_CHANNELS,
+    MAX_HYPERPARAMETERS,
+    MIN_CHANNELS,
+    MIN_INSTANCE_COUNT,
+    MIN_MAX_RUNTIME_SECONDS,
+    MIN_VOLUME_SIZE_GB,
+    RESOURCE_KEYS,
+    SHAPES,
+    TOP_IGNORED,
+    TOP_KEYS,
+    TRAINING_JOB_NAME_MAX_LEN,
+    TRAINING_JOB_NAME_PATTERN,
+    UNSUPPORTED_KEYS,
+    URI_MAX_LEN,
+)
+from channels.spec.problems import Problem, Problems, a_type, as_object, deferred, join, show, summary, validated
 
 
 class UnknownChannelError(ChannelsError, KeyError):
@@ -112,129 +89,6 @@ class FrozenMap(Mapping[str, str]):
 
 
 @dataclass(frozen=True, slots=True)
-class S3DataSource:
-    """Where a channel's objects are (JSON: ``DataSource.S3DataSource``).
-
-    Attributes:
-        s3_data_type: S3Prefix, ManifestFile or AugmentedManifestFile.
-        s3_uri: ``s3://bucket/prefix`` or any fsspec URL with a scheme.
-        distribution: FullyReplicated or ShardedByS3Key.
-        attribute_names: the attributes streamed, in order; AugmentedManifestFile only.
-    """
-
-    s3_data_type: str
-    s3_uri: str
-    distribution: str = "FullyReplicated"
-    attribute_names: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if isinstance(self.attribute_names, list):
-            object.__setattr__(self, "attribute_names", tuple(self.attribute_names))
-        _validated(self, "S3DataSource")
-
-    def _problems(self) -> list[Problem]:
-        p = Problems()
-        p.choice("S3DataType", self.s3_data_type, S3_DATA_TYPES, required=True)
-        p.url("S3Uri", self.s3_uri, max_len=URI_MAX_LEN)
-        p.choice("S3DataDistributionType", self.distribution, DISTRIBUTION_TYPES, required=True)
-        names = self.attribute_names
-        if not isinstance(names, tuple):
-            p.add("AttributeNames", f"{show(names)} is {a_type(names)}; give a list of strings")
-        elif self.s3_data_type == "AugmentedManifestFile":
-            if not 1 <= len(names) <= MAX_ATTRIBUTE_NAMES:
-                p.add("AttributeNames", f"{len(names)} names; AugmentedManifestFile needs 1 to {MAX_ATTRIBUTE_NAMES}: "
-                                        'list the attributes to stream, in order, e.g. ["source-ref", "class"]')
-            for i, name in enumerate(names):
-                p.string(f"AttributeNames[{i}]", name, min_len=1, max_len=ATTRIBUTE_NAME_MAX_LEN, required=True)
-        elif names:
-            p.add("AttributeNames", f"{show(list(names))} given, but AttributeNames applies only to "
-                                    "S3DataType AugmentedManifestFile; remove it or change S3DataType")
-        return p.items
-
-    def to_dict(self) -> dict:
-        """The API's ``S3DataSource`` JSON object."""
-        out = {"S3DataType": self.s3_data_type, "S3Uri": self.s3_uri,
-               "S3DataDistributionType": self.distribution}
-        if self.attribute_names:
-            out["AttributeNames"] = list(self.attribute_names)
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class Channel:
-    """One named input (JSON: an element of ``InputDataConfig``).
-
-    Attributes:
-        name: ChannelName, unique in the job.
-        data_source: where the objects are.
-        content_type: the MIME type, passed to the script as is.
-        compression: None or Gzip (Gzip only in Pipe mode).
-        record_wrapper: None or RecordIO (RecordIO only in Pipe mode).
-        shuffle_seed: ShuffleConfig.Seed; None means no shuffling.
-        input_mode: this channel's InputMode; None means the job's.
-    """
-
-    name: str
-    data_source: S3DataSource
-    content_type: str | None = None
-    compression: str = "None"
-    record_wrapper: str = "None"
-    shuffle_seed: int | None = None
-    input_mode: str | None = None
-
-    def __post_init__(self) -> None:
-        _validated(self, "channel")
-
-    def _problems(self) -> list[Problem]:
-        p = Problems()
-        if p.string("ChannelName", self.name, min_len=1, max_len=CHANNEL_NAME_MAX_LEN, required=True,
-                    pattern=CHANNEL_NAME_PATTERN, pattern_help="letters, digits, '.', '-', '_'") \
-                and self.name in RESERVED_CHANNEL_NAMES:
-            p.add("ChannelName", f"{show(self.name)} cannot name a channel directory; rename it")
-        if isinstance(self.data_source, S3DataSource):
-            p.extend("DataSource.S3DataSource", self.data_source._problems())
-        else:
-            p.add("DataSource.S3DataSource", f"{show(self.data_source)} is not an S3DataSource")
-        p.string("ContentType", self.content_type, max_len=CONTENT_TYPE_MAX_LEN)
-        p.choice("CompressionType", self.compression, COMPRESSION_TYPES, required=True)
-        p.choice("RecordWrapperType", self.record_wrapper, RECORD_WRAPPER_TYPES, required=True)
-        p.integer("ShuffleConfig.Seed", self.shuffle_seed, minimum=SEED_MIN, maximum=SEED_MAX, required=False)
-        if self.input_mode is not None and p.choice("InputMode", self.input_mode, INPUT_MODES):
-            p.extend("", _mode_problems(self, self.input_mode, "this channel's InputMode"))
-        return p.items
-
-    def to_dict(self) -> dict:
-        """The API's ``Channel`` JSON object."""
-        out: dict = {"ChannelName": self.name, "DataSource": {"S3DataSource": self.data_source.to_dict()}}
-        if self.content_type is not None:
-            out["ContentType"] = self.content_type
-        out["CompressionType"] = self.compression
-        out["RecordWrapperType"] = self.record_wrapper
-        if self.input_mode is not None:
-            out["InputMode"] = self.input_mode
-        if self.shuffle_seed is not None:
-            out["ShuffleConfig"] = {"Seed": self.shuffle_seed}
-        return out
-
-
-def _mode_problems(channel: Channel, mode: str, source: str) -> list[Problem]:
-    """Problems of a channel that only its effective input mode reveals."""
-    out = []
-    if channel.compression == "Gzip" and mode != PIPE_ONLY_MODE:
-        out.append(("CompressionType", f'"Gzip" needs Pipe input mode, but {source} is {mode}: '
-                                       'set CompressionType "None" (or omit it), or use InputMode "Pipe"'))
-    if channel.record_wrapper == "RecordIO" and mode != PIPE_ONLY_MODE:
-        out.append(("RecordWrapperType", f'"RecordIO" needs Pipe input mode, but {source} is {mode}: '
-                                         'set RecordWrapperType "None" (or omit it), or use InputMode "Pipe"'))
-    kind = getattr(channel.data_source, "s3_data_type", None)
-    if mode == "FastFile" and kind in S3_DATA_TYPES and kind not in FASTFILE_DATA_TYPES:
-        out.append(("DataSource.S3DataSource.S3DataType",
-                    f"{show(kind)} cannot be read in FastFile mode ({source} is FastFile); FastFile shows "
-                    "an S3Prefix as a lazy file tree: use File or Pipe mode, or an S3Prefix"))
-    return out
-
-
-@dataclass(frozen=True, slots=True)
 class ResourceConfig:
     """The hosts (JSON: ``ResourceConfig``): InstanceCount, InstanceType, VolumeSizeInGB."""
 
@@ -243,7 +97,7 @@ class ResourceConfig:
     volume_size_gb: int = 30
 
     def __post_init__(self) -> None:
-        _validated(self, "ResourceConfig")
+        validated(self, "ResourceConfig")
 
     def _problems(self) -> list[Problem]:
         p = Problems()
@@ -267,7 +121,7 @@ class StoppingCondition:
     max_runtime_seconds: int = 86400
 
     def __post_init__(self) -> None:
-        _validated(self, "StoppingCondition")
+        validated(self, "StoppingCondition")
 
     def _problems(self) -> list[Problem]:
         p = Problems()
@@ -285,7 +139,7 @@ class OutputDataConfig:
     s3_output_path: str
 
     def __post_init__(self) -> None:
-        _validated(self, "OutputDataConfig")
+        validated(self, "OutputDataConfig")
 
     def _problems(self) -> list[Problem]:
         p = Problems()
@@ -323,7 +177,7 @@ class Job:
             object.__setattr__(self, "channels", tuple(self.channels))
         if isinstance(self.hyperparameters, Mapping) and not isinstance(self.hyperparameters, FrozenMap):
             object.__setattr__(self, "hyperparameters", FrozenMap(self.hyperparameters))
-        _validated(self, "job definition")
+        validated(self, "job definition")
 
     def _problems(self) -> list[Problem]:
         p = Problems()
@@ -369,11 +223,8 @@ class Job:
             problems = [("", f"{show(data)} is {a_type(data)}; a job definition is a JSON object")]
             raise SpecError(summary(problems, "job definition"), problems=problems)
         p = Problems()
-        token = _DEFERRED.set(True)
-        try:
+        with deferred():
             job, shape = parse_job(data, p)
-        finally:
-            _DEFERRED.reset(token)
         for path, message in job._problems():
             if shape == "request" and path == "TrainingInputMode":
                 path = "AlgorithmSpecification.TrainingInputMode"
@@ -483,7 +334,7 @@ def _channels_problems(p: Problems, channels: object, job_mode: str | None) -> N
             continue
         p.extend(where, channel._problems())
         if job_mode is not None and channel.input_mode is None:
-            p.extend(where, _mode_problems(channel, job_mode, "the job's TrainingInputMode"))
+            p.extend(where, mode_problems(channel, job_mode, "the job's TrainingInputMode"))
         if not isinstance(channel.name, str):
             continue
         first = seen.setdefault(channel.name.lower(), i)
@@ -492,3 +343,43 @@ def _channels_problems(p: Problems, channels: object, job_mode: str | None) -> N
             clash = "is already" if other == channel.name else f"differs only in case from {show(other)},"
             p.add(join(where, "ChannelName"), f"{show(channel.name)} {clash} the name of InputDataConfig[{first}]; "
                                               "channel names must be unique (ignoring case): rename one")
+
+
+def parse_job(data: Mapping, p: Problems) -> tuple[Job, str]:
+    """Build a Job (checks deferred by the caller) and tell which shape it came in."""
+    p.keys("", data, TOP_KEYS, ignored=TOP_IGNORED, strict=False)
+    shape = "request" if "AlgorithmSpecification" in data else "definition"
+    mode = data.get("TrainingInputMode")
+    if shape == "request":
+        algorithm = as_object(p, "AlgorithmSpecification", data["AlgorithmSpecification"], required=True)
+        p.keys("AlgorithmSpecification", algorithm, ("TrainingInputMode",), ignored=ALGORITHM_IGNORED, strict=False)
+        if "TrainingInputMode" in data:
+            p.add("TrainingInputMode", "given at the top level and in AlgorithmSpecification; a CreateTrainingJob "
+                                       "request sets it only in AlgorithmSpecification: remove this one")
+        mode = algorithm.get("TrainingInputMode")
+    raw_channels = data.get("InputDataConfig")
+    if raw_channels is not None and not isinstance(raw_channels, list):
+        p.add("InputDataConfig", f"{show(raw_channels)} is {a_type(raw_channels)}; give a list of 1 to 20 channels")
+        p.broken.add("InputDataConfig")
+        raw_channels = []
+    channels = [parse_channel(raw, p, f"InputDataConfig[{i}]") for i, raw in enumerate(raw_channels or [])]
+    hyperparameters = as_object(p, "HyperParameters", data.get("HyperParameters"))
+    resource = as_object(p, "ResourceConfig", data.get("ResourceConfig"))
+    p.keys("ResourceConfig", resource, RESOURCE_KEYS, ignored=("VolumeKmsKeyId", "KeepAlivePeriodInSeconds",
+           "TrainingPlanArn"), unsupported=UNSUPPORTED_KEYS, strict=False)
+    stopping = as_object(p, "StoppingCondition", data.get("StoppingCondition"))
+    p.keys("StoppingCondition", stopping, ("MaxRuntimeInSeconds",),
+           ignored=("MaxWaitTimeInSeconds", "MaxPendingTimeInSeconds"), strict=False)
+    output = as_object(p, "OutputDataConfig", data.get("OutputDataConfig"), required=True)
+    p.keys("OutputDataConfig", output, ("S3OutputPath",), ignored=("KmsKeyId", "CompressionType"), strict=False)
+    job = Job(
+        channels=tuple(channels),
+        input_mode=mode,
+        resource_config=ResourceConfig(resource.get("InstanceCount", 1), resource.get("InstanceType"),
+                                            resource.get("VolumeSizeInGB", 30)),
+        stopping_condition=StoppingCondition(stopping.get("MaxRuntimeInSeconds", 86400)),
+        output_data_config=OutputDataConfig(output.get("S3OutputPath")),
+        hyperparameters=hyperparameters,
+        training_job_name=data.get("TrainingJobName"),
+    )
+    return job, shape

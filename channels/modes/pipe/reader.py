@@ -2,7 +2,7 @@
 
 The Python API a training script imports instead of reading a FIFO::
 
-    from channels.modes.pipe import PipeReader
+    from channels.modes.pipe.reader import PipeReader
 
     with PipeReader("s3://bucket/train/", framing="tfrecord", shuffle_seed=7,
                     hosts=4, host_index=rank) as reader:
@@ -46,7 +46,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from channels.listing import Listing, ObjectRef, list_source
-from channels.modes.pipe_source import Piece, PipeSource, iter_pieces
+from channels.modes.pipe.source import Piece, PipeSource, iter_pieces
 from channels.records import framer, framer_names
 from channels.sharding import check_host, plan
 from channels.store import Store

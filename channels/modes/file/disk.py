@@ -13,12 +13,12 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from channels.balance import human_bytes
+from channels.units import human_bytes
 from channels.errors import InsufficientSpaceError
 from channels.listing import ObjectRef
-from channels.modes.download_keys import TMP_MARK
+from channels.modes.file.keys import TMP_MARK
+from channels.units import GIB
 
-GIB = 1024 ** 3
 #: Mode of every folder File mode makes (less the umask's bits): never
 #: group/world-writable, even under umask 000, so nobody else can plant files.
 DIR_MODE = 0o755

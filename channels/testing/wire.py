@@ -67,7 +67,7 @@ def parse_head(head: bytes) -> tuple[str, dict[str, str]]:
     return lines[0].decode("latin-1"), headers
 
 
-def error_response(status: int, message: str = "injected by channels.bench.proxy") -> bytes:
+def error_response(status: int, message: str = "injected by channels.testing.proxy") -> bytes:
     code = ERROR_CODES.get(status, "InternalError" if status >= 500 else "Error")
     body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
             f"<Message>{message}</Message></Error>").encode()

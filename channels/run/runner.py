@@ -4,7 +4,7 @@ For each host (``algo-1`` .. ``algo-N``) the runner
 
 1. lays out the container under the host's root (:mod:`channels.container`):
    the config files, the directories, the ``SM_*`` environment;
-2. serves each channel in its input mode (:mod:`channels.runner_serve`):
+2. serves each channel in its input mode (:mod:`channels.run.serve`):
    Pipe FIFOs and FastFile mounts stay up while the script runs, File
    channels are downloaded before it starts;
 3. runs the command in its own process group, with the host's environment,
@@ -17,7 +17,7 @@ For each host (``algo-1`` .. ``algo-N``) the runner
 
 Then every host's ``model/`` becomes ``model.tar.gz`` and ``output/data/``
 ``output.tar.gz``, uploaded under ``<S3OutputPath>/<TrainingJobName>/output/``
-(:mod:`channels.runner_output`). A failed script's reason goes to
+(:mod:`channels.run.output`). A failed script's reason goes to
 ``output/failure`` unless the script wrote one. If one host's script fails,
 the others are stopped (SIGTERM, grace, SIGKILL), as a job fails as a whole.
 
@@ -38,11 +38,11 @@ from pathlib import Path
 
 from channels.container import Layout, environment, write_config, write_failure
 from channels.errors import ChannelsError
-from channels.runner_hosts import HostRun, HostResult, Outcome
-from channels.runner_output import (
+from channels.run.host import HostRun, HostResult, Outcome
+from channels.run.output import (
     MODEL_ARCHIVE, OUTPUT_ARCHIVE, Packed, generate_job_name, output_url, pack, upload,
 )
-from channels.runner_serve import HostSpec, remove_stale_fifos
+from channels.run.serve import HostSpec, remove_stale_fifos
 from channels.sharding import host_name
 from channels.spec import Job
 from channels.store import Store

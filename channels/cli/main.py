@@ -1,0 +1,57 @@
+"""The ``channels`` command: the parser and the one place errors become exit statuses.
+
+Each subcommand is a module in this package with ``NAME``, ``HELP``,
+``add_arguments(parser)`` and ``run(args) -> int``; ``COMMANDS`` lists them in
+the order ``--help`` shows. Errors this library raises on purpose
+(:class:`channels.errors.ChannelsError`) print as one line, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from channels import __version__
+from channels.errors import ChannelsError
+
+COMMANDS = [
+    "validate",
+    "shard_report",
+    "demo",
+    "download",
+    "mount",
+    "run",
+    "pipe",
+    "bench",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="channels",
+        description="Training-job input channels from object storage: validate, plan, stream, download, mount.",
+    )
+    parser.add_argument("--version", action="version", version=f"channels {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        module = importlib.import_module(f"channels.cli.{name}")
+        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except ChannelsError as exc:
+        print(f"channels {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"channels {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `channels shard-report ... | head`
+        return 0

@@ -1,0 +1,1 @@
+"""Every budgeted buffer of the process: pools, budgets and the buffers kept for reuse."""

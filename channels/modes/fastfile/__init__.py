@@ -1,0 +1,12 @@
+"""FastFile mode: a lazy, read-only view of a channel's objects as files.
+
+* :mod:`~channels.modes.fastfile.view`: :class:`FastFileView`, the tree and its files;
+* :mod:`~channels.modes.fastfile.readahead`: adaptive readahead per open file;
+* :mod:`~channels.modes.fastfile.window`: a window of bytes and its parts in flight;
+* :mod:`~channels.modes.fastfile.mount`: the view as a FUSE mount.
+"""
+
+from channels.modes.fastfile.readahead import ReadaheadConfig, ReadaheadFile
+from channels.modes.fastfile.view import FastFileView
+
+__all__ = ["FastFileView", "ReadaheadConfig", "ReadaheadFile"]
