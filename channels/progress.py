@@ -20,6 +20,7 @@ from typing import TextIO
 
 from channels.units import human_bytes, human_seconds, mb_per_s
 
+
 class Progress:
     """Bytes, MB/s, objects and ETA on one self-rewriting line.
 

@@ -37,7 +37,13 @@ Sources (picklable; each process opens its own connections, lazily):
 The framework-specific part is small: :mod:`channels.adapters.torch`.
 """
 
-from channels.adapters.sources import OBJECT, DirectorySource, FastFileSource, PipeReaderSource, Source
+from channels.adapters.sources import (
+    OBJECT,
+    DirectorySource,
+    FastFileSource,
+    PipeReaderSource,
+    Source,
+)
 from channels.adapters.split import SCOPES, Split, default_identity, split_for
 
 __all__ = [

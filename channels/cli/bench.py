@@ -17,7 +17,13 @@ import argparse
 import os
 import sys
 
-from channels.bench.suite import SUITES, BenchOptions, format_report, run_bench, write_json
+from channels.bench.suite import (
+    SUITES,
+    BenchOptions,
+    format_report,
+    run_bench,
+    write_json,
+)
 
 NAME = "bench"
 HELP = ("Benchmark Pipe, File and FastFile against boto3, s3fs, pyarrow (and s5cmd) on the same data, "

@@ -20,7 +20,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from channels.testing import Dataset, LocalS3, dummy_credentials, fill_bucket, lognormal_sizes
+    from channels.testing import (
+        Dataset,
+        LocalS3,
+        dummy_credentials,
+        fill_bucket,
+        lognormal_sizes,
+    )
 
     with dummy_credentials(), LocalS3() as s3:
         os.environ["AWS_ENDPOINT_URL"] = s3.endpoint_url

@@ -102,9 +102,9 @@ def job_targets(path: str, root: str) -> list[tuple[str, str]]:
 
 def serve(uri: str, mountpoint: str, args: argparse.Namespace) -> int:
     """Mount one prefix in this process and block until a signal unmounts it."""
-    from channels.modes.fastfile.view import FastFileView
     from channels.modes.fastfile.mount import check_fuse, mount
     from channels.modes.fastfile.readahead import MIB, ReadaheadConfig
+    from channels.modes.fastfile.view import FastFileView
     from channels.store import Store
 
     check_fuse(mountpoint)  # before the listing: a bad mount point fails fast

@@ -24,7 +24,12 @@ import sys
 from pathlib import Path
 
 from channels.cli.args import add_endpoint_argument
-from channels.run.runner import DEFAULT_GRACE_SECONDS, Run, RunOptions, install_signal_handlers
+from channels.run.runner import (
+    DEFAULT_GRACE_SECONDS,
+    Run,
+    RunOptions,
+    install_signal_handlers,
+)
 from channels.spec import Job
 
 NAME = "run"

@@ -38,9 +38,15 @@ from pathlib import Path
 
 from channels.container import Layout, environment, write_config, write_failure
 from channels.errors import ChannelsError
-from channels.run.host import HostRun, HostResult, Outcome
+from channels.run.host import HostResult, HostRun, Outcome
 from channels.run.output import (
-    MODEL_ARCHIVE, OUTPUT_ARCHIVE, Packed, generate_job_name, output_url, pack, upload,
+    MODEL_ARCHIVE,
+    OUTPUT_ARCHIVE,
+    Packed,
+    generate_job_name,
+    output_url,
+    pack,
+    upload,
 )
 from channels.run.serve import HostSpec, remove_stale_fifos
 from channels.sharding import host_name

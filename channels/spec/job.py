@@ -57,7 +57,17 @@ from channels.spec.limits import (
     UNSUPPORTED_KEYS,
     URI_MAX_LEN,
 )
-from channels.spec.problems import Problem, Problems, a_type, as_object, deferred, join, show, summary, validated
+from channels.spec.problems import (
+    Problem,
+    Problems,
+    a_type,
+    as_object,
+    deferred,
+    join,
+    show,
+    summary,
+    validated,
+)
 
 
 class UnknownChannelError(ChannelsError, KeyError):

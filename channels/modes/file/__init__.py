@@ -7,7 +7,8 @@
 * :mod:`~channels.modes.file.journal`: the record of completed objects that makes reruns resume.
 """
 
-from channels.modes.file.download import DestinationError, DownloadResult, Share, download, fetch, prepare
+from channels.modes.file.download import DownloadResult, Share, download, fetch, prepare
 from channels.modes.file.job import download_job
+from channels.modes.file.writer import DestinationError
 
 __all__ = ["DestinationError", "DownloadResult", "Share", "download", "download_job", "fetch", "prepare"]

@@ -13,11 +13,10 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from channels.units import human_bytes
 from channels.errors import InsufficientSpaceError
 from channels.listing import ObjectRef
 from channels.modes.file.keys import TMP_MARK
-from channels.units import GIB
+from channels.units import GIB, human_bytes
 
 #: Mode of every folder File mode makes (less the umask's bits): never
 #: group/world-writable, even under umask 000, so nobody else can plant files.
