@@ -1,8 +1,8 @@
-"""A one-line terminal progress bar and the end-of-run summary.
+"""A terminal progress bar (tqdm's) and the end-of-run summary line.
 
 Shared by the modes that move a known amount of bytes (File mode's download,
 a Pipe epoch). Rates are in MB/s with 1 MB = 10**6 bytes, as network tools
-print them; sizes in KiB/MiB/GiB (:func:`channels.balance.human_bytes`).
+print them; sizes in the summary in KiB/MiB/GiB (:func:`channels.units.human_bytes`).
 
 Example:
     >>> p = Progress(total_bytes=10, total_objects=2, enabled=False)
@@ -14,18 +14,23 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from typing import TextIO
 
-from channels.units import human_bytes, human_seconds, mb_per_s
+from tqdm import tqdm
+
+from channels.units import human_bytes, mb_per_s
+
+
+#: tqdm's default line, with the byte unit on the counts too ("1.05MB/2.10MB").
+BAR_FORMAT = "{l_bar}{bar}| {n_fmt}B/{total_fmt}B [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
 
 
 class Progress:
-    """Bytes, MB/s, objects and ETA on one self-rewriting line.
+    """Bytes, MB/s, objects and ETA on one self-rewriting line: a tqdm bar.
 
-    Draws at most every ``interval`` seconds, only when enabled: by default
-    when ``stream`` is a terminal, so logs and pipes stay clean. Thread-safe.
+    Draws only when enabled: by default when ``stream`` is a terminal, so
+    logs and pipes stay clean. Thread-safe (workers may advance it).
 
     Args:
         total_bytes: bytes this run will move.
@@ -33,78 +38,45 @@ class Progress:
         stream: where to draw (default ``sys.stderr``).
         enabled: force on or off; None means "if ``stream`` is a TTY".
         label: a word shown before the bar (e.g. the channel name).
-        interval: seconds between redraws.
+        interval: the least seconds between redraws.
     """
-
-    WIDTH = 24
 
     def __init__(self, total_bytes: int, total_objects: int, *, stream: TextIO | None = None,
                  enabled: bool | None = None, label: str = "", interval: float = 0.2) -> None:
-        self.stream = stream if stream is not None else sys.stderr
+        stream = stream if stream is not None else sys.stderr
         if enabled is None:
-            isatty = getattr(self.stream, "isatty", None)
+            isatty = getattr(stream, "isatty", None)
             enabled = bool(isatty and isatty())
         self.enabled = enabled
-        self.total_bytes = max(0, int(total_bytes))
         self.total_objects = max(0, int(total_objects))
-        self.label = label
-        self.interval = interval
         self.bytes = 0
         self.objects = 0
-        self.started = time.monotonic()
         self._lock = threading.Lock()
-        self._drawn_at = 0.0
-        self._width = 0  # characters of the last line drawn, to blank it
+        # Decimal units (unit_scale, divisor 1000): MB/s as network tools and our summaries print them.
+        self._bar = tqdm(total=max(0, int(total_bytes)), desc=label or None, unit="B", unit_scale=True,
+                         unit_divisor=1000, file=stream, disable=not enabled, mininterval=interval,
+                         leave=True, dynamic_ncols=True, postfix=self._objects_text(), bar_format=BAR_FORMAT)
+
+    def _objects_text(self) -> str:
+        return f"{self.objects}/{self.total_objects} objects"
 
     def advance(self, nbytes: int = 0, objects: int = 0) -> None:
         """Count work done; redraws when due."""
         with self._lock:
             self.bytes += nbytes
-            self.objects += objects
-            if self.enabled:
-                now = time.monotonic()
-                if now - self._drawn_at >= self.interval:
-                    self._drawn_at = now
-                    self._draw(now)
-
-    def line(self, now: float | None = None) -> str:
-        """The text of the bar as it stands."""
-        now = time.monotonic() if now is None else now
-        elapsed = now - self.started
-        frac = self.bytes / self.total_bytes if self.total_bytes else (
-            self.objects / self.total_objects if self.total_objects else 1.0)
-        frac = min(1.0, frac)
-        filled = int(frac * self.WIDTH)
-        bar = "#" * filled + "-" * (self.WIDTH - filled)
-        rate = mb_per_s(self.bytes, elapsed)
-        if 0 < frac < 1 and elapsed > 0:
-            eta = human_seconds(elapsed * (1 - frac) / frac)
-        else:
-            eta = "--" if frac < 1 else "0 s"
-        head = f"{self.label} " if self.label else ""
-        return (f"{head}[{bar}] {frac * 100:5.1f}% {human_bytes(self.bytes)}/{human_bytes(self.total_bytes)} "
-                f"{rate:,.0f} MB/s {self.objects}/{self.total_objects} objects ETA {eta}")
-
-    def _draw(self, now: float) -> None:
-        text = self.line(now)
-        pad = " " * max(0, self._width - len(text))
-        self._width = len(text)
-        try:
-            self.stream.write("\r" + text + pad)
-            self.stream.flush()
-        except (OSError, ValueError):  # a closed terminal must not stop the work
-            self.enabled = False
+            if objects:
+                self.objects += objects
+                self._bar.set_postfix_str(self._objects_text(), refresh=False)
+            if nbytes:
+                self._bar.update(nbytes)
 
     def close(self) -> None:
-        """Draw the final state and end the line (when enabled)."""
+        """Draw the final state and end the line (when enabled); idempotent."""
         with self._lock:
-            if self.enabled and (self.bytes or self.objects or self._width):
-                self._draw(time.monotonic())
-                try:
-                    self.stream.write("\n")
-                    self.stream.flush()
-                except (OSError, ValueError):
-                    pass
+            try:
+                self._bar.close()
+            except (OSError, ValueError):  # a closed terminal must not stop the work
+                pass
             self.enabled = False
 
     def __enter__(self) -> Progress:

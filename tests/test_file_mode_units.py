@@ -14,7 +14,8 @@ from channels.hosts import host_identity
 from channels.listing import ObjectRef
 from channels.modes.file.keys import check_keys, unsafe_reason
 from channels.modes.file.journal import DownloadState
-from channels.progress import Progress, Summary, human_seconds, mb_per_s
+from channels.progress import Progress, Summary
+from channels.units import human_seconds, mb_per_s
 
 
 def refs(*keys: str) -> list[ObjectRef]:
@@ -90,14 +91,16 @@ def test_progress_draws_on_a_terminal_only():
     assert quiet.getvalue() == ""
 
     tty = FakeTTY()
-    p = Progress(2_000_000, 2, stream=tty, interval=0)
+    p = Progress(2_000_000, 2, stream=tty, interval=0, label="train")
     p.advance(1_000_000, 1)
     p.advance(1_000_000, 1)
     p.close()
+    p.close()  # idempotent
     text = tty.getvalue()
-    assert text.startswith("\r[") and text.endswith("\n")
-    assert "100.0% 1.9 MiB/1.9 MiB" in text and "2/2 objects" in text and "MB/s" in text and "ETA 0 s" in text
-    assert "ETA" in Progress(10, 1, enabled=False).line()
+    final = text.rstrip("\n").rsplit("\r", 1)[-1]
+    assert text.startswith("\rtrain:") and text.endswith("\n")
+    assert "100%" in final and "2.00MB/2.00MB" in final and "2/2 objects" in final and "B/s" in final
+    assert p.bytes == 2_000_000 and p.objects == 2
 
 
 def test_summary_and_units():
