@@ -12,14 +12,15 @@ import json
 import pytest
 
 from channels.bench import report
+from channels.bench.base import MODE, PEER, Target
+from channels.bench.catalog import get_runner, names
 from channels.bench.datasets import KIB, BenchDataset, ensure
 from channels.bench.harness import Services, measure
-from channels.testing.profiles import PROFILES
-from channels.bench.runners import MODE, PEER, Target, get_runner, names
 from channels.bench.suite import BenchOptions, format_report, run_bench, write_json
 from channels.listing import list_prefix
 from channels.records import framer
 from channels.store import Store
+from channels.testing.profiles import PROFILES
 
 TINY = BenchDataset("tiny", 6, 64 * KIB, KIB)
 

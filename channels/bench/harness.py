@@ -31,9 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from channels.bench import report
+from channels.bench.base import Body, Meter, Target, s3_client
+from channels.bench.catalog import get_runner
 from channels.bench.datasets import BenchDataset, ensure
 from channels.testing.profiles import Profile, get_profile
-from channels.bench.runners import Body, Meter, Target, get_runner
 from channels.testing.services import Child, start_endpoint, start_proxies
 
 Log = Callable[[str], None]
@@ -117,15 +118,6 @@ class Services:
         return self._proxies.cpu() if self._proxies else None
 
 
-def endpoint_client(url: str):
-    """A boto3 client straight on the endpoint (uploads, listings)."""
-    import boto3
-    import botocore.config
-
-    return boto3.session.Session().client("s3", endpoint_url=url,
-                                          config=botocore.config.Config(max_pool_connections=32))
-
-
 def measure(body: Body, target: Target, services: Services, max_seconds: float | None) -> dict:
     """One timed call of a prepared ``body``; the raw figures as a dict.
 
@@ -178,7 +170,7 @@ def run_throughput(config: ThroughputConfig, services: Services, *, log: Log = p
     from channels.store import Store
     from channels.transport import Transport
 
-    client = endpoint_client(services.endpoint_url)
+    client = s3_client(services.endpoint_url)
     runners = [get_runner(n) for n in config.runners]
     profiles = [get_profile(n) for n in config.profiles]
     listings = {}

@@ -43,11 +43,11 @@ import time
 from dataclasses import dataclass
 
 from channels.balance import report as balance_report
+from channels.bench.base import s3_client, scratch_root
 from channels.bench.datasets import BenchDataset, ensure, skewed_dataset
-from channels.testing.profiles import get_profile
-from channels.bench.runners import scratch_root
-from channels.testing.services import start_proxies
 from channels.sharding import SHARDED_BY_S3_KEY, SIZE_BALANCED, host_name
+from channels.testing.profiles import get_profile
+from channels.testing.services import start_proxies
 from channels.units import MB
 
 _SUMMARY = re.compile(r"downloaded (\d+) objects?, .*? in ([0-9.]+) s")
@@ -81,11 +81,9 @@ class ImbalanceConfig:
 
 def run_imbalance(config: ImbalanceConfig, endpoint_url: str, *, log=print, workdir: str = "") -> dict:
     """Run every strategy's round against ``endpoint_url``; the JSON's imbalance part."""
-    from channels.bench.harness import endpoint_client
-
     ds = config.skewed()
     t = time.perf_counter()
-    uploaded = ensure(endpoint_client(endpoint_url), config.bucket, ds)
+    uploaded = ensure(s3_client(endpoint_url), config.bucket, ds)
     log(f"dataset {ds.name}: {ds.label()} {'uploaded' if uploaded else 'reused'} in "
         f"{time.perf_counter() - t:.1f} s")
     sizes = ds.size_array()

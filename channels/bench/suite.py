@@ -56,9 +56,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from channels.bench import report
+from channels.bench.base import MODE, PEER
+from channels.bench.catalog import get_runner, names
 from channels.bench.datasets import BenchDataset, skewed_dataset, throughput_datasets
 from channels.testing.profiles import get_profile
-from channels.bench.runners import MODE, PEER, get_runner, names
 
 SUITES = ("throughput", "imbalance")
 
