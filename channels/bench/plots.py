@@ -40,32 +40,17 @@ def save(fig, path: str) -> str:
 
 def throughput_figure(doc: dict, metric: str = "mb_per_s"):
     """Median MB/s (min-max whiskers) per runner, one panel per dataset, one bar per profile."""
-    plt = _plt()
+    def bar(row: dict | None) -> tuple[float, float, float]:
+        m = row[metric] if row else None
+        if isinstance(m, dict):
+            return m["median"] or 0, (m["median"] or 0) - (m["min"] or 0), (m["max"] or 0) - (m["median"] or 0)
+        return m or 0, 0, 0
+
     tp = doc["throughput"]
-    rows = tp["summary"]
-    datasets = list(tp["datasets"])
-    profiles = list(tp["config"]["profiles"])
-    runners = list(tp["runners"])
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.2), squeeze=False)
-    width = 0.8 / max(1, len(profiles))
-    for ax, ds in zip(axes[0], datasets):
-        x = np.arange(len(runners))
-        for j, prof in enumerate(profiles):
-            med, lo, hi = [], [], []
-            for runner in runners:
-                row = next((r for r in rows if (r["profile"], r["dataset"], r["runner"]) == (prof, ds, runner)), None)
-                m = row[metric] if row else None
-                if isinstance(m, dict):
-                    med.append(m["median"] or 0)
-                    lo.append((m["median"] or 0) - (m["min"] or 0))
-                    hi.append((m["max"] or 0) - (m["median"] or 0))
-                else:
-                    med.append(m or 0)
-                    lo.append(0)
-                    hi.append(0)
-            ax.bar(x + (j - (len(profiles) - 1) / 2) * width, med, width, yerr=[lo, hi], capsize=2,
-                   label=prof, color=PROFILE_COLORS.get(prof))
-        ax.set_xticks(x, [f"{r}\n({tp['runners'][r]['kind']})" for r in runners], fontsize=8)
+    fig, panels = _runner_bars(tp, 4.2, bar, whiskers=True)
+    for ax, ds in panels:
+        ax.set_xticks(np.arange(len(tp["runners"])), [f"{r}\n({tp['runners'][r]['kind']})" for r in tp["runners"]],
+                      fontsize=8)
         ax.set_title(f"{ds}: {tp['datasets'][ds]['label']}")
         ax.set_ylabel("MB/s (median, min-max)" if metric == "mb_per_s" else metric)
         ax.legend(title="profile", fontsize=8)
@@ -76,30 +61,41 @@ def throughput_figure(doc: dict, metric: str = "mb_per_s"):
 
 def ratio_figure(doc: dict):
     """Each runner's median MB/s over the best peer's, per profile: how far from the limit."""
-    plt = _plt()
     tp = doc["throughput"]
-    rows = tp["summary"]
-    datasets = list(tp["datasets"])
-    profiles = list(tp["config"]["profiles"])
-    runners = list(tp["runners"])
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 3.6), squeeze=False)
-    width = 0.8 / max(1, len(profiles))
-    for ax, ds in zip(axes[0], datasets):
-        x = np.arange(len(runners))
-        for j, prof in enumerate(profiles):
-            vals = []
-            for runner in runners:
-                row = next((r for r in rows if (r["profile"], r["dataset"], r["runner"]) == (prof, ds, runner)), None)
-                vals.append((row or {}).get("ratio_to_best_peer") or 0)
-            ax.bar(x + (j - (len(profiles) - 1) / 2) * width, vals, width, label=prof,
-                   color=PROFILE_COLORS.get(prof))
+    fig, panels = _runner_bars(tp, 3.6, lambda row: ((row or {}).get("ratio_to_best_peer") or 0, 0, 0))
+    for ax, ds in panels:
         ax.axhline(1.0, color="black", lw=0.8, ls="--")
-        ax.set_xticks(x, runners, fontsize=8)
+        ax.set_xticks(np.arange(len(tp["runners"])), list(tp["runners"]), fontsize=8)
         ax.set_ylabel("MB/s / best peer's")
         ax.set_title(ds)
         ax.legend(title="profile", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _runner_bars(tp: dict, height: float, bar, whiskers: bool = False):
+    """One panel per dataset of a throughput part, in each a group of bars per runner, one bar per profile.
+
+    ``bar(row)`` gives a summary row's (height, below, above); the row is
+    None where the run has none. Returns the figure and its (axes, dataset)
+    pairs, for the caller to label.
+    """
+    from channels.bench.report import find
+
+    plt = _plt()
+    datasets = list(tp["datasets"])
+    profiles = list(tp["config"]["profiles"])
+    runners = list(tp["runners"])
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), height), squeeze=False)
+    width = 0.8 / max(1, len(profiles))
+    x = np.arange(len(runners))
+    for ax, ds in zip(axes[0], datasets):
+        for j, prof in enumerate(profiles):
+            med, lo, hi = zip(*(bar(find(tp["summary"], prof, ds, runner)) for runner in runners))
+            extra = {"yerr": [list(lo), list(hi)], "capsize": 2} if whiskers else {}
+            ax.bar(x + (j - (len(profiles) - 1) / 2) * width, list(med), width, label=prof,
+                   color=PROFILE_COLORS.get(prof), **extra)
+    return fig, list(zip(axes[0], datasets))
 
 
 def planned_balance_figure(sizes, hosts: int, title: str = ""):
