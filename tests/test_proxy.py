@@ -10,6 +10,7 @@ import http.client
 import threading
 import time
 
+import botocore.exceptions
 import pytest
 
 from channels.testing.profiles import MB, PROFILES, Profile, get_profile
@@ -175,6 +176,23 @@ def test_reset_fault_is_retried_by_the_transport(s3, data):
     assert bytes(data_) == object_bytes(ds.keys()[0], SIZE)
     assert policy.faults == [(1, "reset")]
     assert retries >= 1
+
+
+def test_only_faults_that_withhold_bytes_are_injected(s3, data):
+    """A reset after the body's last byte is no fault; one byte short is; the stats list what happened."""
+    bucket, ds = data
+    key = ds.keys()[0]
+    policy = scripted_faults(reset_after={1: SIZE, 2: SIZE - 1}, stall_after={3: (10, 30.0)})
+    with Proxy(s3.endpoint_url, fault_policy=policy) as proxy:
+        c = _client(proxy.url, read_timeout=0.5)
+        assert c.get_object(Bucket=bucket, Key=key)["Body"].read() == object_bytes(key, SIZE)  # nothing withheld
+        with pytest.raises(botocore.exceptions.BotoCoreError):  # reset one byte short
+            c.get_object(Bucket=bucket, Key=key)["Body"].read()
+        with pytest.raises(botocore.exceptions.BotoCoreError):  # stalled after 10 bytes (until the proxy stops)
+            c.get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert policy.faults == [(1, "reset"), (2, "reset"), (3, "stall")]  # asked for
+    assert proxy.stats.faults == [(2, "reset"), (3, "stall")]  # injected
+    assert proxy.stats.requests == 3
 
 
 def test_action_and_profile_validation():

@@ -1,10 +1,11 @@
-"""Fault hooks of the benchmark proxy: what a policy sees, what it may answer.
+"""Fault hooks of the loopback proxy: what a policy sees, what it may answer.
 
 A fault policy is a callable ``policy(RequestInfo) -> Action | None`` that
-:class:`channels.bench.proxy.Proxy` calls for every request.
+:class:`channels.testing.proxy.Proxy` calls for every request; the proxy's
+``stats.faults`` lists the faults it actually injected.
 :func:`scripted_faults` builds one with the knobs of ``tests/faultproxy.py``
 (``reset_after``, ``stall_after``, ``status``, ``error_rate``), so that file
-could become a thin wrapper of the benchmark proxy.
+could become a thin wrapper of the proxy.
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ class Action:
     Attributes:
         kind: ``status``, ``reset`` or ``stall``.
         status: the HTTP status answered (kind ``status``).
-        after_bytes: body bytes relayed before the fault (``reset``, ``stall``).
-        seconds: how long a stall lasts before the connection is closed.
+        after_bytes: body bytes relayed before the fault (``reset``, ``stall``);
+            a body no longer than this is relayed whole, and is no fault.
+        seconds: how long a stall lasts before the connection is closed
+            (0: a body cut short with a clean close).
     """
 
     kind: str

@@ -9,7 +9,7 @@ Children are started with ``python -m channels.testing.services KIND ...``;
 each prints one JSON line (its URLs) when ready and runs until its standard
 input closes, so a harness that dies takes them with it. The proxy child
 also answers one-word commands on stdin, one JSON line each: ``stats``
-(every listener's :class:`~channels.bench.proxy.ProxyStats`) and ``reset``.
+(every listener's :class:`~channels.testing.proxy.ProxyStats`) and ``reset``.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ except ImportError:  # pragma: no cover - not on Linux
     fcntl = None
 
 HEAD_LIMIT = 1 << 20
+#: The relay's copy size: its reused buffer, its kernel pipe, its largest paced slice.
+BUFFER = 1 << 20
 ERROR_CODES = {500: "InternalError", 502: "BadGateway", 503: "SlowDown", 504: "GatewayTimeout"}
 
 # ---------------------------------------------------------------- kernel copies
