@@ -3,9 +3,8 @@
 A fault policy is a callable ``policy(RequestInfo) -> Action | None`` that
 :class:`channels.testing.proxy.Proxy` calls for every request; the proxy's
 ``stats.faults`` lists the faults it actually injected.
-:func:`scripted_faults` builds one with the knobs of ``tests/faultproxy.py``
-(``reset_after``, ``stall_after``, ``status``, ``error_rate``), so that file
-could become a thin wrapper of the proxy.
+:func:`scripted_faults` builds one that breaks the k-th matching request
+(``reset_after``, ``stall_after``, ``status``, ``error_rate``).
 """
 
 from __future__ import annotations
@@ -64,10 +63,13 @@ def scripted_faults(*, reset_after: dict[int, int] | None = None,
                     status: dict[int, int] | None = None, error_rate: float = 0.0,
                     error_status: int = 503, seed: int = 0,
                     match: Callable[[str, str], bool] | None = None) -> FaultPolicy:
-    """A fault policy with ``tests/faultproxy.py``'s knobs.
+    """A fault policy that breaks the k-th matching request.
 
     Knobs count *matching* requests (by default every GET), 1-based. The
-    returned callable has ``faults`` (``[(k, kind)]``) and ``matched``.
+    returned callable has ``matched`` (the count so far), ``faults``
+    (``[(k, kind)]`` of every fault it asked for) and ``numbers``
+    (``{request index: k}`` of those requests), to name the faults the
+    proxy injected by ``k``.
 
     Args:
         reset_after: ``{k: n}``: the k-th matching response is reset after n body bytes.
@@ -102,8 +104,10 @@ def scripted_faults(*, reset_after: dict[int, int] | None = None,
             else:
                 return None
             policy.faults.append((k, action.kind))
+            policy.numbers[req.index] = k
             return action
 
     policy.matched = 0
     policy.faults = []
+    policy.numbers = {}
     return policy
