@@ -1,4 +1,4 @@
-"""The fault proxy of the tests: :class:`channels.testing.proxy.Proxy` with scripted faults.
+"""The fault proxy of the tests: :class:`channels.testing.proxy.Proxy` with scripted or custom faults.
 
 :class:`FaultProxy` takes the knobs of
 :func:`channels.testing.faults.scripted_faults` (``reset_after={k: n}``,
@@ -15,7 +15,11 @@ Example:
 
 from __future__ import annotations
 
-from channels.testing.faults import Action, RequestInfo, scripted_faults
+import contextlib
+import hashlib
+from collections.abc import Iterator, Mapping
+
+from channels.testing.faults import Action, FaultPolicy, RequestInfo, scripted_faults
 from channels.testing.proxy import Proxy
 
 
@@ -35,3 +39,18 @@ class FaultProxy(Proxy):
     def faults(self) -> list[tuple[int, str]]:
         return [(self.script.numbers[index], kind) for index, kind in self.stats.faults]
 
+
+@contextlib.contextmanager
+def fault_proxy(s3, policy: FaultPolicy) -> Iterator[Proxy]:
+    """The proxy in front of ``s3`` with ``policy``; stopped on exit."""
+    with Proxy(s3.endpoint_url, fault_policy=policy) as proxy:
+        yield proxy
+
+
+def sizes_of(bucket: str, data: Mapping[str, bytes]) -> dict[str, int]:
+    """``"bucket/key" -> size``, as :class:`channels.testing.faults.MixedFaults` takes them."""
+    return {f"{bucket}/{k}": len(v) for k, v in data.items()}
+
+
+def sha(data) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -24,10 +24,9 @@ import traceback
 from pathlib import Path
 
 import pytest
+from faultproxy import fault_proxy, sizes_of
 from test_bad_input import auth_s3  # noqa: F401 - the credential-checking moto fixture
-from test_faults import MixedFaults, fault_proxy, object_gets, sizes_of
 
-from channels.testing.proxy import Action
 from channels.errors import ChannelsError, TransportError
 from channels.listing import list_prefix
 from channels.modes.fastfile.view import FastFileView
@@ -35,6 +34,7 @@ from channels.modes.file.download import download
 from channels.modes.pipe.reader import PipeReader
 from channels.store import Store
 from channels.testing import KIB, object_bytes
+from channels.testing.faults import Action, MixedFaults, object_gets
 from channels.transport import AccessDeniedError, Transport, TransportConfig
 
 KEY_ID = "AKIACANARYCANARY0001"

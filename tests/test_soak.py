@@ -27,9 +27,10 @@ import subprocess
 import sys
 
 import pytest
-from test_faults import MixedFaults, fault_proxy, sha, sizes_of
+from faultproxy import fault_proxy, sha, sizes_of
 
 from channels.testing import KIB, object_bytes
+from channels.testing.faults import MixedFaults
 
 pytestmark = pytest.mark.soak
 

@@ -28,7 +28,7 @@ without reaching the upstream; ``reset``: cut the response with a TCP reset
 after ``n`` body bytes; ``stall``: stop after ``n`` body bytes for
 ``seconds``, then close). ``stats.faults`` lists the faults actually
 injected: a reset or stall of a body no longer than ``n`` bytes is none.
-:func:`scripted_faults` builds a policy that breaks the k-th request.
+:func:`scripted_faults` and :class:`MixedFaults` are two ready-made policies.
 
 This module is the listener (accepting, threads, counters, stopping);
 :mod:`channels.testing.relay` serves each connection.
@@ -55,13 +55,14 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from channels.testing.faults import Action, FaultPolicy, RequestInfo, scripted_faults
+from channels.testing.faults import Action, FaultPolicy, MixedFaults, RequestInfo, scripted_faults
 from channels.testing.pacing import Pacer
 from channels.testing.profiles import PROFILES, Profile
 from channels.testing.relay import Connection
 from channels.testing.wire import is_object_get
 
-__all__ = ["PROFILES", "Action", "Pacer", "Profile", "Proxy", "ProxyStats", "RequestInfo", "scripted_faults"]
+__all__ = ["PROFILES", "Action", "MixedFaults", "Pacer", "Profile", "Proxy", "ProxyStats", "RequestInfo",
+           "scripted_faults"]
 
 
 @dataclass
