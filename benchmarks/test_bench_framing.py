@@ -14,46 +14,17 @@ Targets: TFRecord >= 1 GB/s on 64 KiB records, >= 500,000 records/s on 100 B.
 from __future__ import annotations
 
 import os
-import platform
-import random
 import sys
 
 import crc32c
 import numpy as np
 import pytest
 
-from channels.records import encode_recordio, encode_tfrecord, framer
+from channels.bench.report import versions
+from framing_cases import CASES, CHUNK, chunks, frame, make_object
 from medians import median_seconds
 
-CHUNK = 4 << 20
 ROUNDS = 5
-
-
-def _versions() -> dict[str, str]:
-    return {"python": platform.python_version(), "numpy": np.__version__,
-            "crc32c": crc32c.__version__, "crc32c_hardware": str(crc32c.hardware_based)}
-
-
-def _object(name: str, size: int, count: int) -> bytes:
-    rnd = random.Random(size)
-    payloads = [rnd.randbytes(size) for _ in range(min(count, 64))]
-    if name == "lines":
-        alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789,"
-        payloads = [bytes(rnd.choice(alphabet) for _ in range(size)) for _ in range(64)]
-        return b"".join(payloads[i % 64] + b"\n" for i in range(count))
-    encode = {"tfrecord": encode_tfrecord, "recordio": encode_recordio}[name]
-    encoded = [encode(p) for p in payloads]
-    return b"".join(encoded[i % len(encoded)] for i in range(count))
-
-
-def _frame(name: str, chunks: list[memoryview]) -> int:
-    f = framer(name, "bench")
-    for chunk in chunks:
-        for _ in f.feed(chunk):
-            pass
-    for _ in f.finish():
-        pass
-    return f.records_out
 
 
 def _report(benchmark, label: str, nbytes: int, records: int) -> None:
@@ -64,28 +35,17 @@ def _report(benchmark, label: str, nbytes: int, records: int) -> None:
     rps = records / median
     benchmark.extra_info.update({"MB_per_s": round(mbps, 1), "records_per_s": round(rps),
                                  "bytes": nbytes, "records": records, "chunk": CHUNK,
-                                 **_versions()})
+                                 **versions(), "crc32c_hardware": str(crc32c.hardware_based)})
     print(f"\n{label}: {mbps:,.0f} MB/s, {rps:,.0f} records/s (median of {ROUNDS}, "
           f"{nbytes / 1e6:.0f} MB, {records:,} records; python {sys.version.split()[0]}, "
           f"numpy {np.__version__}, crc32c {crc32c.__version__} hw={crc32c.hardware_based})")
 
 
-CASES = [
-    ("tfrecord", 65536, 2048),      # 128 MiB
-    ("tfrecord", 100, 400_000),     # 45 MB
-    ("recordio", 65536, 2048),
-    ("recordio", 100, 400_000),
-    ("lines", 100, 400_000),
-]
-
-
 @pytest.mark.parametrize("name, size, count", CASES,
                          ids=[f"{n}-{s}B" for n, s, _ in CASES])
 def test_framing(benchmark, name, size, count):
-    data = _object(name, size, count)
-    view = memoryview(data)
-    chunks = [view[i:i + CHUNK] for i in range(0, len(data), CHUNK)]
-    records = benchmark.pedantic(_frame, args=(name, chunks), rounds=ROUNDS, iterations=1,
+    data = make_object(name, size, count)
+    records = benchmark.pedantic(frame, args=(name, chunks(data)), rounds=ROUNDS, iterations=1,
                                  warmup_rounds=1)
     assert records == count
     _report(benchmark, f"{name} {size} B records", len(data), records)
