@@ -7,7 +7,8 @@ What it measures (MB/s are medians over rounds, modes interleaved per round):
   through the FUSE mount (same two), and through a second mount with
   ``--direct-io`` (no page cache; same two), against Pipe mode's reader
   (``PipeReader(framing="raw")``; ``Transport.stream`` if pipe.py is absent,
-  labelled so) and s3fs ``open().read()`` one object after another;
+  labelled so) and s3fs ``open().read()`` one object after another (the
+  ``s3fs`` peer of :mod:`channels.bench.peers`, as ``channels bench`` runs it);
 - random 4 KiB reads through the view: bytes fetched per byte returned;
 - time from starting ``channels mount`` to the first listing of its root, on
   a prefix of ``--list-objects`` objects (100,000 by default; uploading them
@@ -40,41 +41,30 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import peers  # noqa: E402
-
-from channels.modes.fastfile.view import FastFileView  # noqa: E402
-from channels.modes.fastfile.mount import is_mounted, wait_mounted  # noqa: E402
-from channels.modes.fastfile.readahead import KIB, MIB, ReadaheadConfig  # noqa: E402
-from channels.testing import DUMMY_CREDENTIALS, Dataset, fill_bucket, free_port, tiny_sizes, uniform_sizes  # noqa: E402
+from channels.bench import peers
+from channels.bench.base import Target, reader, s3_client
+from channels.bench.report import format_versions, versions
+from channels.modes.fastfile.mount import is_mounted, wait_mounted
+from channels.modes.fastfile.readahead import KIB, MIB, ReadaheadConfig
+from channels.modes.fastfile.view import FastFileView
+from channels.testing import DUMMY_CREDENTIALS, Dataset, fill_bucket, tiny_sizes, uniform_sizes
+from channels.testing.services import Child, start_endpoint
 
 BUCKET = "bench-fastfile"
 READ = 1 * MIB  # cat-like reads
-_SERVER = """
-import sys, time
-from channels.testing import LocalS3
-LocalS3(int(sys.argv[1])).start()
-print("ready", flush=True)
-time.sleep(1e9)
-"""
 
 
-def start_server() -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", _SERVER, str(port)], env={**os.environ, **DUMMY_CREDENTIALS},
-                            stdout=subprocess.PIPE, text=True)
-    if proc.stdout.readline().strip() != "ready":
-        raise RuntimeError("moto server did not start")
-    endpoint = f"http://127.0.0.1:{port}"
+def start_server() -> tuple[Child, str]:
+    """moto in a child process; its URL, also set in this process's environment (mounts inherit it)."""
+    child = start_endpoint()
+    endpoint = child.info["url"]
     os.environ.update(DUMMY_CREDENTIALS, AWS_ENDPOINT_URL=endpoint)
-    return proc, endpoint
+    return child, endpoint
 
 
 def upload(endpoint: str, prefix: str, sizes, threads: int = 16) -> list[str]:
-    client = peers._boto3_client(endpoint, max(16, threads))
     dataset = Dataset(BUCKET, sizes, prefix=prefix)
-    fill_bucket(client, BUCKET, dataset, threads=threads)
+    fill_bucket(s3_client(endpoint, max(16, threads)), BUCKET, dataset, threads=threads)
     return dataset.keys()
 
 
@@ -151,8 +141,9 @@ def read_mount(uri: str, mountpoint: str, threads: int, extra: tuple[str, ...] =
         stop_mount(proc, mountpoint)
 
 
-def read_s3fs(endpoint: str, keys: list[str]) -> int:
-    return peers.s3fs_open_read(endpoint, BUCKET, keys)
+def s3fs_reader(endpoint: str, prefix: str, stack: contextlib.ExitStack):
+    """The s3fs peer prepared on ``prefix`` (until ``stack`` closes): a call that returns the bytes read."""
+    return reader(peers.s3fs_open_read, Target.listed(endpoint, BUCKET, prefix), stack)
 
 
 # ---------------------------------------------------------------- the other figures
@@ -231,7 +222,7 @@ def peak_rss(uri: str, budget: int) -> dict:
 
 # ---------------------------------------------------------------- main
 
-def sequential(uri: str, endpoint: str, keys: list[str], mnt: str, args) -> dict:
+def sequential(uri: str, endpoint: str, mnt: str, args) -> dict:
     """Every mode once per round, interleaved, each in its steady state; medians.
 
     As over a training job's epochs, each reader is made once and warmed by
@@ -253,7 +244,8 @@ def sequential(uri: str, endpoint: str, keys: list[str], mnt: str, args) -> dict
     with contextlib.ExitStack() as stack:
         from channels.modes.pipe.reader import PipeReader
 
-        reader = stack.enter_context(PipeReader(uri, framing="raw"))
+        pipe = stack.enter_context(PipeReader(uri, framing="raw"))
+        s3fs_read = s3fs_reader(endpoint, "seq/", stack)
         views = {n: stack.enter_context(FastFileView(uri, config=config)) for n in (1, args.threads)}
         direct = mnt + "-direct"
         os.makedirs(direct, exist_ok=True)
@@ -276,8 +268,8 @@ def sequential(uri: str, endpoint: str, keys: list[str], mnt: str, args) -> dict
             return got
 
         modes = {
-            "Pipe (PipeReader raw)": lambda: timed(lambda: sum(len(p) for p in reader.epoch(0))),
-            "s3fs open().read()": lambda: timed(lambda: read_s3fs(endpoint, keys)),
+            "Pipe (PipeReader raw)": lambda: timed(lambda: sum(len(p) for p in pipe.epoch(0))),
+            "s3fs open().read()": lambda: timed(s3fs_read),
             "view, 1 reader": lambda: cat(views[1].open, views[1].listdir(""), 1),
             f"view, {args.threads} readers": lambda: cat(views[args.threads].open,
                                                          views[args.threads].listdir(""), args.threads),
@@ -334,14 +326,14 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     server, endpoint = start_server()
     mnt = tempfile.mkdtemp(prefix="channels-bench-mnt-")
-    results: dict = {"config": vars(args), "versions": peers.versions()}
+    results: dict = {"config": vars(args), "versions": versions()}
     try:
         parts = set(args.only.split(","))
         uri = f"s3://{BUCKET}/seq/"
         if parts & {"sequential", "random", "rss"}:
-            keys = upload(endpoint, "seq/", uniform_sizes(args.objects, args.size_mib * MIB))
+            upload(endpoint, "seq/", uniform_sizes(args.objects, args.size_mib * MIB))
         if "sequential" in parts:
-            results["sequential"] = sequential(uri, endpoint, keys, mnt, args)
+            results["sequential"] = sequential(uri, endpoint, mnt, args)
         if "random" in parts:
             results["random_4k"] = random_ratio(uri)
         if "rss" in parts:
@@ -352,8 +344,7 @@ def main(argv: list[str] | None = None) -> dict:
             results["listing"] = {"upload_s": time.perf_counter() - t0,
                                   **listing_time(f"s3://{BUCKET}/many/", mnt)}
     finally:
-        server.terminate()
-        server.wait(10)
+        server.stop()
         os.rmdir(mnt)
     report(results)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -378,7 +369,7 @@ def report(r: dict) -> None:
     if li := r.get("listing"):
         print(f"listing {li['objects']} objects: mount to first listing {li['mount_to_first_listing_s']:.1f} s "
               f"(view: {li['view_first_listdir_s']:.1f} s; upload took {li['upload_s']:.0f} s)")
-    print("versions:", ", ".join(f"{k} {v}" for k, v in r["versions"].items()))
+    print(format_versions(r["versions"]))
 
 
 if __name__ == "__main__":

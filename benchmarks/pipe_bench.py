@@ -13,13 +13,14 @@ then the next round), ``--rounds`` times with:
   ``<channel>_<epoch>`` and ``dd`` (another process, as a training script
   is) reading it to EOF: the SageMaker path; client CPU includes ``dd``'s;
 * ``boto3_8threads``: ``get_object(...)['Body'].read()`` on 8 threads
-  (``benchmarks/peers.py``);
+  (the ``boto3`` peer of :mod:`channels.bench.peers`);
 * ``s3fs_open_read``: ``fs.open(path).read()`` one object after another
-  (``benchmarks/peers.py``), large set only.
+  (the ``s3fs`` peer of :mod:`channels.bench.peers`), large set only.
 
 Prints a table of medians (MB/s with 1 MB = 10**6 bytes, objects/s,
 records/s, client and endpoint CPU seconds per GB), the ratios the issue
-asks for, framer throughput from memory (the records benchmark's cases), and
+asks for, framer throughput from memory (``framing_cases.py``, the records
+benchmark's cases), and
 writes every run to JSON for a notebook.
 
 Usage:
@@ -30,7 +31,7 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -46,26 +47,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import peers  # noqa: E402  benchmarks/peers.py: the baseline clients
+import framing_cases  # noqa: E402  benchmarks/framing_cases.py
+from sets import chosen, set_parser, upload  # noqa: E402  benchmarks/sets.py
 
-from channels.testing.services import start_endpoint  # noqa: E402
+from channels.bench import peers  # noqa: E402
+from channels.bench.base import reader  # noqa: E402
+from channels.bench.report import versions  # noqa: E402
 from channels.modes.pipe.fifo import FifoServer  # noqa: E402
 from channels.modes.pipe.reader import PipeReader  # noqa: E402
 from channels.store import Store  # noqa: E402
-from channels.testing import DUMMY_CREDENTIALS, Dataset, fill_bucket, uniform_sizes  # noqa: E402
+from channels.testing import DUMMY_CREDENTIALS  # noqa: E402
+from channels.testing.services import start_endpoint  # noqa: E402
 from channels.transport import Transport, TransportConfig  # noqa: E402
-from channels.units import MIB
+from channels.units import MIB  # noqa: E402
 
-UNITS = {"B": 1, "KiB": 1024, "MiB": 1024 ** 2, "GiB": 1024 ** 3}
 ALL_CLIENTS = ("pipe", "fifo", "boto3_8threads", "s3fs_open_read")
-
-
-def parse_set(text: str) -> tuple[int, int]:
-    """``64x16MiB`` -> (64, 16 MiB)."""
-    m = re.fullmatch(r"(\d+)x(\d+)(B|KiB|MiB|GiB)", text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected COUNTxSIZE like 64x16MiB or 2000x64KiB")
-    return int(m.group(1)), int(m.group(2)) * UNITS[m.group(3)]
+#: The peers among the clients: the catalog's runners, as ``channels bench`` runs them.
+PEERS = {"boto3_8threads": peers.boto3_get, "s3fs_open_read": peers.s3fs_open_read}
 
 
 class PipeClient:
@@ -159,18 +157,15 @@ def summarize(runs: list[dict], objects: int) -> dict[str, float]:
 
 
 def framer_throughput(rounds: int) -> dict[str, dict[str, float]]:
-    """The records benchmark's cases, framed from memory (benchmarks/test_bench_framing.py)."""
-    import test_bench_framing as fb
-
+    """The records benchmark's cases, framed from memory (benchmarks/framing_cases.py)."""
     out = {}
-    for name, size, count in fb.CASES:
-        data = fb._object(name, size, count)
-        view = memoryview(data)
-        chunks = [view[i:i + fb.CHUNK] for i in range(0, len(data), fb.CHUNK)]
+    for name, size, count in framing_cases.CASES:
+        data = framing_cases.make_object(name, size, count)
+        pieces = framing_cases.chunks(data)
         times = []
         for _ in range(rounds):
             t0 = time.perf_counter()
-            n = fb._frame(name, chunks)
+            n = framing_cases.frame(name, pieces)
             times.append(time.perf_counter() - t0)
         wall = statistics.median(times)
         out[f"{name} {size} B"] = {"mb_per_s": len(data) / wall / 1e6, "records_per_s": n / wall}
@@ -178,45 +173,28 @@ def framer_throughput(rounds: int) -> dict[str, dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--large", type=parse_set, default=parse_set("64x16MiB"))
-    ap.add_argument("--small", type=parse_set, default=parse_set("2000x64KiB"))
-    ap.add_argument("--only", choices=["large", "small"])
-    ap.add_argument("--clients", default=",".join(ALL_CLIENTS), help="comma-separated subset")
+    ap = set_parser(__doc__, ALL_CLIENTS)
     ap.add_argument("--no-framers", action="store_true", help="skip framer throughput from memory")
     ap.add_argument("--json", default=".benchmarks/pipe_bench.json", help="where to write every run")
     args = ap.parse_args(argv)
     os.environ.update(DUMMY_CREDENTIALS)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    wanted = [c for c in args.clients.split(",") if c]
-    unknown = set(wanted) - set(ALL_CLIENTS)
-    if unknown:
-        ap.error(f"unknown client(s) {', '.join(sorted(unknown))}: use {', '.join(ALL_CLIENTS)}")
-    sets = {"large": args.large, "small": args.small}
-    if args.only:
-        sets = {args.only: sets[args.only]}
+    wanted, sets = chosen(ap, args)
 
-    results: dict = {"versions": {**peers.versions(), "cpus": str(os.cpu_count())}, "rounds": args.rounds,
+    results: dict = {"versions": {**versions(), "cpus": str(os.cpu_count())}, "rounds": args.rounds,
                      "transport_config": dataclasses.asdict(TransportConfig()), "sets": {}, "framers": {}}
-    with start_endpoint() as endpoint:
+    with start_endpoint() as endpoint, contextlib.ExitStack() as stack:
         url, pid = endpoint.info["url"], endpoint.pid
-        client = peers._boto3_client(url, 16)
         for name, (count, size) in sets.items():
-            bucket = f"bench-{name}"
             print(f"uploading {name}: {count} x {size} bytes", file=sys.stderr, flush=True)
-            dataset = Dataset(name, uniform_sizes(count, size))
-            fill_bucket(client, bucket, dataset, content=lambda k, n: os.urandom(n), threads=4)
-            keys, uri = dataset.keys(), f"s3://{bucket}/{dataset.prefix}"
+            target, total = upload(url, f"bench-{name}", count, size)
             makers = {
-                "pipe": lambda: PipeClient(url, uri),
-                "fifo": lambda: FifoClient(url, uri),
-                "boto3_8threads": lambda: (lambda: peers.boto3_threads(url, bucket, keys, threads=8)),
-                "s3fs_open_read": lambda: (lambda: peers.s3fs_open_read(url, bucket, keys)),
+                "pipe": lambda: PipeClient(url, target.uri),
+                "fifo": lambda: FifoClient(url, target.uri),
+                **{c: (lambda c=c: reader(PEERS[c], target, stack)) for c in PEERS},
             }
-            chosen = [c for c in wanted if not (name == "small" and c == "s3fs_open_read")]
-            clients = {c: makers[c]() for c in chosen}
-            runs = run_rounds(clients, args.rounds, pid, dataset.total_bytes)
+            clients = {c: makers[c]() for c in wanted if not (name == "small" and c == "s3fs_open_read")}
+            runs = run_rounds(clients, args.rounds, pid, total)
             results["sets"][name] = {"count": count, "size": size, "runs": runs,
                                      "medians": {c: summarize(r, count) for c, r in runs.items()}}
     if not args.no_framers:

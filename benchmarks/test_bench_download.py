@@ -1,9 +1,10 @@
 """File-mode download vs boto3 ``download_file`` on 8 threads vs s5cmd ``cp``
 (pytest-benchmark; smaller sets than ``download_bench.py`` by default).
 
-The runners and the moto server in a child process come from
-``download_bench.py`` (the interleaved, medians-of-5 script the issue's figures
-come from); this file puts the same runs under pytest-benchmark.
+The clients (channels.bench runners) come from ``download_bench.py`` (the
+interleaved, medians-of-5 script the issue's figures come from); this file
+puts the same runs under pytest-benchmark, moto in a child process
+(``conftest.py``).
 
 Run:
     .venv/bin/python -m pytest benchmarks/test_bench_download.py --benchmark-only -s
@@ -14,44 +15,26 @@ A summary with ratios goes to .benchmarks/download-summary.json.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 
 import download_bench as bench
-from channels.testing import DUMMY_CREDENTIALS, KIB, MIB, Dataset, dummy_credentials, fill_bucket, uniform_sizes
+from channels.bench import peers
+from channels.bench.base import read_once
+from channels.testing import KIB, MIB
 from medians import median_seconds
 
 FULL = os.environ.get("CHANNELS_BENCH_FULL") == "1"
-SETS = {"large": (64, 16 * MIB) if FULL else (16, 16 * MIB),
-        "small": (2000, 64 * KIB) if FULL else (400, 64 * KIB)}
+LARGE = (64, 16 * MIB) if FULL else (16, 16 * MIB)
+SMALL = (2000, 64 * KIB) if FULL else (400, 64 * KIB)
+SETS = {"large": LARGE, "small": SMALL}
 ROUNDS = int(os.environ.get("CHANNELS_BENCH_ROUNDS", "5" if FULL else "3"))
-CLIENTS = ("channels", "boto3", "s5cmd")
+CLIENTS = tuple(bench.CLIENTS)
 MEDIANS: dict[tuple[str, str], float] = {}
-
-
-@pytest.fixture(scope="module")
-def endpoint():
-    """moto in a child process, both sets uploaded; its URL and a boto3 client."""
-    import boto3
-    import botocore.config
-
-    server = bench.Server()
-    try:
-        with dummy_credentials():
-            client = boto3.client("s3", endpoint_url=server.endpoint_url,
-                                  region_name=DUMMY_CREDENTIALS["AWS_DEFAULT_REGION"],
-                                  config=botocore.config.Config(max_pool_connections=64))
-            for name, (count, size) in SETS.items():
-                fill_bucket(client, f"bench-{name}", Dataset(name, uniform_sizes(count, size)),
-                            content=lambda k, n: os.urandom(n), threads=4)
-            yield server.endpoint_url, client
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -73,27 +56,23 @@ def summary():
 
 @pytest.mark.parametrize("client", CLIENTS)
 @pytest.mark.parametrize("name", list(SETS))
-def test_download(benchmark, endpoint, tmp_path, name, client):
-    url, boto = endpoint
+def test_download(benchmark, request, tmp_path, name, client):
     count, size = SETS[name]
-    s5cmd, why = bench.find_s5cmd()
-    if client == "s5cmd" and s5cmd is None:
-        pytest.skip(why)
-    run = {"channels": lambda d: bench.run_channels(url, f"bench-{name}", "data/", d),
-           "boto3": lambda d: bench.run_boto3(url, f"bench-{name}", "data/", d, boto),
-           "s5cmd": lambda d: bench.run_s5cmd(url, f"bench-{name}", "data/", d, s5cmd)}[client]
-    dests: list[Path] = []
+    if client == "s5cmd" and peers.s5cmd_path() is None:
+        pytest.skip(peers.S5CMD_MISSING)
+    target, _ = request.getfixturevalue(name)  # conftest.py's large or small set
+    target = dataclasses.replace(target, workdir=str(tmp_path))
+    with bench.CLIENTS[client](target) as body:
+        done = []
 
-    def fresh_dest():
-        if dests:  # the previous round's files, untimed
-            bench.verify(dests[-1], count, size)
-            bench.settle(dests[-1])
-        dests.append(Path(tempfile.mkdtemp(prefix=f"dl-{client}-", dir=tmp_path)))
-        return (dests[-1],), {}
+        def settled() -> None:
+            if done:  # the previous round's files, untimed
+                bench.verify(body, count, size)
+                bench.settle(body)
+            done.append(True)
 
-    benchmark.pedantic(run, setup=fresh_dest, rounds=ROUNDS, iterations=1)
-    bench.verify(dests[-1], count, size)
-    shutil.rmtree(dests[-1])
+        benchmark.pedantic(read_once, args=(body,), setup=settled, rounds=ROUNDS, iterations=1)
+        bench.verify(body, count, size)
     median = median_seconds(benchmark)
     if median is None:  # --benchmark-disable: the run above was a smoke test, no figures
         return

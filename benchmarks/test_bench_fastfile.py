@@ -13,6 +13,7 @@ A summary with ratios to Pipe goes to .benchmarks/fastfile-pytest-summary.json.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import fastfile_bench as fb
-import peers
+from channels.bench.report import versions
 from channels.testing import MIB, tiny_sizes, uniform_sizes
 
 FULL = os.environ.get("CHANNELS_BENCH_FULL") == "1"
@@ -37,12 +38,9 @@ fuse = pytest.mark.skipif(not os.path.exists("/dev/fuse") or not shutil.which("f
 
 @pytest.fixture(scope="module")
 def endpoint():
-    proc, url = fb.start_server()
-    try:
+    child, url = fb.start_server()
+    with child:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +72,7 @@ def summary():
     (out / "fastfile-pytest-summary.json").write_text(json.dumps(
         {"objects": OBJECTS, "rounds": ROUNDS, "mb_per_s": results, "other": extra,
          "vs_pipe": {k: v / pipe for k, v in results.items()} if pipe else None,
-         "versions": peers.versions()}, indent=2))
+         "versions": versions()}, indent=2))
 
 
 def _sequential(benchmark, summary, name: str, total: int, fn, setup=None) -> None:
@@ -87,7 +85,7 @@ def _sequential(benchmark, summary, name: str, total: int, fn, setup=None) -> No
 
     benchmark.pedantic(run, setup=setup, rounds=ROUNDS, iterations=1)
     mbs = total / sorted(seconds)[len(seconds) // 2] / 1e6
-    benchmark.extra_info.update(mb_per_s=mbs, objects=OBJECTS, versions=peers.versions())
+    benchmark.extra_info.update(mb_per_s=mbs, objects=OBJECTS, versions=versions())
     summary[0][name] = mbs
 
 
@@ -98,8 +96,10 @@ def test_pipe(benchmark, summary, data):
 
 
 def test_s3fs_open_read(benchmark, summary, endpoint, data):
-    uri, keys, total = data
-    _sequential(benchmark, summary, "s3fs open().read()", total, lambda: fb.timed(lambda: fb.read_s3fs(endpoint, keys)))
+    _, _, total = data
+    with contextlib.ExitStack() as stack:
+        read = fb.s3fs_reader(endpoint, "seq/", stack)
+        _sequential(benchmark, summary, "s3fs open().read()", total, lambda: fb.timed(read))
 
 
 @pytest.mark.parametrize("readers", [1, THREADS])

@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 
 from channels.bench.datasets import KIB, MIB, BenchDataset, ensure
-from channels.bench.harness import endpoint_client
+from channels.bench.base import s3_client
 from channels.testing.profiles import PROFILES
 from channels.bench.report import format_versions, versions
 from channels.testing.services import start_endpoint, start_proxies
@@ -35,7 +35,7 @@ BUCKET = "proxy-bench"
 def services():
     with dummy_credentials(), start_endpoint() as endpoint, \
             start_proxies(endpoint.info["url"], [PROFILES["local"], PROFILES["s3-like"]]) as proxies:
-        ensure(endpoint_client(endpoint.info["url"]), BUCKET, DATA)
+        ensure(s3_client(endpoint.info["url"]), BUCKET, DATA)
         urls = {"direct": endpoint.info["url"], **{k: v[0] for k, v in proxies.info["urls"].items()}}
         yield endpoint, proxies, urls
 
