@@ -25,7 +25,6 @@ from channels.testing import wait_for
 from channels.transport import (AccessDeniedError, Backend, Cancelled, PartialRead, Transport,
                                 TransportConfig, backend_class, backend_names, plan_parts, register_backend)
 from channels.transport.backends.s3 import S3Backend, parse_s3_url, quote_key
-from channels.memory.pool import BufferPool
 from channels.units import KIB, MIB
 
 def put(client, bucket: str, key: str, data: bytes) -> ObjectRef:
@@ -189,21 +188,6 @@ def test_the_first_bytes_of_a_stream_come_in_a_short_part(s3_client, bucket, s3)
                                                       ("f1", 0, 2 * MIB), ("f1", 2 * MIB, MIB + 5)]
     assert b"".join(d for k, _, d in chunks if k == "f0") == data
     assert b"".join(d for k, _, d in chunks if k == "f1") == data
-
-
-def test_buffer_pool_reuses_and_never_exceeds_budget():
-    pool = BufferPool(budget=64 * KIB, max_size=32 * KIB)
-    a = pool.try_acquire(30 * KIB)
-    b = pool.try_acquire(20 * KIB)
-    assert len(a) == 32 * KIB and len(b) == 32 * KIB and pool.allocated == 64 * KIB
-    assert pool.try_acquire(1) is None  # spent
-    pool.release(a)
-    assert pool.try_acquire(17 * KIB) is a  # same class: reused, not reallocated
-    pool.release(a)
-    pool.release(b)
-    small = [pool.try_acquire(4 * KIB) for _ in range(16)]  # evicts the free 32 KiB ones
-    assert all(s is not None for s in small) and pool.allocated == 64 * KIB
-    assert pool.peak == 64 * KIB
 
 
 def test_s3_url_parsing_and_key_quoting():
@@ -639,16 +623,16 @@ def test_buffers_are_reused_across_streams(s3_client, bucket, s3):
     refs = [put(s3_client, bucket, f"w/{i}", os.urandom(3 * part)) for i in range(4)]
     t = transport(s3, part_size=part, budget_bytes=6 * part, max_workers=4)
     first = collect(t.stream(refs))
-    spare = list(t._spare)
+    spare = t._spare.buffers()
     assert spare and sum(map(len, spare)) <= 6 * part
     ids = {id(b) for b in spare}
     stream = t.stream(refs)
-    assert t._spare == []  # adopted by the new stream
+    assert t._spare.buffers() == []  # taken by the new stream
     assert collect(stream) == first
-    assert ids & {id(b) for b in t._spare}  # the same buffers came back
+    assert ids & {id(b) for b in t._spare.buffers()}  # the same buffers came back
     assert t.stats.buffer_peak <= 6 * part
     t.close()
-    assert t._spare == []
+    assert t._spare.buffers() == []
 
 
 def test_close_from_another_thread_wakes_a_waiting_consumer(tmp_path):

@@ -21,7 +21,7 @@ from channels.listing import ObjectRef
 from channels.store import Store, protocol_of
 from channels.transport.backends import Backend, backend_class
 from channels.transport.backends.base import OnData, Progress
-from channels.memory.pool import keep_largest
+from channels.memory.pool import SpareShelf
 from channels.transport.config import TransportConfig
 from channels.transport.errors import Cancelled, PartialRead
 from channels.transport.stats import TransportStats
@@ -58,8 +58,8 @@ class Transport:
         self._backends: dict[str, Backend] = {}
         self._streams: weakref.WeakSet[ChunkStream] = weakref.WeakSet()
         # Free buffers a finished stream left for the next one (first touch of
-        # fresh memory costs page faults). Invariant: total <= budget_bytes.
-        self._spare: list[bytearray] = []
+        # fresh memory costs page faults); at most budget_bytes, none once closed.
+        self._spare = SpareShelf(self.config.budget_bytes)
         self._closed = False
 
     # ------------------------------------------------------------ public API
@@ -164,24 +164,13 @@ class Transport:
                     self._backends[name] = backend
         return backend
 
-    def _take_spare(self) -> list[bytearray]:
-        with self._lock:
-            spare, self._spare = self._spare, []
-        return spare
-
-    def _give_spare(self, buffers: list[bytearray]) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            keep_largest(self._spare, buffers, self.config.budget_bytes)
-
     def close(self) -> None:
         """Close open streams, free spare buffers, release connections; idempotent."""
         with self._lock:
             self._closed = True
-            self._spare = []
             streams, self._streams = list(self._streams), weakref.WeakSet()
             backends, self._backends = list(self._backends.values()), {}
+        self._spare.close()
         for stream in streams:
             stream.close()
         for backend in backends:

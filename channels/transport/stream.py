@@ -9,7 +9,8 @@ Why it cannot deadlock: the only part the consumer ever waits for is the
 window's head, and the head was admitted (so it is in flight or done) unless
 the window is empty. An empty window with nothing lent to the consumer means
 every buffer is free, and a free pool serves any part of at most
-``max_part <= budget`` bytes; so the next part is always admitted.
+``max_part <= budget`` bytes (:meth:`BufferPool.try_take` drops kept
+buffers to make room); so the next part is always admitted.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from channels.listing import ObjectRef
-from channels.memory.pool import BufferPool
+from channels.memory.pool import BufferPool, size_class
 from channels.transport.errors import Cancelled
 
 if TYPE_CHECKING:
@@ -123,17 +124,18 @@ class ChunkStream(Iterator[Chunk]):
         self._sink = sink
         self._transport = transport
         self._stats = transport.stats
+        self._max_part = cfg.max_part
         self._max_workers = cfg.max_workers
         self._plan = plan_parts(refs, cfg.part_size, cfg.threshold, cfg.first_part_size)
         self._cond = threading.Condition()
         self._cancel = threading.Event()
         self._executor = ThreadPoolExecutor(cfg.max_workers, thread_name_prefix="channels-transport")
-        # Invariant: pool.allocated <= budget_bytes; every admitted slot's
-        # buffer and the held slot's buffer are lent out of this pool (with a
-        # sink, only slots in flight have one: a fetched part's goes back).
-        self._pool = BufferPool(cfg.budget_bytes, cfg.max_part)
-        self._pool.adopt(transport._take_spare())  # warm buffers: no page faults
-        self._stats.peak("buffer_peak", self._pool.allocated)
+        # Invariant: the pool's lent plus kept bytes <= budget_bytes; every
+        # admitted slot's buffer and the held slot's buffer are lent out of
+        # this pool (with a sink, only slots in flight have one: a fetched
+        # part's goes back). It starts with the spare buffers: no page faults.
+        self._pool = BufferPool(cfg.budget_bytes, spare=transport._spare)
+        self._stats.peak("buffer_peak", self._pool.peak_held)
         # Invariant: slots in plan order; window[0] is the next to deliver.
         # len(window) <= window_limit bounds the slots of empty objects too.
         self._window: deque[_Slot] = deque()
@@ -181,7 +183,7 @@ class ChunkStream(Iterator[Chunk]):
     @property
     def buffer_peak(self) -> int:
         """The most buffer bytes this stream held at once (<= budget_bytes)."""
-        return self._pool.peak
+        return self._pool.peak_held
 
     def __enter__(self) -> ChunkStream:
         return self
@@ -231,11 +233,12 @@ class ChunkStream(Iterator[Chunk]):
                 self._window.append(_Slot(ref, done=True))
                 continue
             # With a sink, a part needs only a landing buffer for one run.
-            buf = self._pool.try_acquire(length if self._sink is None else min(length, SINK_BUFFER))
+            size = size_class(length if self._sink is None else min(length, SINK_BUFFER), self._max_part)
+            buf = self._pool.try_take(size)
             if buf is None:
                 self._pending = part
                 return
-            self._stats.peak("buffer_peak", self._pool.allocated)
+            self._stats.peak("buffer_peak", self._pool.peak_held)
             slot = _Slot(ref, offset, length, last, buf)
             self._window.append(slot)
             try:
@@ -256,7 +259,7 @@ class ChunkStream(Iterator[Chunk]):
         self._cancel.set()
         self._window.clear()
         self._pending = None
-        self._transport._give_spare(self._pool.drain())
+        self._pool.close()  # its free buffers go to the spare shelf, for the next stream
         self._cond.notify_all()
         # Queued parts never start; running ones stop at their next cancel
         # check. Not waiting keeps close() prompt even on a stalled socket.

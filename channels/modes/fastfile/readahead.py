@@ -31,11 +31,13 @@ How much it fetches (Mountpoint's prefetcher works so):
   about the bytes they return.
 - A window is fetched as parts of about ``part_size`` bytes, concurrently;
   a read waits only for the part it needs.
-- Every window's buffer is granted by one :class:`ByteBudget` shared by all
-  files of a view. When the budget is short a window shrinks to what is
-  left; when nothing is left, the read goes straight into the caller's
-  buffer (no readahead) instead of waiting, so that a single thread reading
-  many files round-robin can never deadlock on the budget.
+- Every window's buffer is granted by one byte budget (a
+  :class:`~channels.memory.pool.BufferPool`, by default a
+  :class:`~channels.memory.budget.ByteBudget`) shared by all files of a
+  view. When the budget is short a window shrinks to what is left; when
+  nothing is left, the read goes straight into the caller's buffer (no
+  readahead) instead of waiting, so that a single thread reading many
+  files round-robin can never deadlock on the budget.
 - Across files: :func:`fetch_ahead` starts the first window of an object
   nobody has opened yet, and a ``ReadaheadFile`` given that window
   (``first=``) reads from it, so a reader going from file to file does not
@@ -53,7 +55,9 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 
-from channels.memory.budget import ByteBudget, ReadStats
+from channels.memory.budget import ByteBudget
+from channels.memory.pool import BufferPool
+from channels.modes.fastfile.stats import ReadStats
 from channels.modes.fastfile.window import KIB, MIB, Fetch, Progress, Window, fetch_part, split_parts
 
 __all__ = ["KIB", "MIB", "ByteBudget", "Fetch", "Progress", "ReadaheadConfig", "ReadaheadFile", "ReadStats",
@@ -140,7 +144,7 @@ def first_window_size(size: int, config: ReadaheadConfig) -> int:
     return size if size <= config.whole_object_bytes else min(size, config.initial_window)
 
 
-def fetch_ahead(fetch: Fetch, size: int, *, config: ReadaheadConfig, budget: ByteBudget,
+def fetch_ahead(fetch: Fetch, size: int, *, config: ReadaheadConfig, budget: BufferPool,
                 executor: ThreadPoolExecutor, stats: ReadStats) -> Window | None:
     """Start fetching an unopened object's first window in the background.
 
@@ -152,9 +156,10 @@ def fetch_ahead(fetch: Fetch, size: int, *, config: ReadaheadConfig, budget: Byt
         grant all of it (a fetch ahead never shrinks).
     """
     want = first_window_size(size, config)
-    if want == 0 or not budget.try_acquire(want, want):
+    buf = budget.try_take(want) if want else None
+    if buf is None:
         return None
-    w = Window(0, want, budget, want)
+    w = Window(0, buf, budget)
     part = max(config.part_size, want) if want == size else config.part_size
     w.fill(fetch, stats, executor, part, inline_first=False)
     return w
@@ -185,7 +190,7 @@ class ReadaheadFile(io.RawIOBase):
     """
 
     def __init__(self, fetch: Fetch, size: int, *, name: str = "", config: ReadaheadConfig | None = None,
-                 budget: ByteBudget | None = None, executor: ThreadPoolExecutor | None = None,
+                 budget: BufferPool | None = None, executor: ThreadPoolExecutor | None = None,
                  stats: ReadStats | None = None, first: Window | None = None,
                  on_reading_on: Callable[[], None] | None = None,
                  on_close: Callable[[], None] | None = None) -> None:
@@ -429,16 +434,16 @@ class ReadaheadFile(io.RawIOBase):
                  and need >= min(cfg.whole_object_hint, self.size))
         want = self.size if whole else self._window_size(pos, need)
         part = max(cfg.part_size, self.size) if whole else cfg.part_size
-        grant = 0 if need >= want else self._budget.try_acquire(want, need)
-        if not grant:
+        buf = None if need >= want else self._budget.try_take(want, need)
+        if buf is None:
             if need < want:
                 self.stats.add(budget_denied=1)
             self._fetch_direct(pos, dest[:need], part)
             self._fetched_end = pos + need
             self._grow(need)
             return None
-        w = self._start_window(pos, grant, inline_first=True, part_size=part)
-        self._grow(grant)
+        w = self._start_window(pos, buf, inline_first=True, part_size=part)
+        self._grow(w.end - w.start)
         return w
 
     def _maybe_prefetch(self, pos: int) -> None:
@@ -453,16 +458,16 @@ class ReadaheadFile(io.RawIOBase):
         ahead = sum(1 for w in self._windows if w.start > pos)
         while ahead < self.config.prefetch_depth and self._fetched_end < self.size:
             want = self._window_size(self._fetched_end)
-            grant = self._budget.try_acquire(want, min(want, self.config.initial_window))
-            if not grant:
+            buf = self._budget.try_take(want, min(want, self.config.initial_window))
+            if buf is None:
                 return
             self.stats.add(prefetches=1)
-            self._start_window(self._fetched_end, grant, inline_first=False)
-            self._grow(grant)
+            w = self._start_window(self._fetched_end, buf, inline_first=False)
+            self._grow(w.end - w.start)
             ahead += 1
 
-    def _start_window(self, start: int, length: int, *, inline_first: bool, part_size: int = 0) -> Window:
-        w = Window(start, start + length, self._budget, length)
+    def _start_window(self, start: int, buf, *, inline_first: bool, part_size: int = 0) -> Window:
+        w = Window(start, buf, self._budget)
         self._windows.append(w)
         self._fetched_end = w.end
         self.stats.add(windows=1)

@@ -2,7 +2,7 @@
 
 The unit of :mod:`channels.modes.fastfile.readahead`: a :class:`ReadaheadFile` reads
 from its windows, and FastFile's view fetches windows of files nobody has
-opened yet (:func:`~channels.modes.readahead.fetch_ahead`). A window's parts
+opened yet (:func:`~channels.modes.fastfile.ahead.fetch_ahead`). A window's parts
 are fetched concurrently; each part's fetch tells how far it has filled the
 buffer, and a reader copies what has landed and waits only for the rest.
 """
@@ -16,7 +16,9 @@ from functools import partial
 
 import numpy as np
 
-from channels.memory.budget import ByteBudget, ReadStats, _unexported
+from channels.memory.budget import unexported
+from channels.memory.pool import BufferPool
+from channels.modes.fastfile.stats import ReadStats
 from channels.units import KIB, MIB
 
 #: A reader that has caught up with a part still in flight waits until this
@@ -64,29 +66,29 @@ class _Part:
 
 
 class Window:
-    """Bytes ``[start, end)`` of the object in one budgeted buffer, fetched in parts.
+    """Bytes ``[start, start + len(buf))`` of the object in ``buf``, fetched in parts.
 
     A reader may copy a part's front while its back is still in flight: each
     part's fetch reports how far it has filled the buffer, so a reader waits
     only for the bytes it needs, not for a whole part (a 16 MiB object is
     one part).
 
-    The buffer's grant goes back to the budget once the window is dropped and
-    no part is still writing into it; dropping also sets ``cancel``, which
-    stops the parts still fetching.
+    ``buf`` came from ``budget`` (:meth:`BufferPool.try_take`) and goes back
+    to it once the window is dropped and no part is still writing into it;
+    dropping also sets ``cancel``, which stops the parts still fetching.
     """
 
-    __slots__ = ("start", "end", "buf", "cancel", "_view", "_grant", "_budget", "_parts", "_cond",
+    __slots__ = ("start", "end", "buf", "cancel", "_view", "_budget", "_parts", "_cond",
                  "_pending", "_dropped", "_lent")
 
-    def __init__(self, start: int, end: int, budget: ByteBudget, grant: int) -> None:
+    def __init__(self, start: int, buf, budget: BufferPool) -> None:
         self.start = start
-        self.end = end
-        self.buf = budget.buffer(end - start)
+        self.end = start + len(buf)
+        # Invariant: buf is lent out of budget until _free gives it back (then None).
+        self.buf = buf
         self.cancel = threading.Event()
         self._view = memoryview(self.buf)
         self._budget = budget
-        self._grant = grant
         self._parts: list[_Part] = []  # in offset order; set once, by fill
         self._cond = threading.Condition(threading.Lock())
         # Invariant: pending == parts whose future is not done yet.
@@ -165,8 +167,7 @@ class Window:
     def _free(self) -> None:
         buf, view = self.buf, self._view
         self.buf = self._view = None  # type: ignore[assignment]
-        grant, self._grant = self._grant, 0
-        if grant:
+        if buf is not None:
             try:
                 view.release()
             except BufferError:  # pragma: no cover - a view of the view is alive
@@ -174,7 +175,7 @@ class Window:
             # Once every part is done nothing writes into buf any more; views a
             # finished fetch still holds are dropped unused. A view lent to a
             # caller is another matter: buf is reused only once no view is left.
-            self._budget.release(grant, buf if not self._lent or _unexported(buf) else None)
+            self._budget.release(buf, reuse=not self._lent or unexported(buf))
 
     def lend(self, pos: int, n: int) -> memoryview:
         """A view of bytes ``[pos, pos + n)`` for a caller to keep (no copy)."""
