@@ -635,39 +635,43 @@ def test_buffers_are_reused_across_streams(s3_client, bucket, s3):
     assert t._spare.buffers() == []
 
 
-def test_close_from_another_thread_wakes_a_waiting_consumer(tmp_path):
+def test_close_from_another_thread_wakes_a_waiting_consumer():
     """A consumer blocked on the head part ends (StopIteration) when another thread closes the stream."""
-    import threading
-
-    from channels.listing import ObjectRef
-    from channels.transport import Transport, TransportConfig
+    from channels.transport.backends import _REGISTRY
 
     started = threading.Event()
     release = threading.Event()
 
-    class SlowBackendTransport(Transport):
-        def _read(self, url, start, buf, size, etag, cancel, on_data=None):  # a read that waits until told
+    class SlowBackend(Backend):
+        name = "slow"
+
+        def _read_into(self, url, start, buf, size, etag, cancel):  # a read that waits until told
             started.set()
             release.wait(5)
             buf[:] = b"x" * len(buf)
 
-    path = tmp_path / "obj"
-    path.write_bytes(b"x" * 10)
-    with SlowBackendTransport(config=TransportConfig()) as t:
-        stream = t.stream([ObjectRef(f"file://{path}", 10)])
-        outcome = []
+        def _get(self, url):
+            raise NotImplementedError
 
-        def consume():
-            try:
-                next(stream)
-                outcome.append("chunk")
-            except StopIteration:
-                outcome.append("stopped")
+    register_backend(SlowBackend, clobber=True)
+    outcome = []
+    try:
+        with Transport(Store("http://unused"), TransportConfig(s3_backend="slow")) as t:
+            stream = t.stream([ObjectRef("s3://b/obj", 10)])
 
-        consumer = threading.Thread(target=consume)
-        consumer.start()
-        assert started.wait(5)
-        stream.close()
-        consumer.join(5)
-        release.set()
-        assert not consumer.is_alive() and outcome == ["stopped"]
+            def consume():
+                try:
+                    next(stream)
+                    outcome.append("chunk")
+                except StopIteration:
+                    outcome.append("stopped")
+
+            consumer = threading.Thread(target=consume)
+            consumer.start()
+            assert started.wait(5)
+            stream.close()
+            consumer.join(5)
+            release.set()
+    finally:
+        _REGISTRY.pop("slow", None)
+    assert not consumer.is_alive() and outcome == ["stopped"]

@@ -2,32 +2,28 @@
 
 ``Transport.stream`` delivers many objects as ordered chunks (Pipe, File);
 ``read_into``/``read_range`` serve single ranges (FastFile readahead);
-``get`` reads a small whole object (manifests). All of them share the retry
-logic here: transient failures resume at the failed offset, with full-jitter
-exponential backoff, up to ``config.retries`` further attempts.
+``get`` reads a small whole object (manifests). All of them read through
+one :class:`~channels.transport.fetch.Fetcher`, which holds the backends and
+the retry logic: transient failures resume at the failed offset, with
+full-jitter exponential backoff, up to ``config.retries`` further attempts.
+This module is the public API only.
 """
 
 from __future__ import annotations
 
-import logging
-import random
 import threading
-import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
-from channels.errors import TransportError
 from channels.listing import ObjectRef
-from channels.store import Store, protocol_of
-from channels.transport.backends import Backend, backend_class
-from channels.transport.backends.base import OnData, Progress
 from channels.memory.pool import SpareShelf
+from channels.store import Store
+from channels.transport.backends import Backend, backend_class
+from channels.transport.backends.base import Progress
 from channels.transport.config import TransportConfig
-from channels.transport.errors import Cancelled, PartialRead
+from channels.transport.fetch import Fetcher
 from channels.transport.stats import TransportStats
 from channels.transport.stream import ChunkStream, Sink
-
-log = logging.getLogger(__name__)
 
 
 class Transport:
@@ -54,8 +50,8 @@ class Transport:
         self.config = config if config is not None else TransportConfig()
         backend_class(self.config.s3_backend)  # an unknown name fails here, not mid-stream
         self.stats = TransportStats()
+        self._fetcher = Fetcher(self.store, self.config, self.stats)
         self._lock = threading.Lock()
-        self._backends: dict[str, Backend] = {}
         self._streams: weakref.WeakSet[ChunkStream] = weakref.WeakSet()
         # Free buffers a finished stream left for the next one (first touch of
         # fresh memory costs page faults); at most budget_bytes, none once closed.
@@ -87,7 +83,7 @@ class Transport:
         objects (nothing to fetch).
         """
         self._check_open()
-        stream = ChunkStream(self, refs, sink)
+        stream = ChunkStream(refs, self.config, self._fetcher, self.stats, spare=self._spare, sink=sink)
         with self._lock:
             self._streams.add(stream)
         return stream
@@ -121,7 +117,7 @@ class Transport:
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B")
         url, size, etag = _target(ref)
-        self._read(url, start, view, size, etag, cancel, progress)
+        self._fetcher.read(url, start, view, size, etag, cancel, progress)
 
     def read_range(self, ref: ObjectRef | str, start: int, end: int) -> memoryview:
         """Bytes ``[start, end)`` of an object, in a new buffer the caller owns."""
@@ -134,123 +130,27 @@ class Transport:
     def get(self, url: str) -> bytes:
         """A whole object of unknown size (a manifest), retried from scratch."""
         self._check_open()
-        backend = self.backend_for(url)
-        failures = attempts = 0
-        while True:
-            attempts += 1
-            try:
-                data = backend.get(url)
-            except PartialRead as exc:
-                failures += 1
-                if self._give_up_or_wait(url, 0, attempts, failures, exc.cause, None):
-                    continue
-            except BaseException:
-                self.stats.add(errors=1)
-                raise
-            else:
-                self.stats.add(bytes=len(data))
-                return data
+        return self._fetcher.get(url)
 
     def backend_for(self, url: str) -> Backend:
         """The backend serving ``url``: S3 fast path, local files, or fsspec."""
-        protocol = protocol_of(url)
-        name = self.config.s3_backend if protocol == "s3" else "local" if protocol == "file" else "fsspec"
-        backend = self._backends.get(name)
-        if backend is None:
-            with self._lock:
-                backend = self._backends.get(name)
-                if backend is None:
-                    backend = backend_class(name)(self.store, self.config, self.stats)
-                    self._backends[name] = backend
-        return backend
+        return self._fetcher.backend_for(url)
 
     def close(self) -> None:
         """Close open streams, free spare buffers, release connections; idempotent."""
         with self._lock:
             self._closed = True
             streams, self._streams = list(self._streams), weakref.WeakSet()
-            backends, self._backends = list(self._backends.values()), {}
         self._spare.close()
         for stream in streams:
             stream.close()
-        for backend in backends:
-            backend.close()
+        self._fetcher.close()
 
     def __enter__(self) -> Transport:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-    # ------------------------------------------------------------ retry core
-
-    def _read(self, url: str, start: int, view: memoryview, size: int | None, etag: str | None,
-              cancel: threading.Event | None, progress: Progress | None = None) -> None:
-        """Fill ``view`` with ``[start, start + len(view))``, resuming on failure."""
-        backend = self.backend_for(url)
-        # Invariant: view[:done] holds bytes [start, start + done) of the object.
-        self._retrying(url, start, len(view), cancel, lambda done: backend.read_into(
-            url, start + done, view[done:], size=size, etag=etag, cancel=cancel, progress=progress))
-
-    def _read_to(self, url: str, start: int, n: int, scratch: memoryview, on_data: OnData,
-                 size: int | None, etag: str | None, cancel: threading.Event | None) -> None:
-        """Hand ``[start, start + n)`` to ``on_data`` through ``scratch``, resuming on failure."""
-        backend = self.backend_for(url)
-        # Invariant: on_data has had bytes [start, start + done), each once.
-        self._retrying(url, start, n, cancel, lambda done: backend.read_to(
-            url, start + done, n - done, scratch, on_data, size=size, etag=etag, cancel=cancel))
-
-    def _retrying(self, url: str, start: int, n: int, cancel: threading.Event | None,
-                  attempt: Callable[[int], None]) -> None:
-        """Call ``attempt(done)`` (one backend read of bytes ``[start + done,
-        start + n)``) until the range is complete, or raise."""
-        done = failures = attempts = 0
-        while True:
-            if cancel is not None and cancel.is_set():
-                raise Cancelled()
-            attempts += 1
-            try:
-                attempt(done)
-            except PartialRead as exc:
-                done += exc.nread
-                self.stats.add(bytes=exc.nread)
-                # Progress forgives earlier failures: the retry budget bounds
-                # consecutive attempts that got nothing.
-                failures = 1 if exc.nread else failures + 1
-                if done >= n:
-                    return
-                if self._give_up_or_wait(url, start + done, attempts, failures, exc.cause, cancel):
-                    continue
-            except Cancelled:
-                raise
-            except BaseException:
-                self.stats.add(errors=1)
-                raise
-            else:
-                self.stats.add(bytes=n - done)
-                return
-
-    def _give_up_or_wait(self, url: str, offset: int, attempts: int, failures: int,
-                         cause: BaseException, cancel: threading.Event | None) -> bool:
-        """Sleep before a retry (True), or raise TransportError when spent."""
-        cfg = self.config
-        if failures > cfg.retries:
-            self.stats.add(errors=1)
-            raise TransportError(
-                f"gave up reading {url} at offset {offset} after {attempts} attempts; last "
-                f"error: {cause!r}. The store kept failing: check the endpoint, or raise "
-                f"TransportConfig.retries (now {cfg.retries})",
-                url=url, offset=offset, attempts=attempts, cause=repr(cause)) from cause
-        self.stats.add(retries=1)
-        delay = random.uniform(0, min(cfg.backoff_max, cfg.backoff_base * 2 ** (failures - 1)))
-        log.debug("retrying %s at offset %d in %.3fs (attempt %d): %r", url, offset, delay,
-                  attempts + 1, cause)
-        if cancel is not None:
-            if cancel.wait(delay):
-                raise Cancelled()
-        elif delay:
-            time.sleep(delay)
-        return True
 
     def _check_open(self) -> None:
         if self._closed:

@@ -4,6 +4,10 @@ A stream turns object refs into a plan of parts (whole small objects, fixed
 ranges of large ones) and keeps a sliding window over that plan: parts enter
 the window in plan order, each with a buffer from a budgeted pool, and are
 fetched by a thread pool; the consumer takes them from the head, in order.
+The stream is given what it reads through (a
+:class:`~channels.transport.fetch.Fetcher`) and where it leaves its buffers
+when done (its Transport's :class:`~channels.memory.pool.SpareShelf`), never
+the Transport itself.
 
 Why it cannot deadlock: the only part the consumer ever waits for is the
 window's head, and the head was admitted (so it is in flight or done) unless
@@ -24,11 +28,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from channels.listing import ObjectRef
-from channels.memory.pool import BufferPool, size_class
+from channels.memory.pool import BufferPool, SpareShelf, size_class
+from channels.transport.config import TransportConfig
 from channels.transport.errors import Cancelled
+from channels.transport.stats import TransportStats
 
 if TYPE_CHECKING:
-    from channels.transport.engine import Transport
+    from channels.transport.fetch import Fetcher
 
 log = logging.getLogger(__name__)
 
@@ -117,29 +123,37 @@ class ChunkStream(Iterator[Chunk]):
 
     Close it (or use it as a context manager) when stopping early: that
     cancels outstanding reads and lets its worker threads end.
+
+    Args:
+        refs: the objects, in delivery order.
+        config: part sizes, budget and workers.
+        fetcher: reads a range with retries (``read``, and ``read_to`` for a sink).
+        stats: counters; the stream raises ``buffer_peak``.
+        spare: free buffers to start from, and where this stream's go when it ends.
+        sink: takes the bytes on the worker threads (see ``Transport.stream``).
     """
 
-    def __init__(self, transport: Transport, refs: Iterable[ObjectRef], sink: Sink | None = None) -> None:
-        cfg = transport.config
+    def __init__(self, refs: Iterable[ObjectRef], config: TransportConfig, fetcher: Fetcher,
+                 stats: TransportStats, *, spare: SpareShelf | None = None, sink: Sink | None = None) -> None:
         self._sink = sink
-        self._transport = transport
-        self._stats = transport.stats
-        self._max_part = cfg.max_part
-        self._max_workers = cfg.max_workers
-        self._plan = plan_parts(refs, cfg.part_size, cfg.threshold, cfg.first_part_size)
+        self._fetcher = fetcher
+        self._stats = stats
+        self._max_part = config.max_part
+        self._max_workers = config.max_workers
+        self._plan = plan_parts(refs, config.part_size, config.threshold, config.first_part_size)
         self._cond = threading.Condition()
         self._cancel = threading.Event()
-        self._executor = ThreadPoolExecutor(cfg.max_workers, thread_name_prefix="channels-transport")
+        self._executor = ThreadPoolExecutor(config.max_workers, thread_name_prefix="channels-transport")
         # Invariant: the pool's lent plus kept bytes <= budget_bytes; every
         # admitted slot's buffer and the held slot's buffer are lent out of
         # this pool (with a sink, only slots in flight have one: a fetched
         # part's goes back). It starts with the spare buffers: no page faults.
-        self._pool = BufferPool(cfg.budget_bytes, spare=transport._spare)
+        self._pool = BufferPool(config.budget_bytes, spare=spare)
         self._stats.peak("buffer_peak", self._pool.peak_held)
         # Invariant: slots in plan order; window[0] is the next to deliver.
         # len(window) <= window_limit bounds the slots of empty objects too.
         self._window: deque[_Slot] = deque()
-        self._window_limit = max(64, 8 * cfg.max_workers)
+        self._window_limit = max(64, 8 * config.max_workers)
         # Invariant: inflight == slots submitted and not done <= max_workers.
         self._inflight = 0
         self._pending: tuple | None = None  # next part, planned but waiting for budget
@@ -282,12 +296,12 @@ class ChunkStream(Iterator[Chunk]):
             ref = slot.ref
             if self._sink is None:
                 view = memoryview(slot.buf)[: slot.length]
-                self._transport._read(ref.url, slot.offset, view, ref.size, ref.etag, self._cancel)
+                self._fetcher.read(ref.url, slot.offset, view, ref.size, ref.etag, self._cancel)
             else:
                 view = memoryview(b"")  # the sink took the bytes
                 scratch = memoryview(slot.buf)[: min(slot.length, SINK_BUFFER)]
-                self._transport._read_to(ref.url, slot.offset, slot.length, scratch, self._on_data(ref),
-                                         ref.size, ref.etag, self._cancel)
+                self._fetcher.read_to(ref.url, slot.offset, slot.length, scratch, self._on_data(ref),
+                                      ref.size, ref.etag, self._cancel)
             slot.view = view
         except Cancelled:
             pass
