@@ -212,7 +212,7 @@ def test_the_stride_is_followed_and_unused_windows_give_their_budget_back(shards
 
 
 def test_windows_nobody_took_for_a_while_make_room(shards):
-    from channels.modes.fastfile.view import RECENT_FILES
+    from channels.modes.fastfile.ahead import RECENT_FILES
 
     uri, bodies = shards
     size = len(bodies["part-11.bin"])

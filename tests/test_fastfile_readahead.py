@@ -12,9 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from channels.modes.fastfile.readahead import (KIB, MIB, ByteBudget, ReadaheadConfig, ReadaheadFile, ReadStats,
-                                      fetch_ahead)
+from channels.memory.budget import ByteBudget
+from channels.modes.fastfile.ahead import fetch_ahead
+from channels.modes.fastfile.config import ReadaheadConfig
+from channels.modes.fastfile.readahead import ReadaheadFile
+from channels.modes.fastfile.stats import ReadStats
 from channels.testing import wait_for
+from channels.units import KIB, MIB
 
 DATA = random.Random(7).randbytes(9 * MIB + 12345)
 

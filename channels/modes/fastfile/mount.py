@@ -3,7 +3,7 @@
 Built on Debian's libfuse3 through ``mfusepy`` (ctypes bindings for the
 high-level libfuse API, 2 and 3). libfuse runs the loop multithreaded, so
 several programs read at once; each ``open`` gets its own
-:class:`~channels.modes.readahead.ReadaheadFile`, so readahead adapts per
+:class:`~channels.modes.fastfile.readahead.ReadaheadFile`, so readahead adapts per
 handle, and all handles share the view's byte budget.
 
 Reads go straight from a readahead window into the kernel's buffer (one copy):
@@ -27,8 +27,8 @@ import threading
 import time
 
 from channels.errors import MountError
-from channels.modes.fastfile.view import FastFileView
 from channels.modes.fastfile.readahead import ReadaheadFile
+from channels.modes.fastfile.view import FastFileView
 
 log = logging.getLogger(__name__)
 

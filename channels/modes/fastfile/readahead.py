@@ -38,12 +38,13 @@ How much it fetches (Mountpoint's prefetcher works so):
   nothing is left, the read goes straight into the caller's buffer (no
   readahead) instead of waiting, so that a single thread reading many
   files round-robin can never deadlock on the budget.
-- Across files: :func:`fetch_ahead` starts the first window of an object
-  nobody has opened yet, and a ``ReadaheadFile`` given that window
-  (``first=``) reads from it, so a reader going from file to file does not
-  wait a round trip at the start of each. Which files, and when, is the
-  caller's choice: the file says when it is being read on from its start
-  (``on_reading_on``); FastFile's view then fetches the next files ahead.
+- Across files: :func:`~channels.modes.fastfile.ahead.fetch_ahead` starts
+  the first window of an object nobody has opened yet, and a
+  ``ReadaheadFile`` given that window (``first=``) reads from it, so a
+  reader going from file to file does not wait a round trip at the start
+  of each. Which files, and when, is the caller's choice: the file says
+  when it is being read on from its start (``on_reading_on``); FastFile's
+  view then fetches the next files ahead.
 """
 
 from __future__ import annotations
@@ -53,82 +54,16 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
-from dataclasses import dataclass
 
 from channels.memory.budget import ByteBudget
 from channels.memory.pool import BufferPool
+from channels.modes.fastfile.config import ReadaheadConfig
 from channels.modes.fastfile.stats import ReadStats
-from channels.modes.fastfile.window import KIB, MIB, Fetch, Progress, Window, fetch_part, split_parts
+from channels.modes.fastfile.window import Fetch, Window, fetch_part, split_parts
+from channels.units import KIB, MIB
 
-__all__ = ["KIB", "MIB", "ByteBudget", "Fetch", "Progress", "ReadaheadConfig", "ReadaheadFile", "ReadStats",
-           "Window", "fetch_ahead", "first_window_size", "split_parts"]
-
-
-@dataclass(frozen=True)
-class ReadaheadConfig:
-    """Readahead knobs, shared by every file of a view.
-
-    Attributes:
-        initial_window: bytes the first read after ``open`` fetches.
-        max_window: the cap of a doubling window.
-        seek_window: the least a read after a seek fetches.
-        part_size: a window is fetched as concurrent parts of about this
-            (at most 1.5 times it: no runt parts).
-        budget_bytes: the most window-buffer bytes all files hold at once.
-        max_workers: fetch threads per view (parts in flight at once).
-        whole_object_bytes: an object of at most this many bytes whose first
-            read starts at 0 and asks for ``whole_object_hint`` bytes or more
-            is fetched whole, in one request (as Pipe fetches it): per-request
-            cost outweighs the bytes there. 0 turns this off.
-        whole_object_hint: the first read's size that says "reading on"
-            (``cat`` asks 128 KiB, the kernel's first FUSE read 256 KiB); a
-            smaller one (a header probe) gets ``initial_window``.
-        prefetch_depth: windows kept fetching ahead of the one being read,
-            budget permitting (2: request latency overlaps, not only transfer).
-        prefetch_files: in a FastFile view, once a file is read on from its
-            start (a first read from 0 of ``whole_object_hint`` bytes or
-            more, or a second sequential read), the first window of this
-            many files that follow it (in ``walk`` order, at the stride the
-            reader goes from file to file) is fetched before they are
-            opened; at most half the budget is held so (with the default
-            budget, 8 windows of 16 MiB). 0 turns it off. Measured here
-            (64 x 16 MiB, moto on loopback, pairs of runs): one view reader
-            got 0.905x Pipe's MB/s with 8 against 0.892x with 4.
-        forward_tolerance: a read this far past the last one's end still
-            counts as sequential, as does one within four read sizes or the
-            last window's length (whichever is largest), so that reads the
-            kernel delivers slightly out of order (FUSE) do not reset the
-            window, while random small reads seldom pass for sequential.
-    """
-
-    initial_window: int = 1 * MIB
-    max_window: int = 64 * MIB
-    seek_window: int = 4 * KIB
-    part_size: int = 8 * MIB
-    budget_bytes: int = 256 * MIB
-    max_workers: int = 16
-    forward_tolerance: int = 0
-    prefetch_depth: int = 2
-    prefetch_files: int = 8
-    whole_object_bytes: int = 16 * MIB
-    whole_object_hint: int = 64 * KIB
-
-    def __post_init__(self) -> None:
-        problems = []
-        for name in ("initial_window", "max_window", "seek_window", "part_size", "budget_bytes",
-                     "max_workers", "prefetch_depth"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                problems.append(f"{name} must be a positive int, got {value!r}")
-        for name in ("forward_tolerance", "prefetch_files", "whole_object_bytes", "whole_object_hint"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                problems.append(f"{name} must be an int >= 0, got {value!r}")
-        if not problems and not self.seek_window <= self.initial_window <= self.max_window:
-            problems.append(f"need seek_window ({self.seek_window}) <= initial_window "
-                            f"({self.initial_window}) <= max_window ({self.max_window})")
-        if problems:
-            raise ValueError("invalid ReadaheadConfig: " + "; ".join(problems))
+# KIB and MIB stay importable from here for the scripts that size a ReadaheadConfig.
+__all__ = ["KIB", "MIB", "ReadaheadConfig", "ReadaheadFile"]
 
 
 def _writable(b) -> memoryview:
@@ -136,33 +71,6 @@ def _writable(b) -> memoryview:
     if view.readonly:
         raise TypeError(f"readinto() needs a writable buffer, not a read-only {type(b).__name__}")
     return view.cast("B")
-
-
-def first_window_size(size: int, config: ReadaheadConfig) -> int:
-    """What a reader going on from the start of an object of ``size`` bytes fetches first:
-    all of a small object (see ``whole_object_bytes``), else ``initial_window``."""
-    return size if size <= config.whole_object_bytes else min(size, config.initial_window)
-
-
-def fetch_ahead(fetch: Fetch, size: int, *, config: ReadaheadConfig, budget: BufferPool,
-                executor: ThreadPoolExecutor, stats: ReadStats) -> Window | None:
-    """Start fetching an unopened object's first window in the background.
-
-    Hand the window to the :class:`ReadaheadFile` that opens the object
-    (``first=``), or :meth:`Window.drop` it to give its budget back.
-
-    Returns:
-        The window, or None when the object is empty or the budget cannot
-        grant all of it (a fetch ahead never shrinks).
-    """
-    want = first_window_size(size, config)
-    buf = budget.try_take(want) if want else None
-    if buf is None:
-        return None
-    w = Window(0, buf, budget)
-    part = max(config.part_size, want) if want == size else config.part_size
-    w.fill(fetch, stats, executor, part, inline_first=False)
-    return w
 
 
 class ReadaheadFile(io.RawIOBase):

@@ -1,0 +1,210 @@
+"""Files ahead: the first window of files a reader will open next, fetched before it opens them.
+
+A reader going from file to file (``cat *``, a loop over ``walk``) would
+wait a round trip at the start of each file. :func:`fetch_ahead` starts the
+first window of an object nobody has opened yet, and a
+:class:`~channels.modes.fastfile.readahead.ReadaheadFile` given that window
+(``first=``) reads from it. :class:`FilesAhead` decides which files, and
+when: once a file is read on from its start, the next
+``ReadaheadConfig.prefetch_files`` files at the stride the reader goes from
+file to file. Random reads never start this.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, OrderedDict, deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from channels.listing import ObjectRef
+from channels.memory.pool import BufferPool
+from channels.modes.fastfile.config import ReadaheadConfig
+from channels.modes.fastfile.stats import ReadStats
+from channels.modes.fastfile.window import Fetch, Window
+
+#: Files read on from their start that :class:`FilesAhead` remembers, to see the stride.
+RECENT_FILES = 16
+#: The largest stride (in files of ``walk`` order) taken for a reader going from file to file.
+MAX_STRIDE = 8
+
+
+class View(Protocol):
+    """What :class:`FilesAhead` uses of a FastFile view (a
+    :class:`~channels.modes.fastfile.view.FastFileView`)."""
+
+    config: ReadaheadConfig
+    stats: ReadStats
+    budget: BufferPool
+
+    @property
+    def executor(self) -> ThreadPoolExecutor: ...
+
+    def walk(self) -> Iterator[tuple[str, list[str], list[str]]]: ...
+
+    def stat(self, path: str) -> Any: ...  # an Entry, whose ``ref`` is the object
+
+    def fetcher(self, ref: ObjectRef) -> Fetch: ...
+
+
+def first_window_size(size: int, config: ReadaheadConfig) -> int:
+    """What a reader going on from the start of an object of ``size`` bytes fetches first:
+    all of a small object (see ``whole_object_bytes``), else ``initial_window``."""
+    return size if size <= config.whole_object_bytes else min(size, config.initial_window)
+
+
+def fetch_ahead(fetch: Fetch, size: int, *, config: ReadaheadConfig, budget: BufferPool,
+                executor: ThreadPoolExecutor, stats: ReadStats) -> Window | None:
+    """Start fetching an unopened object's first window in the background.
+
+    Hand the window to the :class:`ReadaheadFile` that opens the object
+    (``first=``), or :meth:`Window.drop` it to give its budget back.
+
+    Returns:
+        The window, or None when the object is empty or the budget cannot
+        grant all of it (a fetch ahead never shrinks).
+    """
+    want = first_window_size(size, config)
+    buf = budget.try_take(want) if want else None
+    if buf is None:
+        return None
+    w = Window(0, buf, budget)
+    part = max(config.part_size, want) if want == size else config.part_size
+    w.fill(fetch, stats, executor, part, inline_first=False)
+    return w
+
+
+class FilesAhead:
+    """Fetches the first window of files a reader will open next, before it opens them.
+
+    When a file is read on from its start (see ``ReadaheadFile``'s
+    ``on_reading_on``) and another file at most :data:`MAX_STRIDE` before it
+    in ``walk`` order was too, not long ago, the reader is taken to go
+    through the files at that stride (the least such distance); the first
+    file read on in the view is taken to start a walk at stride 1. The
+    first windows of the next ``prefetch_files`` files at that stride are
+    then fetched now, nearest first, except files open already or fetched
+    ahead already; a file read on with no such file before it (a reader
+    taking files in a shuffled order) fetches nothing ahead. ``open`` hands
+    a file its window. The windows hold at most half the view's budget, and
+    never shrink a grant an open file could get. When they are short of
+    room, a window nobody took is dropped (its fetch cancelled, its budget
+    given back), oldest first, only if it is stale: its file lies before
+    the one just read on, or :data:`RECENT_FILES` files have been read on
+    since it was fetched (and the reader does not want it now). Otherwise
+    fetching ahead stops there: a window a reader is about to take is never
+    dropped for one it needs later. The rest are dropped at :meth:`close`.
+
+    Thread-safe.
+
+    Args:
+        view: the view whose files these are.
+    """
+
+    def __init__(self, view: View) -> None:
+        self._view = view
+        self._lock = threading.Lock()
+        self._order: list[str] | None = None  # every file's path, in walk order (made on first use)
+        self._index: dict[str, int] = {}
+        # Invariant: held == the bytes of the windows in ready; held <= budget.limit // 2.
+        self._ready: OrderedDict[str, Window] = OrderedDict()  # path -> window, oldest first
+        self._fetched_at: dict[str, int] = {}  # path -> the count of files read on when fetched
+        self._read_on = 0  # files read on so far
+        self._held = 0
+        self._open: Counter[str] = Counter()  # path -> handles open now
+        self._recent: deque[int] = deque(maxlen=RECENT_FILES)  # indexes of files read on
+        self._closed = False
+
+    def opened(self, path: str) -> Window | None:
+        """Note a new handle on ``path``; its window fetched ahead, if any (now the caller's)."""
+        with self._lock:
+            self._open[path] += 1
+            w = self._ready.pop(path, None)
+            if w is not None:
+                self._held -= w.end - w.start
+                del self._fetched_at[path]
+        if w is not None and w.failed():  # fetch it anew rather than fail the read
+            w.drop()
+            self._view.stats.add(files_ahead_dropped=1)
+            return None
+        if w is not None:
+            self._view.stats.add(files_ahead_used=1)
+        return w
+
+    def closed(self, path: str) -> None:
+        """Note that a handle on ``path`` was closed."""
+        with self._lock:
+            self._open[path] -= 1
+            if not self._open[path]:
+                del self._open[path]
+
+    def reading_on(self, path: str) -> None:
+        """``path`` is being read on from its start: fetch ahead the files the reader will open next."""
+        with self._lock:
+            if self._closed:
+                return
+            order, i = self._position(path)
+            behind = [i - j for j in self._recent if 0 < i - j <= MAX_STRIDE] or ([] if self._recent else [1])
+            self._recent.append(i)
+            self._read_on += 1
+            if not behind:
+                return
+            stride = min(behind)
+            end = min(len(order), i + stride * self._view.config.prefetch_files + 1)
+            targets = [order[j] for j in range(i + stride, end, stride)]
+            for target in targets:
+                if (target not in self._ready and target not in self._open
+                        and not self._fetch_ahead(target, i, targets)):
+                    return
+
+    def close(self) -> None:
+        """Drop every window not taken; idempotent."""
+        with self._lock:
+            self._closed = True
+            for path in list(self._ready):
+                self._drop(path)
+
+    def _position(self, path: str) -> tuple[list[str], int]:
+        if self._order is None:
+            self._order = [f"{d}/{name}" if d else name
+                           for d, _, files in self._view.walk() for name in files]
+            self._index = {p: i for i, p in enumerate(self._order)}
+        return self._order, self._index[path]
+
+    def _fetch_ahead(self, path: str, reader_at: int, wanted: list[str]) -> bool:
+        """Fetch ``path``'s first window ahead, making room from stale windows not in
+        ``wanted``; False if there is no room (go no further)."""
+        view = self._view
+        ref = view.stat(path).ref
+        want = first_window_size(ref.size, view.config)
+        room = view.budget.limit // 2
+        if want == 0:
+            return True
+        if want > room:
+            return False
+        if self._held + want > room:
+            stale = [p for p, fetched in self._fetched_at.items() if p not in wanted
+                     and (self._index[p] < reader_at or self._read_on - fetched >= RECENT_FILES)]
+            for p in stale:  # oldest first
+                if self._held + want <= room:
+                    break
+                self._drop(p)
+            if self._held + want > room:
+                return False
+        w = fetch_ahead(view.fetcher(ref), ref.size, config=view.config, budget=view.budget,
+                        executor=view.executor, stats=view.stats)
+        if w is None:
+            return False
+        self._ready[path] = w
+        self._fetched_at[path] = self._read_on
+        self._held += want
+        view.stats.add(files_ahead=1)
+        return True
+
+    def _drop(self, path: str) -> None:
+        w = self._ready.pop(path)
+        del self._fetched_at[path]
+        self._held -= w.end - w.start
+        w.drop()
+        self._view.stats.add(files_ahead_dropped=1)
