@@ -1,31 +1,29 @@
-"""The transport against a real S3 endpoint (moto on loopback), local files
-and fsspec's memory store: order, content, request counts, the memory budget,
-cancellation, errors, and signing. Faults are in test_transport_faults.py."""
+"""The transport's engine: configuration, retries, the plan of parts, and
+streams against a real S3 endpoint (moto on loopback) and local files: order,
+content, request counts, the memory budget, cancellation. Each backend's own
+behaviour is in test_transport_backends.py, faults in test_transport_faults.py."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import pickle
 import tempfile
 import threading
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from channels.errors import ObjectChangedError, SourceNotFoundError, TransportError
+from channels.errors import TransportError
 from channels.listing import ObjectRef
 from channels.store import Store
 from channels.testing import wait_for
-from channels.transport import (AccessDeniedError, Backend, Cancelled, PartialRead, Transport,
-                                TransportConfig, backend_class, backend_names, plan_parts, register_backend)
-from channels.transport.backends.s3 import S3Backend, parse_s3_url, quote_key
+from channels.transport import (Backend, Cancelled, PartialRead, Transport, TransportConfig, backend_class,
+                                backend_names, plan_parts, register_backend)
+from channels.transport.backends.s3 import S3Backend
 from channels.units import KIB, MIB
+
 
 def put(client, bucket: str, key: str, data: bytes) -> ObjectRef:
     etag = client.put_object(Bucket=bucket, Key=key, Body=data)["ETag"].strip('"')
@@ -190,24 +188,6 @@ def test_the_first_bytes_of_a_stream_come_in_a_short_part(s3_client, bucket, s3)
     assert b"".join(d for k, _, d in chunks if k == "f1") == data
 
 
-def test_s3_url_parsing_and_key_quoting():
-    assert parse_s3_url("s3://b/dir/a b?c#d%e") == ("b", "dir/a b?c#d%e")
-    assert quote_key("dir/a b+ü%~x") == "dir/a%20b%2B%C3%BC%25~x"
-    with pytest.raises(ValueError, match="names no object"):
-        parse_s3_url("s3://bucket")
-
-
-def test_aws_addressing_is_virtual_hosted_except_dotted_buckets(monkeypatch):
-    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(var, raising=False)
-    backend = S3Backend(Store(), TransportConfig(region="eu-west-1"), None)
-    assert backend._locate("my-bucket", "k y") == ("https", "my-bucket.s3.eu-west-1.amazonaws.com",
-                                                   "/k%20y")
-    assert backend._locate("my.bucket", "k") == ("https", "s3.eu-west-1.amazonaws.com", "/my.bucket/k")
-    custom = S3Backend(Store("http://127.0.0.1:9000/base/"), TransportConfig(), None)
-    assert custom._locate("b", "k") == ("http", "127.0.0.1:9000", "/base/b/k")
-
-
 # ---------------------------------------------------------------- streaming
 
 
@@ -318,203 +298,6 @@ def test_listing_failure_is_raised_in_order(s3_client, bucket, s3):
         next(stream)
 
 
-# ---------------------------------------------------------------- single reads, other backends
-
-
-def test_read_into_and_read_range(s3_client, bucket, s3):
-    data = os.urandom(300 * KIB)
-    ref = put(s3_client, bucket, "r.bin", data)
-    t = transport(s3)
-    assert bytes(t.read_range(ref, 1000, 70 * KIB)) == data[1000:70 * KIB]
-    arr = np.zeros(1000, dtype=np.float64)  # any writable buffer, cast to bytes
-    t.read_into(ref, 8, arr)
-    assert arr.tobytes() == data[8:8008]
-    assert t.read_range(f"s3://{bucket}/r.bin", 0, 5) == data[:5]  # a bare URL: no size, no etag
-    assert t.get(f"s3://{bucket}/r.bin") == data
-    with pytest.raises(ValueError, match="past the end"):
-        t.read_range(ref, 0, len(data) + 1)
-    assert t.stats.requests == 4
-
-
-@pytest.fixture(params=["s3", "s3-via-fsspec", "local", "memory"])
-def stored(request, tmp_path, s3_client, bucket, s3):
-    """(transport, refs, contents) for each backend of the registry."""
-    rng = np.random.default_rng(7)
-    blobs = {"a": rng.bytes(10), "b dir/ü+1": rng.bytes(200 * KIB + 3), "e": b""}
-    kind = request.param
-    cfg = dict(part_size=64 * KIB, budget_bytes=512 * KIB, max_workers=4)
-    if kind.startswith("s3"):
-        refs = [put(s3_client, bucket, k, v) for k, v in blobs.items()]
-        if kind == "s3-via-fsspec":
-            cfg["s3_backend"] = "fsspec"
-    elif kind == "local":
-        refs = []
-        for k, v in blobs.items():
-            path = tmp_path / k
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(v)
-            refs.append(ObjectRef(f"file://{path}" if k != "a" else str(path), len(v), None, k))
-    else:
-        import fsspec
-
-        fs = fsspec.filesystem("memory")
-        refs = []
-        for k, v in blobs.items():
-            fs.pipe_file(f"memory://transport-test/{k}", v)
-            refs.append(ObjectRef(f"memory://transport-test/{k}", len(v), None, k))
-        request.addfinalizer(lambda: fs.rm("memory://transport-test", recursive=True))
-    return transport(s3, **cfg), refs, list(blobs.values()), kind
-
-
-def test_every_backend_streams_and_reads_ranges(stored):
-    t, refs, blobs, kind = stored
-    got = collect(t.stream(refs))
-    assert [bytes(got[r.url]) for r in refs] == blobs
-    assert bytes(t.read_range(refs[1], 5, 70 * KIB)) == blobs[1][5:70 * KIB]
-    assert t.get(refs[1].url) == blobs[1]
-    expected_backend = {"s3": "s3", "s3-via-fsspec": "fsspec", "local": "local", "memory": "fsspec"}
-    assert t.backend_for(refs[0].url).name == expected_backend[kind]
-    # small object 1 + large one 4 parts (+1 range read, +1 get); the empty one costs nothing
-    assert t.stats.requests == 7
-
-
-def test_every_backend_reports_missing_objects(stored):
-    t, refs, _, _ = stored
-    missing = ObjectRef(refs[0].url + "-missing", 5, None)
-    with pytest.raises(SourceNotFoundError, match="-missing"):
-        list(t.stream([missing]))
-    assert t.stats.retries == 0 and t.stats.errors == 1
-
-
-def test_size_change_is_detected(s3_client, bucket, s3, tmp_path):
-    ref = put(s3_client, bucket, "grow", b"12345")
-    s3_client.put_object(Bucket=bucket, Key="grow", Body=b"123456789")
-    stale = ObjectRef(ref.url, ref.size, None)  # no etag: the size gives it away
-    with pytest.raises(ObjectChangedError, match="9 bytes now, 5 listed"):
-        list(transport(s3).stream([stale]))
-    path = tmp_path / "f"
-    path.write_bytes(b"abc")
-    with pytest.raises(ObjectChangedError, match="3 bytes, listed 4"):
-        transport(s3).read_range(ObjectRef(str(path), 4), 0, 2)
-
-
-# ---------------------------------------------------------------- S3 errors
-
-
-def test_missing_object_is_not_retried(s3_client, bucket, s3):
-    ok = put(s3_client, bucket, "there", b"yes")
-    missing = ObjectRef(f"s3://{bucket}/not/there", 10, "abc")
-    t = transport(s3)
-    stream = t.stream([ok, missing])
-    assert bytes(next(stream).data) == b"yes"
-    with pytest.raises(SourceNotFoundError) as info:
-        next(stream)
-    assert f"s3://{bucket}/not/there" in str(info.value) and "NoSuchKey" in str(info.value)
-    assert info.value.details["url"] == missing.url
-    assert t.stats.retries == 0 and t.stats.requests == 2
-    with pytest.raises(SourceNotFoundError, match="NoSuchBucket"):
-        t.read_range("s3://no-such-bucket/k", 0, 1)
-
-
-def test_overwrite_between_parts_raises_object_changed(s3_client, bucket, s3):
-    part = 64 * KIB
-    ref = put(s3_client, bucket, "moving", os.urandom(2 * part))
-    # Budget of one part: the second part is not fetched before the consumer
-    # asks for it, so the overwrite lands between the two GETs.
-    t = transport(s3, part_size=part, budget_bytes=part, max_workers=2)
-    stream = t.stream([ref])
-    first = next(stream)
-    assert first.offset == 0 and not first.last
-    new_etag = s3_client.put_object(Bucket=bucket, Key="moving", Body=os.urandom(2 * part))["ETag"]
-    with pytest.raises(ObjectChangedError) as info:
-        next(stream)
-    message = str(info.value)
-    assert ref.url in message and ref.etag in message and new_etag.strip('"') in message
-    assert info.value.details["offset"] == part
-    assert t.stats.retries == 0
-
-
-def test_wrong_etag_on_a_single_read(s3_client, bucket, s3):
-    ref = put(s3_client, bucket, "e", b"content")
-    stale = ObjectRef(ref.url, ref.size, "0" * 32)
-    with pytest.raises(ObjectChangedError, match="0" * 32):
-        transport(s3).read_range(stale, 0, 3)
-    assert bytes(transport(s3, verify_etag=False).read_range(stale, 0, 3)) == b"con"
-
-
-def test_errors_survive_pickling():
-    err = AccessDeniedError("access denied reading s3://b/k", url="s3://b/k", code="AccessDenied")
-    back = pickle.loads(pickle.dumps(err))
-    assert isinstance(back, PermissionError) and back.details["url"] == "s3://b/k"
-    gave_up = TransportError("gave up", url="s3://b/k", offset=5, attempts=3, cause="x")
-    assert pickle.loads(pickle.dumps(gave_up)).details["attempts"] == 3
-
-
-# ---------------------------------------------------------------- signing (moto checks signatures)
-
-
-def _moto_auth(s3, count) -> None:
-    req = urllib.request.Request(f"{s3.endpoint_url}/moto-api/reset-auth", data=str(count).encode(),
-                                 method="POST", headers={"Content-Type": "text/plain"})
-    urllib.request.urlopen(req, timeout=10).close()
-
-
-@pytest.fixture
-def iam_user(s3):
-    """moto with signature checks on; yields (key id, secret) of a user allowed s3:*."""
-    import boto3
-
-    _moto_auth(s3, 3)  # the three IAM calls below pass unauthenticated
-    try:
-        iam = boto3.client("iam", endpoint_url=s3.endpoint_url, region_name="us-east-1")
-        iam.create_user(UserName="reader")
-        policy = {"Version": "2012-10-17",
-                  "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
-        iam.put_user_policy(UserName="reader", PolicyName="read", PolicyDocument=json.dumps(policy))
-        key = iam.create_access_key(UserName="reader")["AccessKey"]
-        yield key["AccessKeyId"], key["SecretAccessKey"]
-    finally:
-        _moto_auth(s3, "inf")
-
-
-KEYS = ["plain", "with space", "ünïcödé/日本", "a+b", "100%", "q?x=1#frag", "dir//double", "~tilde*"]
-
-
-def test_signed_requests_with_awkward_keys(s3_client, bucket, s3, iam_user):
-    import boto3
-
-    key_id, secret = iam_user
-    writer = boto3.client("s3", endpoint_url=s3.endpoint_url, aws_access_key_id=key_id,
-                          aws_secret_access_key=secret, region_name="us-east-1")
-    refs = [put(writer, bucket, k, k.encode() * 50) for k in KEYS]
-    store = Store(s3.endpoint_url, (("key", key_id), ("secret", secret)))
-    t = Transport(store, TransportConfig(part_size=128, budget_bytes=4096, max_workers=4))
-    got = collect(t.stream(refs))
-    assert [bytes(got[r.url]) for r in refs] == [k.encode() * 50 for k in KEYS]
-
-
-def test_wrong_secret_is_a_clear_error_without_the_secret(s3_client, bucket, s3, iam_user):
-    import boto3
-
-    key_id, secret = iam_user
-    writer = boto3.client("s3", endpoint_url=s3.endpoint_url, aws_access_key_id=key_id,
-                          aws_secret_access_key=secret, region_name="us-east-1")
-    ref = put(writer, bucket, "secret-data", b"payload")
-    bad_secret = "Wr0ngS3cretValue/ShouldNeverBePrinted"
-    store = Store(s3.endpoint_url, (("key", key_id), ("secret", bad_secret)))
-    t = Transport(store, TransportConfig())
-    with pytest.raises(AccessDeniedError) as info:
-        list(t.stream([ref]))
-    err = info.value
-    text = " ".join([str(err), repr(err), repr(err.details), repr(pickle.loads(pickle.dumps(err)))])
-    assert "SignatureDoesNotMatch" in text and "check the credentials" in text and ref.url in text
-    assert bad_secret not in text and secret not in text and "Signature=" not in text
-    assert isinstance(err, PermissionError) and t.stats.retries == 0
-    anonymous = Transport(Store(s3.endpoint_url, (("anon", True),)), TransportConfig())
-    with pytest.raises(AccessDeniedError, match="access denied"):
-        anonymous.read_range(ref, 0, 3)
-
-
 # ---------------------------------------------------------------- properties (local backend: fast)
 
 
@@ -563,59 +346,6 @@ def test_read_range_matches_reference(size, data):
             f.write(blob)
         t = Transport(Store())
         assert bytes(t.read_range(ObjectRef("file://" + path, size), start, end)) == blob[start:end]
-
-
-# ---------------------------------------------------------------- keep-alive (moto closes every connection; S3 does not)
-
-
-class _KeepAliveS3(BaseHTTPRequestHandler):
-    """Serves one blob at any path, honouring Range, keeping connections open."""
-
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go in separate writes
-    blob = os.urandom(300 * KIB)
-    peers: set = set()
-
-    def do_GET(self):
-        type(self).peers.add(self.client_address)
-        start, end = 0, len(self.blob) - 1
-        rng = self.headers.get("Range")
-        if rng:
-            a, b = rng.removeprefix("bytes=").split("-")
-            start, end = int(a), int(b)
-        body = self.blob[start:end + 1]
-        self.send_response(206 if rng else 200)
-        if rng:
-            self.send_header("Content-Range", f"bytes {start}-{end}/{len(self.blob)}")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("ETag", '"v1"')
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-def test_connections_are_reused_with_keep_alive_servers():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _KeepAliveS3)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        store = Store(f"http://127.0.0.1:{server.server_port}", (("anon", True),))
-        t = Transport(store, TransportConfig(part_size=16 * KIB, small_object_threshold=16 * KIB,
-                                             max_workers=1))
-        blob = _KeepAliveS3.blob
-        refs = [ObjectRef(f"s3://b/k{i}", len(blob), "v1") for i in range(3)]
-        got = collect(t.stream(refs))
-        assert all(bytes(v) == blob for v in got.values())
-        assert t.stats.requests == 3 * 19
-        # One worker, one connection, reused for every request after the first.
-        assert len(_KeepAliveS3.peers) == 1
-        with pytest.raises(ObjectChangedError, match="'v1' now, 'v2' listed"):
-            t.read_range(ObjectRef("s3://b/k", len(blob), "v2"), 0, 10)  # server ignores If-Match
-        assert bytes(t.read_range(refs[0], 5, 10)) == blob[5:10]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_buffers_are_reused_across_streams(s3_client, bucket, s3):

@@ -12,6 +12,7 @@ import threading
 import numpy as np
 import pytest
 import test_transport
+import test_transport_backends
 
 import channels.transport.stream as stream_module
 from channels.listing import ObjectRef
@@ -20,7 +21,7 @@ from channels.transport import Backend, PartialRead, Transport, TransportConfig,
 from channels.units import KIB, MIB
 
 put = test_transport.put
-stored = test_transport.stored  # the fixture: (transport, refs, blobs, kind) for every backend
+stored = test_transport_backends.stored  # the fixture: (transport, refs, blobs, kind) for every backend
 
 
 class Collector:
