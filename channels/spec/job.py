@@ -48,8 +48,11 @@ from channels.spec.limits import (
     MIN_INSTANCE_COUNT,
     MIN_MAX_RUNTIME_SECONDS,
     MIN_VOLUME_SIZE_GB,
+    OUTPUT_IGNORED,
+    RESOURCE_IGNORED,
     RESOURCE_KEYS,
     SHAPES,
+    STOPPING_IGNORED,
     TOP_IGNORED,
     TOP_KEYS,
     TRAINING_JOB_NAME_MAX_LEN,
@@ -365,13 +368,12 @@ def parse_job(data: Mapping, p: Problems) -> tuple[Job, str]:
     channels = [parse_channel(raw, p, f"InputDataConfig[{i}]") for i, raw in enumerate(raw_channels or [])]
     hyperparameters = as_object(p, "HyperParameters", data.get("HyperParameters"))
     resource = as_object(p, "ResourceConfig", data.get("ResourceConfig"))
-    p.keys("ResourceConfig", resource, RESOURCE_KEYS, ignored=("VolumeKmsKeyId", "KeepAlivePeriodInSeconds",
-           "TrainingPlanArn"), unsupported=UNSUPPORTED_KEYS, strict=False)
+    p.keys("ResourceConfig", resource, RESOURCE_KEYS, ignored=RESOURCE_IGNORED, unsupported=UNSUPPORTED_KEYS,
+           strict=False)
     stopping = as_object(p, "StoppingCondition", data.get("StoppingCondition"))
-    p.keys("StoppingCondition", stopping, ("MaxRuntimeInSeconds",),
-           ignored=("MaxWaitTimeInSeconds", "MaxPendingTimeInSeconds"), strict=False)
+    p.keys("StoppingCondition", stopping, ("MaxRuntimeInSeconds",), ignored=STOPPING_IGNORED, strict=False)
     output = as_object(p, "OutputDataConfig", data.get("OutputDataConfig"), required=True)
-    p.keys("OutputDataConfig", output, ("S3OutputPath",), ignored=("KmsKeyId", "CompressionType"), strict=False)
+    p.keys("OutputDataConfig", output, ("S3OutputPath",), ignored=OUTPUT_IGNORED, strict=False)
     job = Job(
         channels=tuple(channels),
         input_mode=mode,
