@@ -30,7 +30,15 @@ from channels.spec.limits import (
     UNSUPPORTED_KEYS,
     URI_MAX_LEN,
 )
-from channels.spec.problems import Problem, Problems, a_type, as_object, join, show, validated
+from channels.spec.problems import (
+    Problem,
+    Problems,
+    a_type,
+    as_object,
+    join,
+    show,
+    validated,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,7 +121,7 @@ class ApiModel(Mapping[str, Shape]):
         return shape
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def api_model() -> ApiModel:
     """The model of the botocore installed, from the cache file when it is current."""
     import botocore  # the package only: about 20 ms, against 100 ms for its loader
@@ -222,7 +222,7 @@ def _write_atomically(path: str, text: str) -> None:
             pass
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compile(python: str) -> re.Pattern[str]:
     return re.compile(python, re.ASCII)
 
@@ -309,7 +309,7 @@ def _property_body(name: str) -> str:
     return _category_ranges(name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _category_ranges(category: str) -> str:
     """Every code point whose Unicode general category starts with ``category``, as class ranges."""
     spans: list[list[int]] = []

@@ -15,6 +15,7 @@ import contextlib
 import contextvars
 import difflib
 import json
+import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 
@@ -37,14 +38,77 @@ def join(prefix: str, path: str) -> str:
 
 
 def show(value: object) -> str:
-    """Render a value for a message: JSON where it can, cut to SHOW_MAX_CHARS."""
+    """Render a value for a message: JSON where it can, cut to SHOW_MAX_CHARS.
+
+    Bounded whatever the value: a 50 MB list or a 5,000-digit integer costs no
+    more than a short one, and the text never holds a raw line break.
+    """
     if isinstance(value, str) and len(value) > SHOW_MAX_CHARS:
-        return json.dumps(value[:SHOW_MAX_CHARS], ensure_ascii=False)[:-1] + f'…" ({len(value)} chars)'
-    try:
-        text = json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= SHOW_MAX_CHARS else text[:SHOW_MAX_CHARS] + "…"
+        return _printable(json.dumps(value[:SHOW_MAX_CHARS], ensure_ascii=False)[:-1] + f'…" ({len(value)} chars)')
+    pieces, size = [], 0
+    for piece in _pieces(value):
+        pieces.append(piece)
+        size += len(piece)
+        if size > SHOW_MAX_CHARS:
+            break
+    text = "".join(pieces)
+    return _printable(text if len(text) <= SHOW_MAX_CHARS else text[:SHOW_MAX_CHARS] + "…")
+
+
+def _printable(text: str) -> str:
+    """Lone surrogates (from a ``\\ud800`` escape) written as escapes, so that printing never fails."""
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _pieces(value: object) -> Iterator[str]:
+    """The JSON text of a value, piece by piece, so that show() can stop early."""
+    if isinstance(value, str):
+        yield json.dumps(value[:SHOW_MAX_CHARS + 1], ensure_ascii=False)
+    elif value is None or isinstance(value, bool):
+        yield json.dumps(value)
+    elif isinstance(value, int):
+        yield str(value) if value.bit_length() <= 128 else f"<an integer of {_digits(value)} digits>"
+    elif isinstance(value, float):
+        yield json.dumps(value) if math.isfinite(value) else repr(value)
+    elif isinstance(value, Mapping):
+        yield "{"
+        for i, (key, item) in enumerate(value.items()):
+            yield ", " if i else ""
+            yield from _pieces(key if isinstance(key, str) else str(key))
+            yield ": "
+            yield from _pieces(item)
+        yield "}"
+    elif isinstance(value, (list, tuple)):
+        yield "["
+        for i, item in enumerate(value):
+            yield ", " if i else ""
+            yield from _pieces(item)
+        yield "]"
+    else:
+        yield json.dumps(repr(value)[:SHOW_MAX_CHARS + 1], ensure_ascii=False)[1:-1]
+
+
+def quote_hint(value: object) -> str:
+    """How to write a non-string value as the string the API wants: ``quote it, as "10"``."""
+    text = show(value)
+    if text.endswith("…"):
+        return "quote it (write it as a JSON string)"
+    return f"quote it, as {json.dumps(text, ensure_ascii=False)}"
+
+
+def _digits(value: int) -> str:
+    """About how many decimal digits an integer has, without converting it (Python caps that at 4,300)."""
+    return f"about {int(abs(value).bit_length() * 0.30103) + 1:,}"
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,63}")
+
+
+def member_path(prefix: str, key: object) -> str:
+    """The path of an object's member: ``A.Key``, or ``A["odd key"]`` where the key is not a plain name."""
+    if isinstance(key, str) and _IDENTIFIER.fullmatch(key):
+        return join(prefix, key)
+    return f"{prefix}[{show(key)}]"
 
 
 def type_name(value: object) -> str:
@@ -220,7 +284,7 @@ class Problems:
         unsupported = unsupported or {}
         everything = (*known, *ignored, *unsupported)
         for key in obj:
-            where = join(path, str(key))
+            where = member_path(path, key)
             if key in known or key in ignored:
                 continue
             if key in unsupported:
