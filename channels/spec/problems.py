@@ -137,7 +137,7 @@ def summary(problems: list[Problem], what: str) -> str:
     return "\n".join(lines)
 
 
-def _natural(path: str) -> list[object]:
+def natural_key(path: str) -> list[object]:
     """Sort key that puts ``InputDataConfig[2]`` before ``InputDataConfig[10]``."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
 
@@ -179,7 +179,7 @@ class Problems:
                 continue
             seen.add(path)
             kept.append((path, message))
-        return sorted(kept, key=lambda p: _natural(p[0]))
+        return sorted(kept, key=lambda p: natural_key(p[0]))
 
     # -- checks: each returns True when the value passed -----------------
 
