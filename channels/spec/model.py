@@ -150,8 +150,8 @@ def cache_dir() -> str:
 
 def _search_roots(botocore_dir: str) -> list[str]:
     """Where botocore's Loader looks for models, in its order ($AWS_DATA_PATH, ~/.aws/models, its data)."""
-    extra = [p for p in os.environ.get("AWS_DATA_PATH", "").split(os.pathsep) if p]
-    return [*map(os.path.expanduser, extra), os.path.expanduser("~/.aws/models"), os.path.join(botocore_dir, "data")]
+    extra = [os.path.expanduser(os.path.expandvars(p)) for p in os.environ.get("AWS_DATA_PATH", "").split(os.pathsep)]
+    return [*filter(None, extra), os.path.expanduser("~/.aws/models"), os.path.join(botocore_dir, "data")]
 
 
 def _cache_key(version: str, botocore_dir: str) -> str:
@@ -165,9 +165,9 @@ def _cache_key(version: str, botocore_dir: str) -> str:
 
 def _extract(version: str) -> dict:
     """The reachable shapes of the model botocore would load, as plain JSON."""
-    from botocore.loaders import Loader
+    from botocore.loaders import create_loader  # what a botocore session uses, $AWS_DATA_PATH included
 
-    raw = Loader().load_service_model(SERVICE, "service-2")["shapes"]
+    raw = create_loader(os.environ.get("AWS_DATA_PATH") or None).load_service_model(SERVICE, "service-2")["shapes"]
     shapes: dict[str, dict] = {}
     untranslated: dict[str, str] = {}
     todo = list(ROOTS)
