@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 
 from channels.cli.main import EXIT_ERROR, EXIT_INVALID
+from channels.errors import SpecError
+from channels.spec import Job
 
 JOBS = Path(__file__).parent / "data" / "jobs"
 VALID = json.loads((JOBS / "definition.json").read_text())
@@ -116,3 +118,28 @@ def test_the_other_commands_read_job_files_the_same_way(tmp_path):
                         "true"], capture_output=True, text=True, timeout=60)
     assert r.returncode == EXIT_ERROR and r.stderr.count("\n") == 1, r.stderr
     assert 'names the key "TrainingInputMode" twice' in r.stderr
+
+
+def test_a_file_over_the_size_cap_is_refused_unparsed(tmp_path, monkeypatch):
+    from channels.spec import jsonfile
+
+    monkeypatch.setattr(jsonfile, "MAX_FILE_BYTES", 1000)
+    path = tmp_path / "job.json"
+    path.write_text(job_with(HyperParameters={"k": "v" * 2000}))
+    with pytest.raises(SpecError) as info:
+        jsonfile.read_job_file(path)
+    assert str(info.value) == (f"{path}: is larger than 1,000 bytes; a job definition is far smaller "
+                               "(look for a value pasted by mistake)")
+    assert info.value.details["path"] == str(path) and info.value.problems == []
+
+
+def test_errors_carry_the_json_path_and_position(tmp_path):
+    path = tmp_path / "job.json"
+    path.write_text(job_with().replace('"S3DataType": "S3Prefix"', '"S3DataType": "S3Prefix", "S3DataType": "x"', 1))
+    with pytest.raises(SpecError) as info:
+        Job.load(path)
+    assert info.value.details["json_path"] == "InputDataConfig[0].DataSource.S3DataSource"
+    path.write_text("[" * 100_000)
+    with pytest.raises(SpecError) as info:
+        Job.load(path)
+    assert (info.value.details["line"], info.value.details["column"]) == (1, 65)

@@ -69,8 +69,8 @@ def read_job_file(path: str | PathLike) -> dict:
     except OSError as exc:
         raise _error(path, f"cannot read the job file: {exc.strerror or exc}") from exc
     if len(data) > MAX_FILE_BYTES:
-        raise _error(path, f"is larger than {MAX_FILE_BYTES // 2**20} MiB; a job definition is far smaller "
-                    "(look for a value pasted by mistake)")
+        raise _error(path, f"is larger than {MAX_FILE_BYTES:,} bytes; a job definition is far smaller "
+                           "(look for a value pasted by mistake)")
     return loads_job(_decode(path, data), path)
 
 
