@@ -151,20 +151,15 @@ def _walk(value, shape, path: tuple) -> Iterator[tuple[tuple, object, object]]:
 
 
 def _replace(root, path: tuple, value):
-    out = copy.deepcopy(root)
+    """A copy of ``root`` with the node at ``path`` replaced (a member left out is a structure variant)."""
     if not path:
         return value
-    target = out
-    for step in path[:-1]:
-        target = target[step]
-    if value is _DELETE:
-        del target[path[-1]]
-    else:
-        target[path[-1]] = value
+    out = copy.deepcopy(root)
+    parent = functools.reduce(lambda node, step: node[step], path[:-1], out)
+    parent[path[-1]] = value
     return out
 
 
-_DELETE = object()
 _WRONG = [None, "7", 7, True, [], {}, 1.5]
 
 
