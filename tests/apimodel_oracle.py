@@ -295,7 +295,8 @@ def corpus(randoms: int = 300, seed: int = 18) -> Iterator[tuple[str, str, objec
     rng = random.Random(seed)
     for i in range(randoms):
         shape = "definition" if i % 2 else "request"
-        yield shape, f"random valid {shape} #{i}", _seed_valid(random_valid(SERVICE.shape_for(ROOTS[shape]), rng), shape)
+        job = random_valid(SERVICE.shape_for(ROOTS[shape]), rng)
+        yield shape, f"random valid {shape} #{i}", _seed_valid(job, shape)
 
 
 SEED_CASES = [  # (label, channel changes, refused by a seed rule): each documented rule, broken and kept

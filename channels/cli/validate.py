@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
             raise refusal  # type: ignore[misc]  # the normalised form is channels run's
         print(json.dumps(job.to_dict("definition"), indent=2))
         return 0
-    who = "channels run accepts this job:" if args.local else f"SageMaker's API model accepts this {ROOT_OF[verdict.shape]}:"
+    who = ("channels run accepts this job:" if args.local
+           else f"SageMaker's API model accepts this {ROOT_OF[verdict.shape]}:")
     print(f"OK: {who} {_channels(data, verdict.shape)}")
     if args.local:
         notes = local_notes(verdict)

@@ -67,7 +67,8 @@ def _pieces(value: object) -> Iterator[str]:
     elif value is None or isinstance(value, bool):
         yield json.dumps(value)
     elif isinstance(value, int):
-        yield str(value) if value.bit_length() <= 128 else f"<an integer of {_digits(value)} digits>"
+        sign = "a negative" if value < 0 else "an"
+        yield str(value) if value.bit_length() <= 128 else f"<{sign} integer of {_digits(value)} digits>"
     elif isinstance(value, float):
         yield json.dumps(value) if math.isfinite(value) else repr(value)
     elif isinstance(value, Mapping):
@@ -91,7 +92,7 @@ def _pieces(value: object) -> Iterator[str]:
 def quote_hint(value: object) -> str:
     """How to write a non-string value as the string the API wants: ``quote it, as "10"``."""
     text = show(value)
-    if text.endswith("…"):
+    if text.endswith("…") or text.startswith("<"):  # cut, or a number too long to write out
         return "quote it (write it as a JSON string)"
     return f"quote it, as {json.dumps(text, ensure_ascii=False)}"
 
@@ -218,7 +219,7 @@ class Problems:
             self.add(path, f"{show(value)} is {a_type(value)}, not an integer; must be {limit}: {fix}")
             return False
         if value < minimum or (maximum is not None and value > maximum):
-            self.add(path, f"{value} is out of range; must be {limit}")
+            self.add(path, f"{show(value)} is out of range; must be {limit}")
             return False
         return True
 
