@@ -311,8 +311,10 @@ def _property_body(name: str) -> str:
 @functools.cache
 def _category_ranges(category: str) -> str:
     """Every code point whose Unicode general category starts with ``category``, as class ranges."""
-    unit = f"{category}[a-z]" if len(category) == 1 else category
-    spans = [(m.start() // 2, m.end() // 2 - 1) for m in re.finditer(f"(?:{unit})+", _category_text())]
+    if len(category) == 1:  # a major class: runs of its letter in every other char, one per code point
+        spans = [(m.start(), m.end() - 1) for m in re.finditer(f"{category}+", _category_text()[::2])]
+    else:
+        spans = [(m.start() // 2, m.end() // 2 - 1) for m in re.finditer(f"(?:{category})+", _category_text())]
     if not spans:
         raise ValueError(f"\\p{{{category}}}: no such Unicode category")
     return "".join(f"\\U{a:08x}" if a == b else f"\\U{a:08x}-\\U{b:08x}" for a, b in spans)
