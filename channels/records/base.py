@@ -124,6 +124,17 @@ class Framer(ABC):
         self.records_out += len(out)
         return iter(out)
 
+    @property
+    def boundary(self) -> tuple[int, int]:
+        """``(offset, records)``: the object offset where the bytes not yet framed into
+        records begin (a record's start), and how many records come before it.
+
+        Read it between ``feed()`` calls: a resumed read may start a new
+        framer at that offset and skip the records it already gave out beyond
+        ``records`` (at most one chunk's worth).
+        """
+        return (self._carry_at if self._carry else self.bytes_in), self.records_out
+
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(url={self.url!r}, records_out={self.records_out}, "
                 f"bytes_in={self.bytes_in})")
