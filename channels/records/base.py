@@ -124,6 +124,20 @@ class Framer(ABC):
         self.records_out += len(out)
         return iter(out)
 
+    def start_at(self, offset: int, records: int) -> None:
+        """Frame the object from ``offset`` on, a record's start with ``records`` records
+        before it (a resumed read); offsets in errors and :attr:`boundary` stay the object's.
+
+        Raises:
+            RuntimeError: bytes were fed already.
+        """
+        self._check_ready("start_at()")
+        if self.bytes_in or self.records_out:
+            raise RuntimeError(f"start_at() on the {self.name} framer of {self.url}: it has framed bytes "
+                               "already; call it on a new framer, before the first feed()")
+        self.bytes_in = self._carry_at = offset
+        self.records_out = records
+
     @property
     def boundary(self) -> tuple[int, int]:
         """``(offset, records)``: the object offset where the bytes not yet framed into
