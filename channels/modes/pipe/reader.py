@@ -92,6 +92,9 @@ class PipeReader:
         config: transport tuning (budget, part size, workers).
         transport: a transport to share (the reader then does not close it);
             by default the reader makes and owns one.
+        listing: the source's listing, made already (by a parent process:
+            a DataLoader worker need not list again); by default listed on
+            first use.
 
     Raises:
         ValueError: an unknown framing, compression, wrapper or distribution
@@ -106,7 +109,7 @@ class PipeReader:
                  distribution: str | None = None, data_type: str | None = None,
                  attribute_names: tuple[str, ...] | None = None, check_crc: bool = True,
                  store: Store | None = None, config: TransportConfig | None = None,
-                 transport: Transport | None = None) -> None:
+                 transport: Transport | None = None, listing: Listing | None = None) -> None:
         self.source = _source(channel_or_uri, compression=compression, record_wrapper=record_wrapper,
                               shuffle_seed=shuffle_seed, distribution=distribution, data_type=data_type,
                               attribute_names=attribute_names)
@@ -128,7 +131,7 @@ class PipeReader:
         self.store = store if store is not None else Store.from_env()
         self._owns_transport = transport is None
         self.transport = transport if transport is not None else Transport(self.store, config)
-        self._listing: Listing | None = None
+        self._listing: Listing | None = listing
         self._fingerprint: dict | None = None
         # The epoch and cursor of the latest iteration (what state_dict saves),
         # and a loaded position waiting for the next iteration of its epoch.
