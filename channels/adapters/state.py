@@ -32,35 +32,40 @@ from channels.listing import ObjectRef
 from channels.modes.pipe.resume import STATE_VERSION, Cursor, check_fingerprint, check_settings
 
 KIND = "channels.consumers"
+MIX_KIND = "channels.mix"
 #: A consumer's position: the cursor's four integers, then records and pads delivered at this level.
 FRESH = (0, 0, 0, 0, 0, 0)
 
 
-def make_state(settings: dict, objects: dict, epoch: int, levels: Sequence[tuple[int, Any]],
+def make_state(settings: dict, objects: dict, epoch: int, levels: Sequence[tuple[int, Sequence[Cursor] | None]],
                positions: dict[int, Sequence[int]]) -> dict:
     """A state (see the module docstring)."""
     return {"version": STATE_VERSION, "kind": KIND, "epoch": epoch, **settings, "objects": objects,
-            "levels": [[n, None if cut is None else [list(c) for c in cut]] for n, cut in levels],
+            "levels": [[n, None if cut is None else [c.state() for c in cut]] for n, cut in levels],
             "positions": {int(c): list(p) for c, p in positions.items()}}
 
 
-def _found(obj: Any) -> Iterable[dict]:
-    """Every consumer state inside ``obj`` (a state, a DataLoader's state dict, lists of them)."""
+def found(obj: Any, kind: str = KIND) -> Iterable[dict]:
+    """Every state of ``kind`` inside ``obj`` (a state, a DataLoader's state dict, lists of
+    them); the states inside another kind's (a mix's children) are not searched."""
     if isinstance(obj, dict):
-        if obj.get("kind") == KIND:
+        if obj.get("kind") == kind:
             yield obj
             return
+        if obj.get("kind") in (KIND, MIX_KIND):
+            return
         for v in obj.values():
-            yield from _found(v)
+            yield from found(v, kind)
     elif isinstance(obj, (list, tuple)):
         for v in obj:
-            yield from _found(v)
+            yield from found(v, kind)
 
 
 def merge_states(*states: Any) -> dict:
     """One state with every consumer's position, from the states of all ranks and workers.
 
-    Takes consumer states, or anything holding them: the dicts of
+    Takes consumer states (or mix states: :func:`channels.adapters.mix.merge_mix_states`),
+    or anything holding them: the dicts of
     ``StatefulDataLoader.state_dict()`` (each worker's state is inside), the
     list ``torch.distributed.all_gather_object`` fills, a mix of those.
 
@@ -69,15 +74,19 @@ def merge_states(*states: Any) -> dict:
             settings, objects or levels; or one consumer with two different
             positions.
     """
-    found = [s for obj in states for s in _found(obj)]
-    if not found:
+    if any(True for obj in states for _ in found(obj, MIX_KIND)):
+        from channels.adapters.mix import merge_mix_states
+
+        return merge_mix_states(*states)
+    states_ = [s for obj in states for s in found(obj)]
+    if not states_:
         raise ResumeStateError("no channels consumer state found in what was given: pass the states that "
                                "ChannelDataset.state_dict() or StatefulDataLoader.state_dict() returned",
                                field="state")
-    first = found[0]
+    first = states_[0]
     merged = {k: v for k, v in first.items() if k != "positions"}
     positions: dict[int, list[int]] = {}
-    for s in found:
+    for s in states_:
         for key in merged:
             if _normal(s.get(key)) != _normal(merged[key]):
                 raise ResumeStateError(f"the states to merge differ in {key!r} ({merged[key]!r} and {s.get(key)!r}): "

@@ -33,13 +33,14 @@ starts, which is how they learn the epoch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch.utils.data
 
 from channels.adapters.consumers import ConsumerRead, Consumers
 from channels.adapters.equalize import Gather
+from channels.adapters.mix import Mix, MixRead, merge_mix_states
 from channels.adapters.plan import BYTES
 from channels.adapters.sources import Source
 from channels.adapters.split import Split, split_for
@@ -188,3 +189,73 @@ class ChannelDataset(torch.utils.data.IterableDataset):
         return (f"ChannelDataset({type(self.source).__name__}, scope={self.source.scope!r}, rank {i.rank} of "
                 f"{i.world_size}, epoch {self.epoch}, split {self.consumers.split!r}, "
                 f"policy {self.consumers.policy!r})")
+
+
+class MixedDataset(torch.utils.data.IterableDataset):
+    """Several :class:`ChannelDataset` s in one stream, each record's channel drawn by weight.
+
+    Seeded and resumable (:mod:`channels.adapters.mix`); each channel keeps
+    its own split, policy and transform. Under StatefulDataLoader as
+    :class:`ChannelDataset`.
+
+    Args:
+        datasets: the channels (all of one scope, so that they share consumers).
+        weights: one weight > 0 per channel.
+        seed: seeds the draws.
+        stop: "all" (every channel's epoch once) or "first" (end at the first exhausted).
+    """
+
+    def __init__(self, datasets: Sequence[ChannelDataset], weights: Sequence[float], *, seed: int = 0,
+                 stop: str = "all") -> None:
+        super().__init__()
+        self.datasets = list(datasets)
+        scopes = {d.source.scope for d in self.datasets}
+        if len(scopes) > 1:
+            raise ValueError(f"mixed channels must share a scope (consumers), got {sorted(scopes)}")
+        self.mix = Mix([d.consumers for d in self.datasets], weights, seed=seed, stop=stop)
+        self.epoch = self.datasets[0].epoch if self.datasets else 0
+        self._state: dict | None = None
+        self._live: MixRead | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Every channel's epoch (see :meth:`ChannelDataset.set_epoch`)."""
+        for d in self.datasets:
+            d.set_epoch(epoch)
+        self.epoch = epoch
+        if self._state is not None and self._state["epoch"] != epoch:
+            self._state = None
+
+    def __iter__(self) -> Iterator[Any]:
+        first = self.datasets[0]
+        if torch.utils.data.get_worker_info() is None:
+            for d in self.datasets:
+                d.count_records()
+        state, self._state = self._state, None
+        if state is not None and state["epoch"] != self.epoch:
+            state = None
+        self._live = read = self.mix.open(first.consumer(), self.epoch, host=first._host(), state=state)
+        if all(d.transform is None for d in self.datasets):
+            return read
+        return (self._transform(read, r) for r in read)
+
+    def _transform(self, read: MixRead, record: Any) -> Any:
+        d = self.datasets[read.last]
+        if d.transform is None:
+            return record
+        return (d.transform(record[0]), record[1]) if d.consumers.tag_pads else d.transform(record)
+
+    def state_dict(self) -> dict:
+        """Where this process's (or worker's) mixed read stands."""
+        if self._live is not None:
+            return self._live.state_dict()
+        if self._state is not None:
+            return self._state
+        read = self.mix.open(self.datasets[0].consumer(), self.epoch, host=self.datasets[0]._host())
+        state = read.state_dict()
+        read.close()
+        return state
+
+    def load_state_dict(self, state: Any) -> None:
+        """Resume the saved epoch (one state, or every rank's and worker's to merge)."""
+        self._state, self._live = merge_mix_states(state), None
+        self.epoch = self._state["epoch"]
