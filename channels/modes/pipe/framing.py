@@ -125,6 +125,17 @@ def _object(pieces: Iterator[Piece], cursor: Cursor, counts: dict[str, int]) -> 
         return
 
 
+def _skip(records: Iterator[Any], skip: int, counts: dict[str, int]) -> int:
+    """Drop up to ``skip`` of ``records`` (framed again after a resume); how many are still to drop."""
+    if skip:
+        for _ in records:
+            counts["skipped"] += 1
+            skip -= 1
+            if not skip:
+                break
+    return skip
+
+
 def _parquet(pieces: Iterator[Piece], ref: ObjectRef, cursor: Cursor, counts: dict[str, int],
              skip: int) -> Iterator[Any]:
     import pyarrow as pa
@@ -137,11 +148,9 @@ def _parquet(pieces: Iterator[Piece], ref: ObjectRef, cursor: Cursor, counts: di
         buf += piece.data
         if piece.last:
             break
-    data = pa.BufferReader(pa.py_buffer(buf))  # no copy
-    for n, batch in enumerate(iter_parquet_batches(data, url=ref.url)):
-        if n < skip:
-            counts["skipped"] += 1
-            continue
+    batches = iter_parquet_batches(pa.BufferReader(pa.py_buffer(buf)), url=ref.url)  # no copy
+    _skip(batches, skip, counts)
+    for batch in batches:
         cursor.record += 1
         counts["records"] += 1
         yield batch
@@ -154,25 +163,21 @@ def _framed(pieces: Iterator[Piece], ref: ObjectRef, cursor: Cursor, counts: dic
         f.start_at(offset, start.before)
     skip = start.record - (start.before if offset else 0)
     track = not gzip and ref.inline is None  # offsets in inflated bytes cannot be fetched from
-    while True:
-        piece = next(pieces)
-        if track:
-            cursor.offset, cursor.before = f.boundary
-        for record in f.feed(piece.data):
-            if skip:
-                skip -= 1
-                counts["skipped"] += 1
-                continue
+
+    def runs() -> Iterator[Iterator[memoryview]]:
+        """The records of each chunk (one iterator per chunk), then those of the object's end."""
+        while True:
+            piece = next(pieces)
+            if track:
+                cursor.offset, cursor.before = f.boundary
+            yield f.feed(piece.data)
+            if piece.last:
+                yield f.finish()
+                return
+
+    for records in runs():
+        skip = _skip(records, skip, counts)
+        for record in records:  # the hot loop
             cursor.record += 1
             counts["records"] += 1
             yield record
-        if piece.last:
-            break
-    for record in f.finish():
-        if skip:
-            skip -= 1
-            counts["skipped"] += 1
-            continue
-        cursor.record += 1
-        counts["records"] += 1
-        yield record
