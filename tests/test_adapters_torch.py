@@ -57,6 +57,14 @@ def loader(ds, workers: int) -> StatefulDataLoader:
                               multiprocessing_context="fork" if workers else None)
 
 
+def stop_after(ds, workers: int, steps: int) -> tuple[list, dict]:
+    """The first ``steps`` batches of a new loader, and its state then (the loader is dropped)."""
+    first = loader(ds, workers)
+    it = iter(first)
+    batches = [next(it) for _ in range(steps)]
+    return batches, first.state_dict()
+
+
 def flat(batches) -> list[tuple[str, bool]]:
     return [(rec, bool(pad)) for recs, pads in batches for rec, pad in zip(recs, pads.tolist())]
 
@@ -76,11 +84,7 @@ def test_statefuldataloader_checkpoint_and_resume(channel, workers):
     for r in range(2):
         ds = dataset(root, r, 2)
         ds.set_epoch(3)
-        first = loader(ds, workers)
-        it = iter(first)
-        before = [next(it) for _ in range(3)]
-        saved = first.state_dict()
-        del it, first
+        before, saved = stop_after(ds, workers, 3)
         # A new process: new dataset and loader, the checkpoint loaded.
         ds = dataset(root, r, 2)
         ds.set_epoch(3)
@@ -97,11 +101,9 @@ def test_resume_on_another_rank_or_worker_count(channel, ranks, workers, new_ran
     for r in range(ranks):
         ds = dataset(root, r, ranks)
         ds.set_epoch(1)
-        first = loader(ds, workers)
-        it = iter(first)
-        before += flat([next(it) for _ in range(2)])
-        saved.append(first.state_dict())
-        del it, first
+        batches, state = stop_after(ds, workers, 2)
+        before += flat(batches)
+        saved.append(state)
     after = []
     for r in range(new_ranks):
         ds = dataset(root, r, new_ranks)
@@ -114,12 +116,7 @@ def test_resume_on_another_rank_or_worker_count(channel, ranks, workers, new_ran
 
 def test_a_second_epoch_after_a_resume_starts_afresh(channel):
     root, ids = channel
-    ds = dataset(root, 0, 1)
-    first = loader(ds, 2)
-    it = iter(first)
-    next(it)
-    saved = first.state_dict()
-    del it, first
+    _, saved = stop_after(dataset(root, 0, 1), 2, 1)
     ds = dataset(root, 0, 1)
     second = loader(ds, 2)
     second.load_state_dict(saved)
@@ -131,14 +128,8 @@ def test_a_second_epoch_after_a_resume_starts_afresh(channel):
 
 def test_states_merge_from_loader_dicts_and_refuse_mixed_steps(channel):
     root, _ = channel
-    ds = dataset(root, 0, 1)
-    first = loader(ds, 2)
-    it = iter(first)
-    next(it)
-    a = first.state_dict()
-    next(it)
-    b = first.state_dict()
-    del it, first
+    _, a = stop_after(dataset(root, 0, 1), 2, 1)
+    _, b = stop_after(dataset(root, 0, 1), 2, 2)
     merged = merge_states(a)
     assert sorted(merged["positions"]) == [0, 1] and merged["epoch"] == 0
     with pytest.raises(ValueError, match=r"consumer \d has two positions .*merge the states saved at one step"):
