@@ -162,3 +162,16 @@ def test_mixed_channels_by_weight_resume_and_repeat(tmp_path):
     second = StatefulDataLoader(mixed(), batch_size=None, num_workers=2, multiprocessing_context="fork")
     second.load_state_dict(saved)
     assert sorted(before + list(second)) == sorted(ids)
+
+
+def test_load_state_dict_refuses_a_state_that_does_not_fit_at_once(channel):
+    root, _ = channel
+    _, saved = stop_after(dataset(root, 0, 1), 2, 1)
+    other = ChannelDataset(DirectorySource(root, framing="lines", shuffle_seed=6), identity=rank(0, 1))
+    with pytest.raises(ValueError, match="seed: saved 5, here 6"):
+        other.load_state_dict(saved)  # before any worker starts
+    (root / "99.txt").write_text("new\n")
+    with pytest.raises(ValueError, match=r"lists other objects .*99.txt"):
+        dataset(root, 0, 1).load_state_dict(saved)
+    with pytest.raises(ValueError, match="no channels consumer state found"):
+        dataset(root, 0, 1).load_state_dict({"step": 3})

@@ -113,7 +113,12 @@ class Consumers:
                             "(ChannelDataset.set_epoch in the main process) to share the pass among ranks",
                             self.source.label)
                 self.count_records()
-            goal = target(self.policy, [share_records(listing, w, self.record_counts) for w in works])
+            shares = [share_records(listing, w, self.record_counts) for w in works]
+            goal = target(self.policy, shares)
+            if goal == 0 and any(shares):
+                log.warning("policy drop with %d consumer(s) whose share of %s holds no record: every consumer "
+                            "yields none this epoch; use policy pad, or fewer consumers than objects",
+                            shares.count(0), self.source.label)
         return ConsumerRead(self, consumer, epoch, levels, works, position, goal, settings)
 
 

@@ -142,6 +142,23 @@ def _levels(state: dict) -> list[tuple[int, list[Cursor] | None]]:
     return out
 
 
+def check(state: dict, settings: dict, refs: Sequence[ObjectRef], label: str) -> list[tuple[int, list[Cursor] | None]]:
+    """Check what does not depend on the consumer count; the state's levels.
+
+    Raises:
+        ResumeStateError: another layout version, kind or setting, other
+            objects or changed ones, a malformed epoch or levels.
+    """
+    check_settings(state, settings, label)
+    if state.get("kind") != KIND:
+        raise ResumeStateError(f"not a channels consumer state (kind {state.get('kind')!r})", field="kind")
+    check_fingerprint(state.get("objects"), refs, label)
+    epoch = state.get("epoch")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise ResumeStateError(f"the state's epoch must be an integer >= 0, got {epoch!r}", field="epoch")
+    return _levels(state)
+
+
 def resume(state: dict, settings: dict, refs: Sequence[ObjectRef], label: str,
            consumers: int) -> tuple[int, list[tuple[int, list[Cursor] | None]], dict[int, list[int]] | None]:
     """``(epoch, levels, positions)`` for ``consumers`` consumers resuming ``state``.
@@ -153,14 +170,8 @@ def resume(state: dict, settings: dict, refs: Sequence[ObjectRef], label: str,
         ResumeStateError: the state does not fit (see the module docstring),
             or, on another consumer count, lacks some consumer's position.
     """
-    check_settings(state, settings, label)
-    if state.get("kind") != KIND:
-        raise ResumeStateError(f"not a channels consumer state (kind {state.get('kind')!r})", field="kind")
-    check_fingerprint(state.get("objects"), refs, label)
-    epoch = state.get("epoch")
-    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
-        raise ResumeStateError(f"the state's epoch must be an integer >= 0, got {epoch!r}", field="epoch")
-    levels = _levels(state)
+    levels = check(state, settings, refs, label)
+    epoch = state["epoch"]
     raw = state.get("positions")
     if not isinstance(raw, dict):
         raise ResumeStateError(f"state field 'positions' must be a dict, got {type(raw).__name__}", field="positions")

@@ -44,7 +44,7 @@ from channels.adapters.mix import Mix, MixRead, merge_mix_states
 from channels.adapters.plan import BYTES
 from channels.adapters.sources import Source
 from channels.adapters.split import Split, split_for
-from channels.adapters.state import FRESH, make_state, merge_states
+from channels.adapters.state import FRESH, check, make_state, merge_states
 from channels.hosts import Identity, process_identity
 
 #: ``gather="auto"``: torch.distributed's all_gather_object when a process group of 2 or more is up.
@@ -176,11 +176,8 @@ class ChannelDataset(torch.utils.data.IterableDataset):
                 objects, changed ETags, another seed, split, policy...).
         """
         state = merge_states(state)
-        from channels.adapters.state import resume
-
         # Settings and objects now (the consumer count is known only when iterating).
-        resume(state, self.consumers.settings(self._host()), self.source.listing().refs, self.source.label,
-               state["levels"][-1][0])
+        check(state, self.consumers.settings(self._host()), self.source.listing().refs, self.source.label)
         self._state, self._live = state, None
         self.epoch = state["epoch"]
 
