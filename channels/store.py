@@ -45,12 +45,13 @@ class Store:
         return cls(endpoint_from_env(endpoint_url), tuple(sorted(options.items())))
 
     def filesystem(self, url: str) -> fsspec.AbstractFileSystem:
-        """The fsspec filesystem that serves ``url``."""
-        return _filesystem(protocol_of(url), self.endpoint_url, self.options)
+        """The fsspec filesystem that serves ``url`` (one per process: s3fs's event loop
+        does not survive a fork, so a forked DataLoader worker gets its own)."""
+        return _filesystem(protocol_of(url), self.endpoint_url, self.options, os.getpid())
 
 
 @lru_cache(maxsize=32)
-def _filesystem(protocol: str, endpoint_url: str | None, options: tuple) -> fsspec.AbstractFileSystem:
+def _filesystem(protocol: str, endpoint_url: str | None, options: tuple, pid: int = 0) -> fsspec.AbstractFileSystem:
     kwargs = dict(options)
     if protocol in S3_SCHEMES:
         client_kwargs = dict(kwargs.pop("client_kwargs", {}) or {})

@@ -155,6 +155,12 @@ class RecordIOFramer(Framer):
         self._parts: bytearray | None = None
         self._parts_at = 0
 
+    @property
+    def boundary(self) -> tuple[int, int]:
+        """As :attr:`Framer.boundary`; inside a multipart record, the offset of its first part."""
+        offset, records = super().boundary
+        return (self._parts_at if self._parts is not None else offset), records
+
     def _bad_magic(self, magic: int, offset: int) -> RecordError:
         return RecordError(
             f"bad RecordIO magic in {self.url} at offset {offset}: found {magic:#010x}, "

@@ -23,7 +23,7 @@ from channels.transport.backends.base import Progress
 from channels.transport.config import TransportConfig
 from channels.transport.fetch import Fetcher
 from channels.transport.stats import TransportStats
-from channels.transport.stream import ChunkStream, Sink
+from channels.transport.stream import ChunkStream, Sink, Target
 
 
 class Transport:
@@ -60,8 +60,11 @@ class Transport:
 
     # ------------------------------------------------------------ public API
 
-    def stream(self, refs: Iterable[ObjectRef], *, sink: Sink | None = None) -> ChunkStream:
+    def stream(self, refs: Iterable[Target], *, sink: Sink | None = None) -> ChunkStream:
         """Every byte of ``refs`` as :class:`Chunk` s, in order.
+
+        An item may be ``(ref, start)``: that object's bytes from ``start`` on
+        only (a resumed read), its chunks' offsets counted in the object.
 
         Objects come in the order given, each one's chunks in offset order;
         reads run ahead across objects within ``config.budget_bytes``. A
