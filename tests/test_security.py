@@ -348,8 +348,12 @@ def test_nothing_is_written_outside_the_named_folders(s3, s3_client, bucket, san
     r, got, _ = serve_pipe(sandbox, named / "job.json", named / "ml")
     assert r.returncode == 0 and len(got) == sum(map(len, data.values()))
     assert set(tmp_path.iterdir()) == before
-    for name in ("home", "tmp", "cwd"):
+    for name in ("tmp", "cwd"):
         assert list((tmp_path / name).rglob("*")) == [], f"{name} was written to"
+    # HOME holds only the documented cache of botocore's SageMaker model (channels.spec.model), no secret.
+    home = sorted(str(p.relative_to(tmp_path / "home")) for p in (tmp_path / "home").rglob("*") if p.is_file())
+    assert len(home) == 1 and home[0].startswith(".cache/channels/sagemaker-model-"), home
+    assert SECRET not in (tmp_path / "home" / home[0]).read_text()
     written = sorted(str(p.relative_to(named)) for p in named.rglob("*"))
     keys = sorted(k.removeprefix("p/") for k in data)
     assert written == sorted(["job.json", "ml", "ml/input", "ml/input/data", "dl", "dl/d0", "dl/d1",
