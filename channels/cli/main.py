@@ -18,6 +18,7 @@ from channels.errors import ChannelsError
 COMMANDS = [
     "validate",
     "shard_report",
+    "plan",
     "demo",
     "download",
     "mount",

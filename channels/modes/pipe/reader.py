@@ -83,6 +83,9 @@ class PipeReader:
         config: transport tuning (budget, part size, workers).
         transport: a transport to share (the reader then does not close it);
             by default the reader makes and owns one.
+        plan: read the objects from a job plan instead of listing the
+            source: its URL (one GET), a :class:`channels.plan.JobPlan`
+            already read, or a :class:`~channels.listing.Listing`.
 
     Raises:
         ValueError: an unknown framing, compression, wrapper or distribution
@@ -97,7 +100,7 @@ class PipeReader:
                  distribution: str | None = None, data_type: str | None = None,
                  attribute_names: tuple[str, ...] | None = None, check_crc: bool = True,
                  store: Store | None = None, config: TransportConfig | None = None,
-                 transport: Transport | None = None) -> None:
+                 transport: Transport | None = None, plan: Any = None) -> None:
         self.source = _source(channel_or_uri, compression=compression, record_wrapper=record_wrapper,
                               shuffle_seed=shuffle_seed, distribution=distribution, data_type=data_type,
                               attribute_names=attribute_names)
@@ -120,6 +123,7 @@ class PipeReader:
         self._owns_transport = transport is None
         self.transport = transport if transport is not None else Transport(self.store, config)
         self._listing: Listing | None = None
+        self._plan = plan
         #: Work counters: objects, bytes_in (fetched), bytes_out (inflated), records.
         self.counts: dict[str, int] = {"objects": 0, "bytes_in": 0, "bytes_out": 0, "records": 0}
 
@@ -132,7 +136,11 @@ class PipeReader:
 
     @property
     def listing(self) -> Listing:
-        """The source's objects, listed on first use and then reused by every epoch."""
+        """The source's objects, listed (or read from the plan) on first use, then reused by every epoch."""
+        if self._listing is None and self._plan is not None:
+            from channels.plan import listing_from
+
+            self._listing = listing_from(self._plan, self.source, store=self.store)
         if self._listing is None:
             s = self.source
             self._listing = list_source(s.uri, s.data_type, attribute_names=s.attribute_names, store=self.store)
