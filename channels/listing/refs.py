@@ -47,7 +47,8 @@ class Listing:
 
     Attributes:
         source: the URL that was listed (prefix or manifest).
-        refs: every object (or inline value) in order.
+        refs: every object (or inline value) in order: a tuple, or a sequence
+            that makes each ref when asked for (a plan's, :mod:`channels.plan.refs`).
         unit_starts: int64 array of unit start indices, or None.
         stats: the listing's own counters (requests, pages, seconds), where known.
     """
@@ -68,10 +69,13 @@ class Listing:
 
     @property
     def total_bytes(self) -> int:
-        return sum(r.size for r in self.refs)
+        return int(self.sizes().sum())
 
     def sizes(self) -> np.ndarray:
-        """Bytes per object (int64)."""
+        """Bytes per object (int64); refs that know their sizes as an array (a plan's) give it."""
+        fast = getattr(self.refs, "sizes", None)
+        if fast is not None:
+            return fast()
         return np.fromiter((r.size for r in self.refs), dtype=np.int64, count=len(self.refs))
 
     def unit_sizes(self) -> np.ndarray:

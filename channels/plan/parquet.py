@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 
 from channels.errors import AccessDeniedError, SourceNotFoundError
 from channels.listing import Listing, ObjectRef
+from channels.plan.refs import PlanRefs
 from channels.plan.model import PLAN_FORMAT, PLAN_VERSION, REMAKE, JobPlan, PlanError, PlannedChannel
 from channels.store import Store, protocol_of, split_url, strip_protocol
 
@@ -182,17 +183,22 @@ def plan_from_bytes(data: bytes, url: str | None = None) -> JobPlan:
 
 
 def _listing(meta: dict, cols: dict[str, pa.ChunkedArray]) -> Listing:
-    base = meta["url_base"]
-    paths = cols["path"].to_pylist()
-    keys = cols["key"].to_pylist()
-    sizes = cols["size"].to_numpy().tolist()
-    md5 = cols["etag_md5"].to_pylist()
-    other = cols["etag"].to_pylist()
-    inline = cols["inline"].to_pylist() if cols["inline"].null_count < len(paths) else None
-    refs = tuple(ObjectRef(base + p, s, m.hex() if m is not None else e, p if k is None else k,
-                           inline[i] if inline is not None else None)
-                 for i, (p, k, s, m, e) in enumerate(zip(paths, keys, sizes, md5, other)))
+    n = len(cols["path"])
+
+    def maybe(name: str) -> list | None:
+        col = cols[name]
+        return None if col.null_count == n else col.to_pylist()
+
+    md5 = has_md5 = None
+    col = cols["etag_md5"]
+    if col.null_count < n:
+        has_md5 = col.is_valid().to_numpy(zero_copy_only=False)
+        filled = col.fill_null(b"\0" * 16).combine_chunks()
+        md5 = np.frombuffer(filled.buffers()[1], dtype=np.uint8, count=16 * n,
+                            offset=16 * filled.offset).reshape(n, 16)
+    refs = PlanRefs(meta["url_base"], cols["path"].to_pylist(), maybe("key"),
+                    cols["size"].to_numpy().astype(np.int64), md5, has_md5, maybe("etag"), maybe("inline"))
     starts = None
-    if cols["unit_start"].null_count < len(paths):
+    if cols["unit_start"].null_count < n:
         starts = np.flatnonzero(cols["unit_start"].to_numpy(zero_copy_only=False)).astype(np.int64)
-    return Listing(meta.get("source", meta["uri"]), refs, starts)
+    return Listing(meta.get("source", meta["uri"]), refs, starts)  # type: ignore[arg-type]
