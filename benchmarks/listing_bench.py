@@ -1,7 +1,8 @@
 """Listing at scale: parallel against flat LIST streams, and the plan file at 10 M objects.
 
     python benchmarks/listing_bench.py listing [--keys 20480 --prefixes 64 --rounds 5]
-    python benchmarks/listing_bench.py plan [--objects 10000000]
+    python benchmarks/listing_bench.py plan [--objects 10000000] [--save plan.parquet]
+    python benchmarks/listing_bench.py plan-get plan.parquet      # one host's GET of it
 
 ``listing``: the same keys listed flat (one stream of ListObjectsV2 pages,
 no delimiter) and by :func:`channels.listing.list_s3_keys` with 1 to 64
@@ -173,6 +174,9 @@ def bench_plan(args) -> dict:
     t = time.monotonic()
     data = plan_bytes(plan)
     encode = time.monotonic() - t
+    if args.save:
+        with open(args.save, "wb") as f:
+            f.write(data)
     del plan, refs
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -201,6 +205,33 @@ def bench_plan(args) -> dict:
             "synthetic_refs_build_seconds": round(build, 2)}
 
 
+def bench_plan_get(args) -> dict:
+    """One host's read of a plan file: one GET from moto through the profile's proxy, then decoding."""
+    from channels.plan import read_plan
+    from channels.store import Store
+    from channels.testing import LocalS3, dummy_credentials
+    from channels.testing.profiles import get_profile
+    from channels.testing.proxy import Proxy
+
+    with open(args.file, "rb") as f:
+        data = f.read()
+    times = []
+    with dummy_credentials(), LocalS3() as s3, Proxy(s3.endpoint_url, get_profile(args.profile)) as proxy:
+        client = s3.client()
+        client.create_bucket(Bucket="plans")
+        client.put_object(Bucket="plans", Key="job.parquet", Body=data)
+        for _ in range(args.rounds):
+            proxy.reset_stats()
+            t = time.monotonic()
+            plan = read_plan("s3://plans/job.parquet", store=Store(proxy.url))
+            times.append(time.monotonic() - t)
+            proxy.quiesce()
+            assert proxy.stats.requests == 1, proxy.stats.requests
+        objects = sum(len(c.listing) for c in plan.channels)
+    return {"file_bytes": len(data), "objects": objects, "profile": args.profile, "requests_per_read": 1,
+            "seconds": [round(x, 2) for x in times], "seconds_median": round(statistics.median(times), 2)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="what", required=True)
@@ -212,8 +243,13 @@ def main() -> None:
     a.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64])
     b = sub.add_parser("plan")
     b.add_argument("--objects", type=int, default=10_000_000)
+    b.add_argument("--save", metavar="PATH", help="keep the plan file there (for plan-get)")
+    c = sub.add_parser("plan-get")
+    c.add_argument("file")
+    c.add_argument("--profile", default="s3-like")
+    c.add_argument("--rounds", type=int, default=3)
     args = p.parse_args()
-    out = bench_listing(args) if args.what == "listing" else bench_plan(args)
+    out = {"listing": bench_listing, "plan": bench_plan, "plan-get": bench_plan_get}[args.what](args)
     out["python"] = sys.version.split()[0]
     print(json.dumps(out, indent=2))
 

@@ -66,7 +66,10 @@ def test_four_hosts_list_once_and_get_the_same_shares(s3, s3_client, bucket, dat
     counts, views = {}, {}
     for how, shared in (("planned", True), ("per-host", False)):
         lists: list[str] = []
-        policy = lambda req, lists=lists: lists.append(req.target) if "list-type=2" in req.target else None  # noqa: E731
+        def policy(req, lists=lists):
+            if "list-type=2" in req.target:
+                lists.append(req.target)
+
         with Proxy(s3.endpoint_url, fault_policy=policy) as proxy:
             result = run_job(RunOptions(make_job(bucket), (sys.executable, "-c", SCRIPT), root=tmp_path / how,
                                         hosts=4, grace_seconds=5, job_name=f"plan-{how}", endpoint_url=proxy.url,
@@ -90,4 +93,5 @@ def test_a_plan_for_another_job_stops_the_run_before_any_host(s3, bucket, datase
     with pytest.raises(PlanError, match="S3DataDistributionType is 'FullyReplicated' in the job, 'ShardedByS3Key'"):
         run_job(RunOptions(make_job(bucket, "FullyReplicated"), (sys.executable, "-c", SCRIPT),
                            root=tmp_path / "r", hosts=2, plan=path, endpoint_url=s3.endpoint_url))
-    assert not (tmp_path / "r" / "algo-1" / "model").exists() or not any((tmp_path / "r" / "algo-1" / "model").iterdir())
+    model = tmp_path / "r" / "algo-1" / "model"
+    assert not model.exists() or not any(model.iterdir())  # no script ran

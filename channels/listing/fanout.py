@@ -10,26 +10,31 @@ The rules, all decided in one thread from the pages as they come in:
 
 * A **delimiter stream** lists a prefix with ``/``: its objects are kept,
   and its common prefixes become new streams. While fewer than
-  ``streams`` streams run, each common prefix gets a delimiter stream of its
-  own (recursively: its own common prefixes fan out in turn). Past that,
-  the common prefixes of a page are grouped into contiguous runs, each
-  listed by one **range stream**, so the streams stay about ``streams``
-  and the requests about those of a flat listing.
+  ``4 * streams`` streams are running or queued, each common prefix gets a
+  delimiter stream of its own (recursively: its own common prefixes fan out
+  in turn). Past that, the common prefixes of a page are grouped into
+  contiguous runs, each listed by one **range stream**, so a deep tree of
+  small folders costs about the requests of a flat listing, not one per
+  folder.
 * A **range stream** is a flat listing (no delimiter) of the keys from one
   common prefix up to the end of another (``start-after``, then
   continuation tokens), stopping at the first key past its end.
-* A level wider than one page (more common prefixes than a page holds) is
-  not walked page by page with the delimiter: the rest of it becomes one
-  range stream, so a wide, shallow tree costs no more requests than a flat
-  listing.
+* A level wider than one page (a page that goes on and holds at least
+  ``4 * streams`` common prefixes) is not
+  walked page by page with the delimiter: the rest of it becomes one range
+  stream, so a wide, shallow tree costs about the requests of a flat
+  listing (and, past its first page, lists no faster).
+* A range stream's last page may run past its end (S3 has no end bound):
+  those keys are read and dropped, at most one page per range.
 * Keys that share no prefix are listed by the first delimiter stream as
   they would be by a flat one: that is the fallback.
 
 At most ``streams`` requests are in flight at once (a thread pool of that
-size). Every key is kept once (a range may cover objects a delimiter page
-also returned); the result is sorted by key, which is S3's order (UTF-8
-bytes, the same as Python's order of code points), so it is exactly what a
-flat listing returns.
+size; queued streams wait for a thread). Each page is a sorted run of keys;
+the runs are merged into key order, which is S3's order (UTF-8 bytes, the
+same as Python's order of code points), each key kept once (a range may
+cover objects a delimiter page also returned): exactly what a flat listing
+returns.
 """
 
 from __future__ import annotations
@@ -37,14 +42,20 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import TextIO
 
 from channels.listing.s3api import Page, S3Lister
 from channels.store import Store
 
+#: Streams queued or running per stream allowed in flight: while fewer are, each
+#: common prefix gets a delimiter stream of its own (no page overshoots a
+#: range's end); past that, common prefixes are grouped into ranges.
+QUEUED_PER_STREAM = 4
 #: The largest code point: ``p + LAST`` sorts after every key that starts with
 #: ``p`` (a key holding U+10FFFF right there would be listed twice, and kept once).
 LAST = "\U0010ffff"
@@ -172,7 +183,8 @@ class _Walk:
     config: ListConfig
     lister: S3Lister
     stats: ListStats
-    found: dict[str, tuple[int, str | None]] = field(default_factory=dict)
+    runs: list[list[tuple[str, int, str | None]]] = field(default_factory=list)  # each sorted
+    keys: int = 0
     running: dict[Future, _Stream] = field(default_factory=dict)
 
 
@@ -229,39 +241,57 @@ def list_s3_keys(bucket: str, prefix: str, *, store: Store, config: ListConfig |
                         for nxt in _next(walk, s, page):
                             start(nxt)
                     if progress is not None:
-                        progress(stats, len(walk.found), len(walk.running))
+                        progress(stats, walk.keys, len(walk.running))
             finally:
                 for future in walk.running:
                     future.cancel()
     finally:
         lister.close()
-    keys = sorted(k for k in walk.found if not k.endswith("/"))
-    stats.objects = len(keys)
+    rows = _merge(walk.runs)
+    stats.objects = len(rows)
     stats.seconds = time.monotonic() - started
     if progress is not None:
-        progress(stats, len(keys), 0, final=True)
-    found = walk.found
-    return [(k, *found[k]) for k in keys]
+        progress(stats, len(rows), 0, final=True)
+    return rows
+
+
+def _merge(runs: list[list[tuple[str, int, str | None]]]) -> list[tuple[str, int, str | None]]:
+    """The runs' objects in key order, each key once, folder markers dropped.
+
+    Each run (a page) is sorted already, so the sort merges runs.
+    """
+    rows = [row for run in runs for row in run]
+    rows.sort(key=itemgetter(0))
+    out = []
+    last = None
+    for row in rows:
+        key = row[0]
+        if key != last and not key.endswith("/"):
+            out.append(row)
+        last = key
+    return out
 
 
 def _next(walk: _Walk, s: _Stream, page: Page) -> list[_Stream]:
     """Keep a page's objects; the streams it leads to (its own next page, new fan-out)."""
-    found = walk.found
+    rows = page.keys
     if not s.delimited:
-        for key, size, etag in page.keys:
-            if s.end is not None and key >= s.end:
-                return []  # past the range: the stream ends here
-            found[key] = (size, etag)
+        if s.end is not None and rows and rows[-1][0] >= s.end:
+            walk.runs.append(rows[:bisect_left(rows, s.end, key=itemgetter(0))])
+            walk.keys += len(walk.runs[-1])
+            return []  # past the range: the stream ends here
+        walk.runs.append(rows)
+        walk.keys += len(rows)
         return [_Stream(s.prefix, False, end=s.end, token=page.next_token)] if page.next_token else []
-    for key, size, etag in page.keys:
-        found[key] = (size, etag)
+    walk.runs.append(rows)
+    walk.keys += len(rows)
     prefixes = page.prefixes
     out: list[_Stream] = []
     if not prefixes:
         return [_Stream(s.prefix, True, token=page.next_token)] if page.next_token else []
-    streams = walk.config.streams
-    wide = page.next_token is not None and len(prefixes) >= streams
-    free = streams - len(walk.running) - (0 if wide or page.next_token is None else 1)
+    budget = QUEUED_PER_STREAM * walk.config.streams
+    wide = page.next_token is not None and len(prefixes) >= budget
+    free = budget - len(walk.running) - (0 if wide or page.next_token is None else 1)
     if not wide and free >= len(prefixes):
         out.extend(_Stream(p, True) for p in prefixes)
     else:
