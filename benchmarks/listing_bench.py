@@ -59,8 +59,12 @@ def _serve(keys: list[str], port_out) -> None:
             after = q.get("continuation-token") or q.get("start-after") or ""
             limit = int(q.get("max-keys", "1000"))
             i = bisect.bisect_right(keys, after) if after else bisect.bisect_left(keys, prefix)
-            out, seen, last = [], set(), None
-            while i < len(keys) and keys[i].startswith(prefix) and len(out) < limit:
+            out, last = [], None
+            if not delim:  # a flat page: one slice of the index
+                j = min(i + limit, bisect.bisect_left(keys, prefix + "\U0010ffff"))
+                out = [("k", x) for x in range(i, j)]
+                i, last = j, keys[j - 1] if j > 0 else None
+            while delim and i < len(keys) and keys[i].startswith(prefix) and len(out) < limit:
                 k = keys[i]
                 cut = k.find(delim, len(prefix)) if delim else -1
                 if cut >= 0:

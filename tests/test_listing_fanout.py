@@ -98,18 +98,25 @@ def test_fan_out_over_common_prefixes_counts_its_requests(s3, bucket, tree, stre
 
 
 def test_a_level_wider_than_a_page_is_not_walked_page_by_page(s3, s3_client, bucket):
-    # 40 folders of one key each, 4 keys a page, 1 stream (so 4 queued at most): the delimiter
-    # stream stops after its first page
-    # and one flat range lists the rest, so requests stay near a flat listing's (10 pages).
+    # 40 folders of one key each, 8 keys a page, 2 streams (8 queued at most): the first delimiter
+    # page holds 8 common prefixes, so the rest of the level is one flat range, not 4 more delimiter
+    # pages and a request per folder.
     keys = [f"w/f{i:02d}/x" for i in range(40)]
     fill(s3_client, "wide-bucket", keys)
     proxy, lists = counted(s3)
     with proxy:
-        listing = list_prefix("s3://wide-bucket/w/", store=Store(proxy.url), config=ListConfig(streams=1, page_size=4))
+        listing = list_prefix("s3://wide-bucket/w/", store=Store(proxy.url), config=ListConfig(streams=2, page_size=8))
         proxy.quiesce()
     assert [r.key for r in listing.refs] == [k.removeprefix("w/") for k in keys]
-    # 10 flat pages, the first delimiter page, one range per common prefix of that page at most
-    assert listing.stats.delimiter_streams == 1 and len(lists) <= 10 + 1 + 4
+    s = listing.stats
+    assert s.delimiter_streams == 1 and s.range_streams >= 2
+    assert len(lists) <= 5 + 1 + 8  # a flat listing's 5 pages, the delimiter page, a range per prefix of it
+
+
+def test_one_stream_is_a_flat_listing(s3, s3_client, bucket, tree):
+    listing = list_prefix(f"s3://{bucket}/data/", store=Store(s3.endpoint_url), config=ListConfig(streams=1))
+    assert len(listing) == len(tree) and listing.stats.pages == 1
+    assert (listing.stats.delimiter_streams, listing.stats.range_streams) == (0, 1)
 
 
 def test_keys_sharing_no_prefix_fall_back_to_one_flat_stream(s3, s3_client, bucket):

@@ -227,7 +227,7 @@ def list_s3_keys(bucket: str, prefix: str, *, store: Store, config: ListConfig |
                         stats.range_streams += 1
                 walk.running[pool.submit(fetch, s)] = s
 
-            start(_Stream(prefix, True))
+            start(_Stream(prefix, config.streams > 1))  # one stream: a flat listing
             try:
                 while walk.running:
                     done, _ = wait(list(walk.running), return_when=FIRST_COMPLETED)
@@ -247,7 +247,7 @@ def list_s3_keys(bucket: str, prefix: str, *, store: Store, config: ListConfig |
                     future.cancel()
     finally:
         lister.close()
-    rows = _merge(walk.runs)
+    rows = _merge(walk.runs, overlap=stats.range_streams > 0)
     stats.objects = len(rows)
     stats.seconds = time.monotonic() - started
     if progress is not None:
@@ -255,13 +255,16 @@ def list_s3_keys(bucket: str, prefix: str, *, store: Store, config: ListConfig |
     return rows
 
 
-def _merge(runs: list[list[tuple[str, int, str | None]]]) -> list[tuple[str, int, str | None]]:
+def _merge(runs: list[list[tuple[str, int, str | None]]],
+           overlap: bool = True) -> list[tuple[str, int, str | None]]:
     """The runs' objects in key order, each key once, folder markers dropped.
 
     Each run (a page) is sorted already, so the sort merges runs.
     """
     rows = [row for run in runs for row in run]
     rows.sort(key=itemgetter(0))
+    if not overlap:  # delimiter streams list disjoint keys: only folder markers to drop
+        return [row for row in rows if row[0][-1:] != "/"]
     out = []
     last = None
     for row in rows:

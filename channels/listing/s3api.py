@@ -36,8 +36,8 @@ from channels.store import Store, endpoint_from_env
 #: Key, ETag and Size of one object. A page where this finds fewer matches than
 #: ``<Contents>`` (a field missing or in another order makes a match swallow the
 #: next object) is parsed block by block instead.
-_OBJECT = re.compile(rb"<Key>([^<]*)</Key>(?:<[^E][^<]*)*<ETag>([^<]*)</ETag>(?:<[^S][^<]*|<S[^i][^<]*)*"
-                     rb"<Size>(\d+)</Size>")
+_OBJECT = re.compile(r"<Key>([^<]*)</Key>(?:<[^E][^<]*)*<ETag>([^<]*)</ETag>(?:<[^S][^<]*|<S[^i][^<]*)*"
+                     r"<Size>(\d+)</Size>")
 _PREFIX = re.compile(rb"<CommonPrefixes>\s*<Prefix>(.*?)</Prefix>\s*</CommonPrefixes>", re.S)
 _TRUNCATED = re.compile(rb"<IsTruncated>(true|false)</IsTruncated>")
 _TOKEN = re.compile(rb"<NextContinuationToken>(.*?)</NextContinuationToken>", re.S)
@@ -112,14 +112,15 @@ def parse_page(body: bytes) -> Page:
     if b"</ListBucketResult>" not in body[-64:]:
         raise ValueError("the listing page ends before </ListBucketResult>")
     encoded = _ENCODED.search(body) is not None
-    found = _OBJECT.findall(body)
+    found = _OBJECT.findall(body.decode("utf-8"))
     if len(found) == body.count(b"<Contents>"):
-        keys = [(_key(k, encoded), int(size), _etag(tag)) for k, tag, size in found]
+        keys = [(_key(k, encoded) if "%" in k or "&" in k else k, int(size),
+                 e.replace("&quot;", "").replace("&#34;", "").strip('"') or None) for k, e, size in found]
     else:
         keys = []
         for block in body.split(b"<Contents>")[1:]:
             block = block[:block.find(b"</Contents>")]
-            keys.append((_key(_field(block, b"Key") or b"", encoded), int(_field(block, b"Size") or 0),
+            keys.append((_text(_field(block, b"Key") or b"", encoded), int(_field(block, b"Size") or 0),
                          _etag(_field(block, b"ETag"))))
     prefixes = [_text(p, encoded) for p in _PREFIX.findall(body)]
     truncated = _TRUNCATED.search(body)
@@ -128,10 +129,11 @@ def parse_page(body: bytes) -> Page:
     return Page(keys, prefixes, _text(token.group(1), False) if more and token else None, len(body))
 
 
-def _key(raw: bytes, encoded: bool) -> str:
-    if b"&" in raw or (encoded and b"%" in raw):
-        return _text(raw, encoded)
-    return raw.decode("utf-8")
+def _key(text: str, encoded: bool) -> str:
+    """A key found in the decoded page: XML entities replaced, percent-decoding undone."""
+    if "&" in text:
+        text = re.sub(r"&(#x?[0-9a-fA-F]+|\w+);", _entity, text)
+    return unquote(text) if encoded and "%" in text else text
 
 
 def _etag(raw: bytes | None) -> str | None:
