@@ -116,7 +116,7 @@ def bench_listing(args) -> dict:
     from channels.store import Store
     from channels.testing import dummy_credentials
     from channels.testing.profiles import get_profile
-    from channels.testing.proxy import Proxy
+    from channels.testing.services import cpu_seconds, start_proxies
 
     keys = [f"data/shard-{i % args.prefixes:04d}/part-{i:08d}.tfrecord" for i in range(args.keys)]
     q = multiprocessing.Queue()
@@ -125,36 +125,42 @@ def bench_listing(args) -> dict:
     port = q.get(timeout=30)
     results: dict = {"keys": args.keys, "prefixes": args.prefixes, "profile": args.profile, "rounds": args.rounds,
                      "runs": {}}
+    expected = sorted(keys)
+    runs: dict[str, list] = {}
+
+    def measure(name: str, listing) -> None:
+        proxy.command("reset")
+        cpu = (time.process_time(), cpu_seconds(server.pid), proxy.cpu())
+        t = time.monotonic()
+        got, requests = listing()
+        wall = time.monotonic() - t
+        used = [b - a for a, b in zip(cpu, (time.process_time(), cpu_seconds(server.pid), proxy.cpu()))]
+        stats = next(iter(proxy.command("stats").values()))
+        runs.setdefault(name, []).append((wall, requests, stats["response_bytes"], *used))
+        assert got == expected, f"{name}: not the flat listing's keys in its order"
+
+    def fanned(streams: int):
+        stats = ListStats()
+        got = list_s3_keys("bench", "data/", store=store, config=ListConfig(streams=streams), stats=stats)
+        return [k for k, _, _ in got], stats.requests
+
     try:
-        with dummy_credentials(), Proxy(f"http://127.0.0.1:{port}", get_profile(args.profile)) as proxy:
-            store = Store(proxy.url)
-            expected = sorted(keys)
-            runs: dict[str, list] = {}
+        with dummy_credentials(), start_proxies(f"http://127.0.0.1:{port}", [get_profile(args.profile)]) as proxy:
+            store = Store(proxy.info["urls"][args.profile][0])
             for _ in range(args.rounds):
-                proxy.reset_stats()
-                t = time.monotonic()
-                got, pages = flat(S3Lister(store), "bench", "data/")
-                proxy.quiesce()
-                runs.setdefault("flat", []).append((time.monotonic() - t, pages, proxy.stats.response_bytes))
-                assert got == expected, "the flat listing is out of order"
+                measure("flat", lambda: flat(S3Lister(store), "bench", "data/"))
                 for streams in args.streams:
-                    proxy.reset_stats()
-                    stats = ListStats()
-                    t = time.monotonic()
-                    got = list_s3_keys("bench", "data/", store=store, config=ListConfig(streams=streams),
-                                       stats=stats)
-                    proxy.quiesce()
-                    runs.setdefault(f"streams={streams}", []).append(
-                        (time.monotonic() - t, stats.requests, proxy.stats.response_bytes))
-                    assert [k for k, _, _ in got] == expected, f"streams={streams}: not the flat order"
-            base = statistics.median(r[0] for r in runs["flat"])
-            for name, rs in runs.items():
-                med = statistics.median(r[0] for r in rs)
-                results["runs"][name] = {"seconds_median": round(med, 4), "seconds": [round(r[0], 4) for r in rs],
-                                         "requests": rs[0][1], "response_bytes": rs[0][2],
-                                         "speedup_vs_flat": round(base / med, 2)}
+                    measure(f"streams={streams}", lambda streams=streams: fanned(streams))
     finally:
         server.kill()
+    base = statistics.median(r[0] for r in runs["flat"])
+    for name, rs in runs.items():
+        med = statistics.median(r[0] for r in rs)
+        results["runs"][name] = {
+            "seconds_median": round(med, 4), "seconds": [round(r[0], 4) for r in rs], "requests": rs[0][1],
+            "response_bytes": rs[0][2], "speedup_vs_flat": round(base / med, 2),
+            "cpu_seconds_median": {part: round(statistics.median(r[3 + i] for r in rs), 4)
+                                   for i, part in enumerate(("client", "server", "proxy"))}}
     return results
 
 
