@@ -49,6 +49,7 @@ def _serve(keys: list[str], port_out) -> None:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # head and body are two writes: no 40 ms wait for an ACK between
 
         def log_message(self, *args) -> None:
             pass
