@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
 import sys
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
@@ -24,18 +26,24 @@ from channels.testing.proxy import Proxy
 
 OUT = "model-bucket"
 SCRIPT = r"""
-import hashlib, json, os, pathlib
+import hashlib, json, os, pathlib, time
 channel = pathlib.Path(os.environ["SM_CHANNEL_TRAIN"])
-seen = {p.relative_to(channel).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in channel.rglob("*") if p.is_file()}
+if json.loads(os.environ["SM_INPUT_DATA_CONFIG"])["train"]["TrainingInputMode"] == "Pipe":
+    fifo = pathlib.Path(str(channel) + "_0")
+    while not fifo.exists():
+        time.sleep(0.01)
+    seen = {"<pipe epoch 0>": hashlib.sha256(fifo.read_bytes()).hexdigest()}
+else:
+    seen = {p.relative_to(channel).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in channel.rglob("*") if p.is_file()}
 host = os.environ["SM_CURRENT_HOST"]
 pathlib.Path(os.environ["SM_MODEL_DIR"], host + ".json").write_text(json.dumps(seen))
 """
 
 
-def make_job(bucket: str, distribution: str = "ShardedByS3Key") -> Job:
+def make_job(bucket: str, distribution: str = "ShardedByS3Key", mode: str = "File") -> Job:
     return Job.from_dict({
-        "TrainingInputMode": "File",
+        "TrainingInputMode": mode,
         "InputDataConfig": [{"ChannelName": "train", "ShuffleConfig": {"Seed": 3}, "DataSource": {"S3DataSource": {
             "S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/train/", "S3DataDistributionType": distribution}}}],
         "OutputDataConfig": {"S3OutputPath": f"s3://{OUT}/jobs/"},
@@ -60,7 +68,15 @@ def shares(s3_client, job_name: str) -> dict[str, dict[str, str]]:
         return {m.name: json.loads(tar.extractfile(m).read()) for m in tar.getmembers() if m.isfile()}
 
 
-def test_four_hosts_list_once_and_get_the_same_shares(s3, s3_client, bucket, dataset, tmp_path):
+@pytest.mark.parametrize(("mode", "distribution", "hosts"), [
+    ("File", "ShardedByS3Key", 4),
+    ("Pipe", "ShardedByS3Key", 2),
+    pytest.param("FastFile", "FullyReplicated", 2, marks=[
+        pytest.mark.fuse, pytest.mark.skipif(not (os.path.exists("/dev/fuse") and shutil.which("fusermount3")),
+                                             reason="FastFile mounts need /dev/fuse and fusermount3 (fuse3)")]),
+])
+def test_hosts_list_once_and_get_the_same_shares(s3, s3_client, bucket, dataset, tmp_path, mode, distribution,
+                                                 hosts):
     listing = list_prefix(f"s3://{bucket}/train/", store=Store(s3.endpoint_url))
     one_listing = listing.stats.requests
     counts, views = {}, {}
@@ -71,19 +87,22 @@ def test_four_hosts_list_once_and_get_the_same_shares(s3, s3_client, bucket, dat
                 lists.append(req.target)
 
         with Proxy(s3.endpoint_url, fault_policy=policy) as proxy:
-            result = run_job(RunOptions(make_job(bucket), (sys.executable, "-c", SCRIPT), root=tmp_path / how,
-                                        hosts=4, grace_seconds=5, job_name=f"plan-{how}", endpoint_url=proxy.url,
+            result = run_job(RunOptions(make_job(bucket, distribution, mode), (sys.executable, "-c", SCRIPT),
+                                        root=tmp_path / how, hosts=hosts, grace_seconds=5, pipe_epochs=1,
+                                        job_name=f"plan-{mode.lower()}-{how}", endpoint_url=proxy.url,
                                         shared_plan=shared))
             proxy.quiesce()
         assert result.exit_code == 0, result.message
         counts[how] = len(lists)
         views[how] = shares(s3_client, result.job_name)
-    print(f"LIST requests at the endpoint, 4 hosts: shared plan {counts['planned']}, "
+    print(f"{mode}: LIST requests at the endpoint, {hosts} hosts: shared plan {counts['planned']}, "
           f"each host listing {counts['per-host']} (one listing: {one_listing})")
-    assert counts["planned"] == one_listing and counts["per-host"] == 4 * one_listing
+    assert counts["planned"] == one_listing and counts["per-host"] == hosts * one_listing
     assert views["planned"] == views["per-host"]  # every host, the same objects and bytes
-    union = [k for v in views["planned"].values() for k in v]
-    assert sorted(union) == sorted(k.removeprefix("train/") for k in dataset)  # disjoint shares, all of it
+    assert len(views["planned"]) == hosts
+    if mode == "File":
+        union = [k for v in views["planned"].values() for k in v]
+        assert sorted(union) == sorted(k.removeprefix("train/") for k in dataset)  # disjoint shares, all of it
     assert (tmp_path / "planned" / ".channels" / "plan.parquet").is_file()
 
 

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     common = dict(hosts=count, host_index=index, host=host, volume_size_gb=args.volume_size_gb, store=store,
                   config=config, progress=False if args.quiet else None, log=None if args.quiet else _say,
                   fsync=args.fsync)
-    from channels.plan import listing_from, stale_plan_hint
+    from channels.plan import load_plan, stale_plan_hint
 
     with _sigterm_raises(), stale_plan_hint(args.plan):
         try:
@@ -93,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
             else:
                 from channels.modes.file.download import download
 
-                source = args.uri if args.plan is None else listing_from(args.plan, args.uri, store=store)
+                source = args.uri
+                if args.plan is not None:
+                    source = load_plan(args.plan, store=store).for_source(args.uri, args.data_type)
                 download(source, args.dest, strategy=args.strategy or SHARDED_BY_S3_KEY,
                          data_type=args.data_type, **common)
         except Terminated:
