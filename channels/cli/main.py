@@ -31,6 +31,7 @@ from channels.errors import ChannelsError, SpecError
 COMMANDS = [
     "validate",
     "shard_report",
+    "plan",
     "demo",
     "download",
     "mount",

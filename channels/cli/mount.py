@@ -20,6 +20,7 @@ import sys
 import tempfile
 
 from channels.cli.args import add_endpoint_argument
+from channels.cli.plan import add_plan_argument
 from channels.errors import MountError
 
 NAME = "mount"
@@ -45,6 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="bypass the kernel's page cache: faster for programs that stream files in large "
                         "reads, but mmap of a mounted file (np.memmap, pyarrow.memory_map) fails with "
                         "ENODEV and each small read is a round trip to the mount process")
+    add_plan_argument(p)
     add_endpoint_argument(p)
 
 
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         if args.mountpoint or not args.root:
             raise MountError(f"with a job definition give --root DIR and no MOUNTPOINT "
                              f"(channels mount {args.source} --root /opt/ml)")
-        targets = job_targets(args.source, args.root)
+        targets = job_targets(args.source, args.root, args.plan, args.endpoint_url)
     else:
         if not args.mountpoint or args.root:
             raise MountError(f"with a prefix give a MOUNTPOINT and no --root "
@@ -79,11 +81,20 @@ def run(args: argparse.Namespace) -> int:
     return supervise(targets, args)
 
 
-def job_targets(path: str, root: str) -> list[tuple[str, str]]:
-    """``(S3Uri, mount point)`` of each FastFile channel; the directories are created."""
+def job_targets(path: str, root: str, plan: str | None = None,
+                endpoint_url: str | None = None) -> list[tuple[str, str]]:
+    """``(S3Uri, mount point)`` of each FastFile channel; the directories are created.
+
+    With ``plan``, the plan is read and checked against the job first.
+    """
     from channels.spec import Job
 
     job = Job.load(path)
+    if plan is not None:
+        from channels.plan import load_plan
+        from channels.store import Store
+
+        load_plan(plan, store=Store.from_env(endpoint_url)).check(job)
     targets = []
     for channel in job.channels:
         if job.mode_of(channel) != "FastFile":
@@ -111,7 +122,7 @@ def serve(uri: str, mountpoint: str, args: argparse.Namespace) -> int:
     budget = args.budget_mib * MIB
     ahead = {} if args.prefetch_files is None else {"prefetch_files": args.prefetch_files}
     config = ReadaheadConfig(budget_bytes=budget, max_window=min(64 * MIB, max(MIB, budget // 4)), **ahead)
-    view = FastFileView(uri, Store.from_env(args.endpoint_url), config)
+    view = FastFileView(uri, Store.from_env(args.endpoint_url), config, plan=args.plan)
     threads = {} if args.threads is None else {"threads": args.threads}
     mount(view, mountpoint, direct_io=args.direct_io, **threads)
     return 0
@@ -158,6 +169,8 @@ def _start_and_wait(targets, args, children: list, stopping: list[int]) -> int:
             cmd += ["--threads", str(args.threads)]
         if args.direct_io:
             cmd.append("--direct-io")
+        if args.plan:
+            cmd += ["--plan", args.plan]
         if args.endpoint_url:
             cmd += ["--endpoint-url", args.endpoint_url]
         logfile = tempfile.NamedTemporaryFile("w+", prefix="channels-mount-", suffix=".log", delete=False)

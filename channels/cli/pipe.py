@@ -7,9 +7,11 @@ import signal
 import sys
 
 from channels.cli.args import add_endpoint_argument
+from channels.cli.plan import add_plan_argument
 from channels.errors import ChannelsError
 from channels.hosts import host_identity
 from channels.modes.pipe.fifo import FifoServer
+from channels.plan import load_plan, stale_plan_hint
 from channels.spec import Job
 from channels.store import Store
 from channels.transport import TransportConfig
@@ -35,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="bytes per ranged GET of a large object, MiB (default: %(default)s)")
     p.add_argument("--mode", default="600", help="FIFO permission bits, octal: 600 or 640 (default: %(default)s)")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per epoch served")
+    add_plan_argument(p)
     add_endpoint_argument(p)
 
 
@@ -50,9 +53,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         mode = int(args.mode, 8)
         config = TransportConfig(part_size=args.part_size_mib * MIB, budget_bytes=args.budget_mib * MIB)
+        store = Store.from_env(args.endpoint_url)
+        plan = None
+        if args.plan is not None:  # read once for every channel, checked against the job
+            plan = load_plan(args.plan, store=store)
+            plan.check(job)
         server = FifoServer.from_job(job, args.root, epochs=args.epochs, hosts=hosts, host_index=host_index,
-                                     mode=mode, store=Store.from_env(args.endpoint_url), config=config,
-                                     only=args.channel)
+                                     mode=mode, store=store, config=config, only=args.channel, plan=plan)
     except ValueError as exc:
         print(f"channels pipe: error: {exc}", file=sys.stderr)
         return 2
@@ -68,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"channels pipe: serving {names} in {server.data_dir} as <channel>_<epoch>, {epochs}, "
           f"host {host} ({host_index + 1} of {hosts})", file=sys.stderr, flush=True)
     try:
-        server.serve()
+        with stale_plan_hint(plan):
+            server.serve()
     except OSError as exc:
         if isinstance(exc, ChannelsError):
             raise

@@ -7,6 +7,9 @@ File downloads, FastFile mounts) and the StoppingCondition enforced. With
 ``--hosts N`` (default: the job's InstanceCount) N hosts run at once, each
 with its own root ``DIR/algo-k``, identity and share. At the end every
 host's ``model/`` is uploaded as ``<S3OutputPath>/<job name>/output/model.tar.gz``.
+With several hosts every channel is listed once and the hosts read that job
+plan (``DIR/.channels/plan.parquet``) instead of listing; ``--plan URL`` hands
+them one made before (``channels plan``), ``--no-plan`` lets each list itself.
 
 Exit status: 0 completed; the script's own status when it failed (128+N
 when a signal ended it); 124 stopped at MaxRuntimeInSeconds (the script got
@@ -24,12 +27,8 @@ import sys
 from pathlib import Path
 
 from channels.cli.args import add_endpoint_argument
-from channels.run.runner import (
-    DEFAULT_GRACE_SECONDS,
-    Run,
-    RunOptions,
-    install_signal_handlers,
-)
+from channels.cli.plan import add_plan_argument
+from channels.run.runner import DEFAULT_GRACE_SECONDS, Run, RunOptions, install_signal_handlers
 from channels.spec import Job
 
 NAME = "run"
@@ -59,6 +58,10 @@ def _add_options(p: argparse.ArgumentParser) -> None:
                    help="epochs each Pipe channel serves (default: until the script ends, as SageMaker)")
     p.add_argument("--no-upload", action="store_true",
                    help="keep model.tar.gz and output.tar.gz in DIR/.channels instead of uploading them")
+    add_plan_argument(p)
+    p.add_argument("--no-plan", action="store_true",
+                   help="with several hosts, let each host list the store itself (default: list every channel "
+                        "once and hand that plan to the hosts)")
     add_endpoint_argument(p)
 
 
@@ -96,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     options = RunOptions(job, tuple(command), root=args.root, hosts=args.hosts, job_name=args.job_name,
                          grace_seconds=args.grace_seconds, max_runtime_seconds=args.max_runtime_seconds,
                          endpoint_url=args.endpoint_url, pipe_epochs=args.pipe_epochs,
-                         upload=not args.no_upload)
+                         upload=not args.no_upload, plan=args.plan, shared_plan=not args.no_plan)
     runner = Run(options)
     previous = install_signal_handlers(runner)
     try:

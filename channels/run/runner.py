@@ -88,6 +88,10 @@ class RunOptions:
         pipe_epochs: epochs the Pipe server serves (None: until stopped).
         upload: upload model.tar.gz and output.tar.gz (False: keep them local).
         cwd: the script's working directory (default: the current one).
+        plan: a job plan (``channels plan``) every host reads instead of listing.
+        shared_plan: with several hosts and no ``plan``, list every channel
+            once, here, and hand that plan to the hosts (False: each host
+            lists the store itself).
     """
 
     job: Job
@@ -101,6 +105,8 @@ class RunOptions:
     pipe_epochs: int | None = None
     upload: bool = True
     cwd: Path | None = None
+    plan: str | None = None
+    shared_plan: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "command", tuple(self.command))
@@ -194,6 +200,7 @@ class Run:
         job_path = self.runner_dir / "job.json"
         o.job.dump(job_path)
         count = len(self.layouts)
+        plan = self.plan_for_hosts()
         runs = []
         for index, layout in enumerate(self.layouts):
             write_config(o.job, layout, index, count)
@@ -201,12 +208,27 @@ class Run:
             if o.endpoint_url:
                 env["AWS_ENDPOINT_URL_S3"] = o.endpoint_url
             spec = HostSpec(o.job, job_path, layout, index, count, env, self.runner_dir,
-                            o.endpoint_url, o.pipe_epochs)
+                            o.endpoint_url, o.pipe_epochs, plan)
             remove_stale_fifos(layout, spec.channels_in("Pipe"))
             runs.append(HostRun(spec, o.command, cwd=o.cwd, max_runtime=o.max_runtime,
                                 grace_seconds=o.grace_seconds, prefix_output=count > 1))
         self._hosts = runs
         return runs
+
+    def plan_for_hosts(self) -> str | None:
+        """The plan the hosts read: the one given (checked against the job), else, with several
+        hosts, one made now by listing every channel once (``RUNNER_DIR/plan.parquet``)."""
+        from channels.plan import load_plan, make_plan, write_plan
+
+        o = self.options
+        if o.plan is not None:
+            load_plan(o.plan, store=self.store).check(o.job)
+            return o.plan
+        if len(self.layouts) == 1 or not o.shared_plan:
+            return None
+        path = self.runner_dir / "plan.parquet"
+        write_plan(make_plan(o.job, store=self.store), str(path))
+        return str(path)
 
     # ---------------------------------------------------------------- running
 

@@ -65,6 +65,7 @@ class HostSpec:
         log_dir: where each service writes its log.
         endpoint_url: ``--endpoint-url`` for the services, if given.
         pipe_epochs: epochs the Pipe server serves (None: until stopped).
+        plan: the job plan every service reads instead of listing (``--plan``).
     """
 
     job: Job
@@ -76,6 +77,7 @@ class HostSpec:
     log_dir: Path
     endpoint_url: str | None = None
     pipe_epochs: int | None = None
+    plan: str | None = None
 
     @property
     def host(self) -> str:
@@ -127,6 +129,8 @@ class Service(ABC):
                *self.arguments()]
         if s.endpoint_url:
             out += ["--endpoint-url", s.endpoint_url]
+        if s.plan:
+            out += ["--plan", s.plan]
         return out
 
     def start(self) -> None:

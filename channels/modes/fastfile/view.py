@@ -143,11 +143,14 @@ class FastFileView:
             file to file (see :class:`FilesAhead`).
         transport: the transport to read through (default: a new one, closed
             with the view).
+        plan: take the tree from a job plan instead of listing the prefix:
+            its URL, a :class:`channels.plan.JobPlan` or a ``Listing``.
     """
 
     def __init__(self, uri: str, store: Store | None = None, config: ReadaheadConfig | None = None,
-                 *, transport=None) -> None:
+                 *, transport=None, plan=None) -> None:
         self.uri = uri
+        self.plan = plan
         self.store = store if store is not None else Store.from_env()
         self.config = config or ReadaheadConfig()
         self.stats = ReadStats()
@@ -184,7 +187,12 @@ class FastFileView:
         if root is None:
             with self._lock:
                 if self._root is None:
-                    listing = list_prefix(self.uri, store=self.store)
+                    if self.plan is not None:
+                        from channels.plan import listing_from
+
+                        listing = listing_from(self.plan, self.uri, store=self.store)
+                    else:
+                        listing = list_prefix(self.uri, store=self.store)
                     self._root, self.shadowed, self.skipped = build_tree(listing.refs, source=self.uri)
                 root = self._root
         return root

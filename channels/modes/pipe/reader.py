@@ -95,6 +95,9 @@ class PipeReader:
         listing: the source's listing, made already (by a parent process:
             a DataLoader worker need not list again); by default listed on
             first use.
+        plan: read the objects from a job plan instead of listing the
+            source: its URL (one GET), a :class:`channels.plan.JobPlan`
+            already read, or a :class:`~channels.listing.Listing`.
 
     Raises:
         ValueError: an unknown framing, compression, wrapper or distribution
@@ -109,7 +112,8 @@ class PipeReader:
                  distribution: str | None = None, data_type: str | None = None,
                  attribute_names: tuple[str, ...] | None = None, check_crc: bool = True,
                  store: Store | None = None, config: TransportConfig | None = None,
-                 transport: Transport | None = None, listing: Listing | None = None) -> None:
+                 transport: Transport | None = None, listing: Listing | None = None,
+                 plan: Any = None) -> None:
         self.source = _source(channel_or_uri, compression=compression, record_wrapper=record_wrapper,
                               shuffle_seed=shuffle_seed, distribution=distribution, data_type=data_type,
                               attribute_names=attribute_names)
@@ -132,6 +136,7 @@ class PipeReader:
         self._owns_transport = transport is None
         self.transport = transport if transport is not None else Transport(self.store, config)
         self._listing: Listing | None = listing
+        self._plan = plan
         self._fingerprint: dict | None = None
         # The epoch and cursor of the latest iteration (what state_dict saves),
         # and a loaded position waiting for the next iteration of its epoch.
@@ -150,7 +155,11 @@ class PipeReader:
 
     @property
     def listing(self) -> Listing:
-        """The source's objects, listed on first use and then reused by every epoch."""
+        """The source's objects, listed (or read from the plan) on first use, then reused by every epoch."""
+        if self._listing is None and self._plan is not None:
+            from channels.plan import listing_from
+
+            self._listing = listing_from(self._plan, self.source, store=self.store)
         if self._listing is None:
             s = self.source
             self._listing = list_source(s.uri, s.data_type, attribute_names=s.attribute_names, store=self.store)
