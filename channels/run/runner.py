@@ -3,7 +3,8 @@
 For each host (``algo-1`` .. ``algo-N``) the runner
 
 1. lays out the container under the host's root (:mod:`channels.container`):
-   the config files, the directories, the ``SM_*`` environment;
+   the config files, the directories, and the environment the SageMaker
+   training toolkit would give the script (:mod:`channels.run.environment`);
 2. serves each channel in its input mode (:mod:`channels.run.serve`):
    Pipe FIFOs and FastFile mounts stay up while the script runs, File
    channels are downloaded before it starts;
@@ -36,8 +37,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from channels.container import Layout, environment, write_config, write_failure
+from channels.container import Layout, write_config, write_failure
 from channels.errors import ChannelsError
+from channels.run.environment import Machine, training_environment
 from channels.run.host import HostRun, HostResult, Outcome
 from channels.run.output import (
     MODEL_ARCHIVE, OUTPUT_ARCHIVE, Packed, generate_job_name, output_url, pack, upload,
@@ -188,10 +190,11 @@ class Run:
         job_path = self.runner_dir / "job.json"
         o.job.dump(job_path)
         count = len(self.layouts)
+        machine = Machine.probe()
         runs = []
         for index, layout in enumerate(self.layouts):
             write_config(o.job, layout, index, count)
-            env = environment(o.job, layout, index, count, job_name=self.job_name)
+            env = training_environment(o.job, layout, index, count, job_name=self.job_name, machine=machine)
             if o.endpoint_url:
                 env["AWS_ENDPOINT_URL_S3"] = o.endpoint_url
             spec = HostSpec(o.job, job_path, layout, index, count, env, self.runner_dir,
