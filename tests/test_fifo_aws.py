@@ -28,6 +28,7 @@ import pytest
 
 from channels.modes.pipe.fifo import FifoServer
 from channels.modes.pipe.reader import PipeReader
+from channels.errors import RecordError
 from channels.records import MAGIC, MAX_LENGTH, encode_recordio, frame_bytes
 from channels.units import KIB, MIB
 from test_fifo import channel, finish, job_file, serve, wait_for_path
@@ -143,6 +144,9 @@ def test_an_object_too_large_for_one_record_fails_before_any_fifo_naming_it(tmp_
         f.truncate(MAX_LENGTH + 1)
     reader = PipeReader(src.as_uri() + "/", record_wrapper="RecordIO", framing="raw")
     server = FifoServer({"train": reader}, tmp_path / "root", epochs=1)
-    with pytest.raises(ValueError, match=r"channel train: .*huge\.bin holds 536870912 bytes.*RecordWrapperType None"):
+    with pytest.raises(RecordError, match=r"channel train: .*huge\.bin holds 536870912 bytes.*RecordWrapperType None") \
+            as caught:
         server.serve()
+    assert caught.value.details["url"].endswith("/src/huge.bin")
+    assert (caught.value.details["length"], caught.value.details["limit"]) == (MAX_LENGTH + 1, MAX_LENGTH)
     assert list((tmp_path / "root" / "input" / "data").iterdir()) == []

@@ -119,5 +119,6 @@ def test_cli_takes_an_entry_point_or_a_command():
     assert (job, command) == ("job.json", ["python", "train.py", "--hosts", "3"])
     with pytest.raises(RunError, match="not both"):
         RunOptions(Job.from_dict(JOB), ("python",), entry_point=Path(sys.executable))
-    with pytest.raises(EntryPointError, match="no-such.py does not exist"):
+    with pytest.raises(EntryPointError, match="no-such.py does not exist") as caught:
         Run(RunOptions(Job.from_dict(JOB), (), entry_point=Path("no-such.py")))
+    assert caught.value.details["path"] == os.path.abspath("no-such.py")
