@@ -120,10 +120,13 @@ class Layout:
         return self.data_dir / f"{channel}_{epoch}"
 
     def make_dirs(self) -> None:
-        """Create the directories a script may write to or read from (not the channel dirs)."""
+        """Create the directories a script may write to or read from (not the channel dirs).
+
+        None of them group- or world-writable, whatever the umask.
+        """
         for d in (self.config_dir, self.data_dir, self.model_dir, self.output_data_dir,
                   self.output_intermediate_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            _make_dirs(d)
 
 
 def container_mode(mode: str) -> str:
@@ -208,7 +211,7 @@ def merge_input_data_config(job: Job, layout: Layout) -> bool:
     path = layout.input_data_config_path
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # the folders are made below, or refused there
         doc = {}
     except ValueError as exc:
         raise ValueError(f"{path} is not JSON ({exc}): fix or remove it; channels writes it anew "
@@ -218,14 +221,24 @@ def merge_input_data_config(job: Job, layout: Layout) -> bool:
     merged = doc | input_data_config(job)
     if merged == doc:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_dirs(path.parent)
     _write_json(path, merged)
     return True
 
 
+def _make_dirs(path: Path) -> None:
+    from channels.modes.pipe.fifo_io import make_dirs  # lazily: importing the container stays light
+
+    make_dirs(path)
+
+
 def _write_json(path: Path, doc: object) -> None:
+    """Write ``doc`` whole (a temporary file renamed), readable by all and writable by its owner only."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    os.fchmod(fd, 0o644)  # a leftover temporary file keeps its mode otherwise
+    with open(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(doc, indent=2) + "\n")
     os.replace(tmp, path)
 
 
