@@ -13,6 +13,12 @@ $(PY):
 
 # Reinstall when the project's metadata changes.
 $(STAMP): $(PY) pyproject.toml
+	@# sagemaker-training (the test extra) ships as source with a small C extension: it needs a compiler.
+	@command -v cc >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+		echo "installing Debian's gcc to build sagemaker-training" && \
+		(apt-get install -y -qq gcc >/dev/null 2>&1 || \
+		 (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq gcc >/dev/null 2>&1)); } || \
+		echo "no C compiler: installing sagemaker-training (the test extra) will fail; install gcc"
 	$(PIP) install --quiet -e '.[test]'
 	@# The torch extra's CPU build, pinned: a bare "torch" would fetch a multi-GB CUDA build.
 	@$(PY) -c 'import torch' 2>/dev/null || $(PIP) install --quiet torch==2.13.0 || \

@@ -328,8 +328,9 @@ def test_fifos_and_their_folders_are_not_world_writable_with_umask_000(s3, s3_cl
     r, _, fifo_mode = serve_pipe(sandbox, pipe_job(tmp_path / "job.json", bucket), root, umask=0)
     assert r.returncode == 0, r.stderr
     assert fifo_mode == 0o600
-    assert {k: oct(m) for k, m in modes_below(root).items()} == {".": "0o755", "input": "0o755",
-                                                                 "input/data": "0o755"}
+    assert {k: oct(m) for k, m in modes_below(root).items()} == {
+        ".": "0o755", "input": "0o755", "input/data": "0o755", "input/config": "0o755",
+        "input/config/inputdataconfig.json": "0o644"}
 
 
 # ---------------------------------------------------------------- nothing outside named folders
@@ -356,5 +357,6 @@ def test_nothing_is_written_outside_the_named_folders(s3, s3_client, bucket, san
     assert SECRET not in (tmp_path / "home" / home[0]).read_text()
     written = sorted(str(p.relative_to(named)) for p in named.rglob("*"))
     keys = sorted(k.removeprefix("p/") for k in data)
-    assert written == sorted(["job.json", "ml", "ml/input", "ml/input/data", "dl", "dl/d0", "dl/d1",
+    assert written == sorted(["job.json", "ml", "ml/input", "ml/input/data", "ml/input/config",
+                              "ml/input/config/inputdataconfig.json", "dl", "dl/d0", "dl/d1",
                               "dl/.channels-download.algo-1.jsonl", *(f"dl/{k}" for k in keys)])

@@ -1,4 +1,9 @@
-"""``channels pipe``: serve a job's Pipe channels as per-epoch FIFOs, as SageMaker does."""
+"""``channels pipe``: serve a job's Pipe channels as per-epoch FIFOs, as SageMaker does.
+
+It also writes the job's channels into ``ROOT/input/config/inputdataconfig.json``
+(keeping other channels already there): AWS's PipeModeDataset refuses a
+channel that file does not declare in Pipe mode.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import sys
 
 from channels.cli.args import add_endpoint_argument
 from channels.cli.plan import add_plan_argument
+from channels.container import Layout, merge_input_data_config
 from channels.errors import ChannelsError
 from channels.hosts import host_identity
 from channels.modes.pipe.fifo import FifoServer
@@ -19,7 +25,10 @@ from channels.units import MIB
 
 NAME = "pipe"
 HELP = ("Serve every Pipe channel of a job as FIFOs ROOT/input/data/<channel>_<epoch>, "
-        "one epoch after another, until stopped (SIGTERM, Ctrl-C) or --epochs are read.")
+        "one epoch after another, until stopped (SIGTERM, Ctrl-C) or --epochs are read; "
+        "ROOT/input/config/inputdataconfig.json declares them.")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("job", help="the job definition (JSON, as CreateTrainingJob takes it)")
     p.add_argument("--root", default="/opt/ml", help="container root; FIFOs go in ROOT/input/data "
@@ -62,6 +71,13 @@ def run(args: argparse.Namespace) -> int:
                                      mode=mode, store=store, config=config, only=args.channel, plan=plan)
     except ValueError as exc:
         print(f"channels pipe: error: {exc}", file=sys.stderr)
+        return 2
+    layout = Layout(args.root)
+    try:
+        merge_input_data_config(job, layout)
+    except (OSError, ValueError) as exc:
+        print(f"channels pipe: error: cannot write {layout.input_data_config_path}: {exc}", file=sys.stderr)
+        server.close()
         return 2
     stopped_by: list[int] = []
 

@@ -11,7 +11,10 @@ a record that was split. As dmlc-core does, the writer never lets the magic
 word appear inside a payload at a 4-byte-aligned offset: it splits the record
 there and drops those 4 bytes; the reader puts the magic back between parts.
 A reader that lost its place can then resynchronise on the magic word
-(dmlc's RecordIOSplitter does exactly that at chunk boundaries).
+(dmlc's RecordIOSplitter does exactly that at chunk boundaries). Pipe
+mode's FIFO wrapper writes whole records instead, never split
+(:mod:`channels.records.recordio_stream`): AWS's RecordIOReader joins parts
+without putting the magic word back. This reader reads both byte-exact.
 
 Size limit (the writer's choice, documented): a payload must be shorter than
 2**29 bytes (512 MiB), the limit of the 29-bit length field and the check
