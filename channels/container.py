@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from channels.folders import make_dirs
 from channels.sharding import check_host, host_name
 from channels.spec import Job
 
@@ -126,7 +127,7 @@ class Layout:
         """
         for d in (self.config_dir, self.data_dir, self.model_dir, self.output_data_dir,
                   self.output_intermediate_dir):
-            _make_dirs(d)
+            make_dirs(d)
 
 
 def container_mode(mode: str) -> str:
@@ -221,15 +222,9 @@ def merge_input_data_config(job: Job, layout: Layout) -> bool:
     merged = doc | input_data_config(job)
     if merged == doc:
         return False
-    _make_dirs(path.parent)
+    make_dirs(path.parent)
     _write_json(path, merged)
     return True
-
-
-def _make_dirs(path: Path) -> None:
-    from channels.modes.pipe.fifo_io import make_dirs  # lazily: importing the container stays light
-
-    make_dirs(path)
 
 
 def _write_json(path: Path, doc: object) -> None:

@@ -58,11 +58,11 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from channels.folders import make_dirs
 from channels.modes.pipe.fifo_io import (
     DEFAULT_MODE,
     Stopped,
     fifo_path,
-    make_dirs,
     make_fifo,
     open_writer,
     release,

@@ -60,26 +60,6 @@ def make_fifo(path: Path, mode: int = DEFAULT_MODE) -> None:
         raise OSError(exc.errno, f"cannot create the FIFO: {exc.strerror}", str(path)) from exc
 
 
-def make_dirs(path: Path, mode: int = 0o755) -> None:
-    """Create ``path`` and its missing parents, none of them group- or world-writable.
-
-    ``mkdir -p`` leaves the umask to decide, and with umask 000 anyone could
-    then swap a FIFO for their own; every folder made here gets ``mode``
-    (narrowed further by the umask).
-    """
-    missing = []
-    while not path.exists():
-        missing.append(path)
-        if path.parent == path:
-            break
-        path = path.parent
-    for folder in reversed(missing):
-        try:
-            os.mkdir(folder, mode & ~0o022)
-        except FileExistsError:
-            pass
-
-
 def open_writer(path: Path, stop: threading.Event) -> int:
     """Open the FIFO for writing once a reader has it open; non-blocking.
 

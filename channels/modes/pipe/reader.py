@@ -58,12 +58,20 @@ from typing import Any
 from channels.errors import ResumeStateError
 from channels.listing import Listing, ObjectRef, list_source
 from channels.modes.pipe.framing import OBJECT, PARQUET, RAW, Item, frame_items
-from channels.modes.pipe.resume import STATE_VERSION, Cursor, Start, check_fingerprint, check_settings, fingerprint
+from channels.modes.pipe.resume import (
+    STATE_VERSION,
+    Cursor,
+    Start,
+    check_fingerprint,
+    check_settings,
+    fingerprint,
+)
 from channels.modes.pipe.source import Piece, PipeSource, iter_pieces
 from channels.records import framer_names
 from channels.sharding import check_host, plan
 from channels.store import Store
 from channels.transport import Transport, TransportConfig
+
 #: Every framing the reader takes.
 FRAMINGS = (RAW, OBJECT, "recordio", "tfrecord", "lines", PARQUET)
 
