@@ -22,6 +22,7 @@ from channels.transport.backends import Backend, backend_class
 from channels.transport.backends.base import Progress
 from channels.transport.config import TransportConfig
 from channels.transport.fetch import Fetcher
+from channels.transport.link import LinkMonitor
 from channels.transport.stats import TransportStats
 from channels.transport.stream import ChunkStream, Sink, Target
 
@@ -138,6 +139,12 @@ class Transport:
     def backend_for(self, url: str) -> Backend:
         """The backend serving ``url``: S3 fast path, local files, or fsspec."""
         return self._fetcher.backend_for(url)
+
+    @property
+    def link(self) -> LinkMonitor:
+        """The store's link as measured from every read so far (time to first byte,
+        per-connection rate): what streams size their bytes in flight by."""
+        return self._fetcher.link
 
     def close(self) -> None:
         """Close open streams, free spare buffers, release connections; idempotent."""

@@ -3,16 +3,19 @@
 A :class:`Fetcher` picks the backend of a URL and keeps calling it until a
 range is complete: a transient failure (:class:`PartialRead`) resumes at the
 failed offset after a full-jitter exponential backoff, up to
-``config.retries`` further attempts in a row without progress.
+``config.retries`` further attempts in a row without progress. It sees every
+attempt, so it times those on remote backends (time to first byte, the rate
+as bytes arrive) for its :class:`~channels.transport.link.LinkMonitor`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from channels.errors import TransportError
 from channels.store import Store, protocol_of
@@ -20,6 +23,7 @@ from channels.transport.backends import Backend, backend_class
 from channels.transport.backends.base import OnData, Progress
 from channels.transport.config import TransportConfig
 from channels.transport.errors import Cancelled, PartialRead
+from channels.transport.link import Attempt, LinkMonitor
 from channels.transport.stats import TransportStats
 
 log = logging.getLogger(__name__)
@@ -32,12 +36,16 @@ class Fetcher:
         store: endpoint rules and fsspec options.
         config: retries, backoff and the S3 backend's name.
         stats: counters for bytes, retries and errors (backends add requests).
+
+    Attributes:
+        link: the timing of every attempt on a remote backend.
     """
 
     def __init__(self, store: Store, config: TransportConfig, stats: TransportStats) -> None:
         self.store = store
         self.config = config
         self.stats = stats
+        self.link = LinkMonitor()
         self._lock = threading.Lock()
         # Invariant: one backend per name, made on first use, closed by close().
         self._backends: dict[str, Backend] = {}
@@ -59,17 +67,40 @@ class Fetcher:
              cancel: threading.Event | None, progress: Progress | None = None) -> None:
         """Fill ``view`` with ``[start, start + len(view))``, resuming on failure."""
         backend = self.backend_for(url)
+
         # Invariant: view[:done] holds bytes [start, start + done) of the object.
-        self._retrying(url, start, len(view), cancel, lambda done: backend.read_into(
-            url, start + done, view[done:], size=size, etag=etag, cancel=cancel, progress=progress))
+        def attempt(done: int) -> None:
+            with self._timed(backend) as timer:
+                backend.read_into(url, start + done, view[done:], size=size, etag=etag, cancel=cancel,
+                                  progress=progress if timer is None else timer.progress(progress))
+
+        self._retrying(url, start, len(view), cancel, attempt)
 
     def read_to(self, url: str, start: int, n: int, scratch: memoryview, on_data: OnData,
                 size: int | None, etag: str | None, cancel: threading.Event | None) -> None:
         """Hand ``[start, start + n)`` to ``on_data`` through ``scratch``, resuming on failure."""
         backend = self.backend_for(url)
+
         # Invariant: on_data has had bytes [start, start + done), each once.
-        self._retrying(url, start, n, cancel, lambda done: backend.read_to(
-            url, start + done, n - done, scratch, on_data, size=size, etag=etag, cancel=cancel))
+        def attempt(done: int) -> None:
+            with self._timed(backend) as timer:
+                backend.read_to(url, start + done, n - done, scratch,
+                                on_data if timer is None else timer.on_data(on_data),
+                                size=size, etag=etag, cancel=cancel)
+
+        self._retrying(url, start, n, cancel, attempt)
+
+    @contextlib.contextmanager
+    def _timed(self, backend: Backend) -> Iterator[Attempt | None]:
+        """A timer for one attempt on a remote backend, reported to :attr:`link` when it ends; None for local files."""
+        if not backend.remote:
+            yield None
+            return
+        timer = self.link.attempt()
+        try:
+            yield timer
+        finally:
+            timer.done()
 
     def get(self, url: str) -> bytes:
         """A whole object of unknown size, retried from scratch."""

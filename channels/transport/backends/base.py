@@ -40,6 +40,9 @@ class Backend(ABC):
     """
 
     name: ClassVar[str] = ""
+    #: Whether the store is reached over a network: the fetcher times such a
+    #: backend's attempts (:mod:`channels.transport.link`); local files are not.
+    remote: ClassVar[bool] = True
 
     def __init__(self, store: Store, config: TransportConfig, stats: TransportStats) -> None:
         self.store = store

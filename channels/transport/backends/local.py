@@ -17,6 +17,7 @@ class LocalBackend(Backend):
     """Reads straight into the caller's buffer: no intermediate bytes."""
 
     name = "local"
+    remote = False
 
     def _open(self, url: str) -> int:
         path = split_url(url)[2]
