@@ -17,6 +17,12 @@ class TransportStats(Counters):
         errors: reads that failed for good (raised to the caller).
         buffer_peak: the most part-buffer bytes one stream held at once
             (allocated, free or lent); never above ``budget_bytes``.
+        inflight_peak: the most GETs one stream had in flight at once.
+        inflight_bytes_peak: the most bytes one stream had asked for and not
+            yet received, at once (its bytes in flight).
+        splits: planned parts a stream cut into ranged pieces, one per cut,
+            so that they land in time on a far store.
     """
 
-    FIELDS = ("requests", "bytes", "retries", "errors", "buffer_peak")
+    FIELDS = ("requests", "bytes", "retries", "errors", "buffer_peak", "inflight_peak", "inflight_bytes_peak",
+              "splits")

@@ -9,6 +9,14 @@ The stream is given what it reads through (a
 when done (its Transport's :class:`~channels.memory.pool.SpareShelf`), never
 the Transport itself.
 
+How much is in flight, and in what pieces, the stream's
+:class:`~channels.transport.inflight.Inflight` decides at each admission from
+the link the fetcher measures and the rate the consumer takes bytes at: on a
+near store, whole planned parts with ``max_workers`` threads; on a far one,
+as many GETs as cover the bandwidth-delay product (up to
+``max_connections``), the parts due soon cut into ranges fetched in
+parallel, all within ``budget_bytes``.
+
 Why it cannot deadlock: the only part the consumer ever waits for is the
 window's head, and the head was admitted (so it is in flight or done) unless
 the window is empty. An empty window with nothing lent to the consumer means
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +40,8 @@ from channels.listing import ObjectRef
 from channels.memory.pool import BufferPool, SpareShelf, size_class
 from channels.transport.config import TransportConfig
 from channels.transport.errors import Cancelled
+from channels.transport.inflight import Inflight
+from channels.transport.link import RateMeter
 from channels.transport.stats import TransportStats
 
 if TYPE_CHECKING:
@@ -150,23 +161,34 @@ class ChunkStream(Iterator[Chunk]):
         self._fetcher = fetcher
         self._stats = stats
         self._max_part = config.max_part
-        self._max_workers = config.max_workers
+        # A sink's consumer does nothing with its bytes: its demand is the configured target.
+        self._demand = RateMeter(config.target_rate)
+        self._inflight_rules = Inflight(config, fetcher.link, self._demand)
         self._plan = plan_parts(refs, config.part_size, config.threshold, config.first_part_size)
         self._cond = threading.Condition()
         self._cancel = threading.Event()
-        self._executor = ThreadPoolExecutor(config.max_workers, thread_name_prefix="channels-transport")
+        # Threads start as parts are submitted: max_workers of them on a near store.
+        self._executor = ThreadPoolExecutor(config.connections, thread_name_prefix="channels-transport")
         # Invariant: the pool's lent plus kept bytes <= budget_bytes; every
         # admitted slot's buffer and the held slot's buffer are lent out of
         # this pool (with a sink, only slots in flight have one: a fetched
         # part's goes back). It starts with the spare buffers: no page faults.
         self._pool = BufferPool(config.budget_bytes, spare=spare)
         self._stats.peak("buffer_peak", self._pool.peak_held)
-        # Invariant: slots in plan order; window[0] is the next to deliver.
-        # len(window) <= window_limit bounds the slots of empty objects too.
+        # Invariant: slots in plan order; window[0] is the next to deliver;
+        # window_bytes == the sum of their lengths. len(window) <=
+        # window_limit bounds the slots of empty objects too.
         self._window: deque[_Slot] = deque()
-        self._window_limit = max(64, 8 * config.max_workers)
-        # Invariant: inflight == slots submitted and not done <= max_workers.
+        self._window_bytes = 0
+        self._window_limit = max(64, 8 * config.connections)
+        # Invariant: inflight == slots submitted and not done, inflight_bytes
+        # their lengths; inflight <= the Inflight limit when each was admitted.
         self._inflight = 0
+        self._inflight_bytes = 0
+        # The latest time a part admitted so far is expected to land (on a far store).
+        self._landing = 0.0
+        self._first_ref: ObjectRef | None = None  # the stream's first object: its head came first
+        self._handed_at = 0.0  # when the consumer got the held chunk
         self._pending: tuple | None = None  # next part, planned but waiting for budget
         self._planned_all = False
         self._held: _Slot | None = None  # the slot whose view the consumer holds
@@ -178,7 +200,9 @@ class ChunkStream(Iterator[Chunk]):
         return self
 
     def __next__(self) -> Chunk:
+        called = time.perf_counter()
         with self._cond:
+            busy = (self._held.length, called - self._handed_at) if self._held is not None else None
             self._release_held()
             if self._closed:
                 raise StopIteration
@@ -192,12 +216,16 @@ class ChunkStream(Iterator[Chunk]):
                 if self._closed:  # closed from another thread while we waited
                     raise StopIteration
             self._window.popleft()
+            self._window_bytes -= head.length
             if head.error is not None:
                 self._close_locked()
                 raise head.error
             self._held = head
             data = head.view if head.view is not None else memoryview(b"")
             head.view = data
+            self._handed_at = now = time.perf_counter()
+            if busy is not None and self._sink is None:  # its time with the last chunk, and its wait for this one
+                self._demand.add(busy[0], busy[1], busy[1] + now - called)
         return Chunk(head.ref, head.offset, data, head.last, head.length)
 
     def close(self) -> None:
@@ -238,8 +266,8 @@ class ChunkStream(Iterator[Chunk]):
 
     def _admit(self) -> None:
         """Admit parts in plan order while workers, window and budget allow."""
-        while (not self._closed and self._inflight < self._max_workers
-               and len(self._window) < self._window_limit):
+        rules = self._inflight_rules
+        while not self._closed and len(self._window) < self._window_limit:
             part, self._pending = self._pending, None
             if part is None:
                 if self._planned_all:
@@ -257,21 +285,42 @@ class ChunkStream(Iterator[Chunk]):
             if length == 0:
                 self._window.append(_Slot(ref, done=True))
                 continue
+            if self._inflight >= rules.limit(length):
+                self._pending = part
+                return
             # With a sink, a part needs only a landing buffer for one run.
-            size = size_class(length if self._sink is None else min(length, SINK_BUFFER), self._max_part)
+            room = None if self._sink is not None else self._pool.limit - self._pool.in_use
+            if self._first_ref is None:
+                self._first_ref = ref
+            now = time.perf_counter()
+            # The first object is not cut: its head (first_part_size) brings the first bytes,
+            # and the rest lands with the parts admitted beside it.
+            n = length if ref is self._first_ref else rules.piece(
+                length, self._window_bytes, max(0.0, self._landing - now), room)
+            size = size_class(n if self._sink is None else min(n, SINK_BUFFER), self._max_part)
             buf = self._pool.try_take(size)
             if buf is None:
                 self._pending = part
                 return
+            if n < length:  # the rest of the part is admitted next, the same way
+                self._pending = (ref, offset + n, length - n, last)
+                self._stats.add(splits=1)
             self._stats.peak("buffer_peak", self._pool.peak_held)
-            slot = _Slot(ref, offset, length, last, buf)
+            slot = _Slot(ref, offset, n, last and n == length, buf)
             self._window.append(slot)
+            self._window_bytes += n
             try:
                 self._executor.submit(self._fetch, slot)
             except RuntimeError as exc:  # interpreter shutting down: fail in order, never hang
                 slot.done, slot.error = True, exc
                 return
             self._inflight += 1
+            self._inflight_bytes += n
+            est = rules.far()
+            if est is not None:
+                self._landing = max(self._landing, now + est.seconds(n))
+            self._stats.peak("inflight_peak", self._inflight)
+            self._stats.peak("inflight_bytes_peak", self._inflight_bytes)
 
     def _close_locked(self) -> None:
         if self._closed:
@@ -283,6 +332,7 @@ class ChunkStream(Iterator[Chunk]):
         self._closed = True
         self._cancel.set()
         self._window.clear()
+        self._window_bytes = 0
         self._pending = None
         self._pool.close()  # its free buffers go to the spare shelf, for the next stream
         self._cond.notify_all()
@@ -321,6 +371,7 @@ class ChunkStream(Iterator[Chunk]):
         with self._cond:
             slot.done = True
             self._inflight -= 1
+            self._inflight_bytes -= slot.length
             if self._sink is not None and not self._closed:  # the landing buffer is free at once
                 self._pool.release(slot.buf)
                 slot.buf = None
