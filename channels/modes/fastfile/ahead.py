@@ -7,7 +7,10 @@ first window of an object nobody has opened yet, and a
 (``first=``) reads from it. :class:`FilesAhead` decides which files, and
 when: once a file is read on from its start, the next
 ``ReadaheadConfig.prefetch_files`` files at the stride the reader goes from
-file to file. Random reads never start this.
+file to file. Random reads never start this. On a far store the view's
+:class:`~channels.modes.fastfile.pacing.Pacing` widens this: more files
+ahead, in more of the budget, and the windows due soonest as parallel
+ranged GETs.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any, Protocol
 from channels.listing import ObjectRef
 from channels.memory.pool import BufferPool
 from channels.modes.fastfile.config import ReadaheadConfig
+from channels.modes.fastfile.pacing import Pacing
 from channels.modes.fastfile.stats import ReadStats
 from channels.modes.fastfile.window import Fetch, Window
 
@@ -37,6 +41,7 @@ class View(Protocol):
     config: ReadaheadConfig
     stats: ReadStats
     budget: BufferPool
+    pacing: Pacing
 
     @property
     def executor(self) -> ThreadPoolExecutor: ...
@@ -55,11 +60,15 @@ def first_window_size(size: int, config: ReadaheadConfig) -> int:
 
 
 def fetch_ahead(fetch: Fetch, size: int, *, config: ReadaheadConfig, budget: BufferPool,
-                executor: ThreadPoolExecutor, stats: ReadStats) -> Window | None:
+                executor: ThreadPoolExecutor, stats: ReadStats, parts: int = 1) -> Window | None:
     """Start fetching an unopened object's first window in the background.
 
     Hand the window to the :class:`ReadaheadFile` that opens the object
     (``first=``), or :meth:`Window.drop` it to give its budget back.
+
+    Args:
+        parts: fetch a whole-object window as this many parallel ranged
+            GETs (a larger window is in ``config.part_size`` parts anyway).
 
     Returns:
         The window, or None when the object is empty or the budget cannot
@@ -70,7 +79,7 @@ def fetch_ahead(fetch: Fetch, size: int, *, config: ReadaheadConfig, budget: Buf
     if buf is None:
         return None
     w = Window(0, buf, budget)
-    part = max(config.part_size, want) if want == size else config.part_size
+    part = -(-want // parts) if want == size else config.part_size
     w.fill(fetch, stats, executor, part, inline_first=False)
     return w
 
@@ -82,13 +91,18 @@ class FilesAhead:
     ``on_reading_on``) and another file at most :data:`MAX_STRIDE` before it
     in ``walk`` order was too, not long ago, the reader is taken to go
     through the files at that stride (the least such distance); the first
-    file read on in the view is taken to start a walk at stride 1. The
-    first windows of the next ``prefetch_files`` files at that stride are
-    then fetched now, nearest first, except files open already or fetched
-    ahead already; a file read on with no such file before it (a reader
-    taking files in a shuffled order) fetches nothing ahead. ``open`` hands
-    a file its window. The windows hold at most half the view's budget, and
-    never shrink a grant an open file could get. When they are short of
+    file read on in the view is taken to start a walk at stride 1, and the
+    file that walk began with, read on right after the last file, to start
+    it over (the next epoch), so that the first file of an epoch is not
+    fetched alone. The
+    first windows of the next ``prefetch_files`` files at that stride (on a
+    far store, as many as the view's pacing asks for) are then fetched now,
+    nearest first, except files open already or fetched ahead already; a
+    file read on with no such file before it (a reader taking files in a
+    shuffled order) fetches nothing ahead. ``open`` hands a file its window.
+    The windows hold at most half the view's budget (on a far store, all
+    but what two largest windows need), and never shrink a grant an open
+    file could get. When they are short of
     room, a window nobody took is dropped (its fetch cancelled, its budget
     given back), oldest first, only if it is stale: its file lies before
     the one just read on, or :data:`RECENT_FILES` files have been read on
@@ -114,6 +128,8 @@ class FilesAhead:
         self._held = 0
         self._open: Counter[str] = Counter()  # path -> handles open now
         self._recent: deque[int] = deque(maxlen=RECENT_FILES)  # indexes of files read on
+        self._stride = 1  # the stride of the last walk
+        self._walk_start = 0  # where it began
         self._closed = False
 
     def opened(self, path: str) -> Window | None:
@@ -145,17 +161,25 @@ class FilesAhead:
             if self._closed:
                 return
             order, i = self._position(path)
-            behind = [i - j for j in self._recent if 0 < i - j <= MAX_STRIDE] or ([] if self._recent else [1])
+            behind = [i - j for j in self._recent if 0 < i - j <= MAX_STRIDE]
+            if not self._recent or not behind and i == self._walk_start and (
+                    len(order) - self._recent[-1] <= self._stride):
+                # The view's first file, or the last walk's first file right after its last
+                # one: the walk starting over (the next epoch).
+                behind = [self._stride]
+                self._walk_start = i
             self._recent.append(i)
             self._read_on += 1
+            self._view.pacing.walking = bool(behind)
             if not behind:
                 return
-            stride = min(behind)
-            end = min(len(order), i + stride * self._view.config.prefetch_files + 1)
+            stride = self._stride = min(behind)
+            depth = self._view.pacing.files_ahead(self._view.stat(path).size)
+            end = min(len(order), i + stride * depth + 1)
             targets = [order[j] for j in range(i + stride, end, stride)]
-            for target in targets:
+            for rank, target in enumerate(targets):
                 if (target not in self._ready and target not in self._open
-                        and not self._fetch_ahead(target, i, targets)):
+                        and not self._fetch_ahead(target, i, targets, rank)):
                     return
 
     def close(self) -> None:
@@ -172,13 +196,14 @@ class FilesAhead:
             self._index = {p: i for i, p in enumerate(self._order)}
         return self._order, self._index[path]
 
-    def _fetch_ahead(self, path: str, reader_at: int, wanted: list[str]) -> bool:
-        """Fetch ``path``'s first window ahead, making room from stale windows not in
-        ``wanted``; False if there is no room (go no further)."""
+    def _fetch_ahead(self, path: str, reader_at: int, wanted: list[str], rank: int) -> bool:
+        """Fetch ``path``'s first window ahead (the ``rank``-th file after the reader's),
+        making room from stale windows not in ``wanted``; False if there is no room (go
+        no further)."""
         view = self._view
         ref = view.stat(path).ref
         want = first_window_size(ref.size, view.config)
-        room = view.budget.limit // 2
+        room = view.pacing.ahead_room(view.budget.limit)
         if want == 0:
             return True
         if want > room:
@@ -192,8 +217,10 @@ class FilesAhead:
                 self._drop(p)
             if self._held + want > room:
                 return False
+        # The reader gets to it after the rest of its own file and the files before it.
+        parts = view.pacing.parts(want, (rank + 1) * want)
         w = fetch_ahead(view.fetcher(ref), ref.size, config=view.config, budget=view.budget,
-                        executor=view.executor, stats=view.stats)
+                        executor=view.executor, stats=view.stats, parts=parts)
         if w is None:
             return False
         self._ready[path] = w

@@ -48,8 +48,8 @@ class ReadaheadConfig:
     max_window: int = 64 * MIB
     seek_window: int = 4 * KIB
     part_size: int = 8 * MIB
-    budget_bytes: int = 256 * MIB
-    max_workers: int = 16
+    budget_bytes: int = 512 * MIB
+    max_workers: int = 32
     forward_tolerance: int = 0
     prefetch_depth: int = 2
     prefetch_files: int = 8

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
@@ -58,6 +59,7 @@ from concurrent.futures import wait as wait_futures
 from channels.memory.budget import ByteBudget
 from channels.memory.pool import BufferPool
 from channels.modes.fastfile.config import ReadaheadConfig
+from channels.modes.fastfile.pacing import IDLE_GAP, Pacing
 from channels.modes.fastfile.stats import ReadStats
 from channels.modes.fastfile.window import Fetch, Window, fetch_part, split_parts
 from channels.units import KIB, MIB
@@ -95,13 +97,16 @@ class ReadaheadFile(io.RawIOBase):
             ``whole_object_hint`` bytes or more, or a second sequential read
             with no seek before it. Random reads never call it.
         on_close: called once, when the file is closed.
+        pacing: the view's readahead sizes on a far store (None: as on a near
+            one): how many parallel parts a first window needs, and where
+            the reader's rate goes.
     """
 
     def __init__(self, fetch: Fetch, size: int, *, name: str = "", config: ReadaheadConfig | None = None,
                  budget: BufferPool | None = None, executor: ThreadPoolExecutor | None = None,
                  stats: ReadStats | None = None, first: Window | None = None,
                  on_reading_on: Callable[[], None] | None = None,
-                 on_close: Callable[[], None] | None = None) -> None:
+                 on_close: Callable[[], None] | None = None, pacing: Pacing | None = None) -> None:
         super().__init__()
         if size < 0:
             raise ValueError(f"size must be >= 0, got {size} for {name!r}")
@@ -128,8 +133,11 @@ class ReadaheadFile(io.RawIOBase):
         self._next_size = cfg.initial_window
         self._run = 0  # consecutive sequential reads, the current one included
         self._from_open = True  # the run began at open, not at a seek
-        self._on_reading_on = on_reading_on  # None once called
+        self._on_reading_on = on_reading_on  # None once due
+        self._reading_on_due: Callable[[], None] | None = None  # due, to call once this read's window is asked for
         self._on_close = on_close
+        self._pacing = pacing
+        self._last_read: float | None = None  # when the last read returned (the reader's clock)
         if first is not None:
             if first.start != 0 or first.end > size:
                 first.drop()
@@ -249,7 +257,10 @@ class ReadaheadFile(io.RawIOBase):
         self._note_read(pos, n)
         w = self._window_at(pos)
         if w is not None and w.ready(pos, n) == n:  # the common case: no copy
+            self._reading_on()
+            t_in = time.perf_counter()
             self._after_read(pos + n)
+            self._account(t_in, n, 0.0)
             return w.lend(pos, n)
         buf = bytearray(n)
         self._read_at(pos, memoryview(buf), noted=True)
@@ -261,14 +272,19 @@ class ReadaheadFile(io.RawIOBase):
             return 0
         if not noted:
             self._note_read(pos, n)
+        t_in = time.perf_counter()
+        waited = 0.0  # seconds of this read spent waiting for bytes (fetching inline included)
         done = 0
         while done < n:
             p = pos + done
             w = self._window_at(p)
             if w is None:
+                t = time.perf_counter()
                 w = self._miss(p, dest[done:n])
+                waited += time.perf_counter() - t
                 if w is None:  # read straight into dest
                     break
+            before = w.waited
             try:
                 done += w.copy_into(p, dest[done:n])
             except BaseException:
@@ -276,8 +292,23 @@ class ReadaheadFile(io.RawIOBase):
                 self._drop_windows()
                 self._fetched_end = p
                 raise
+            finally:
+                waited += w.waited - before
+        self._reading_on()  # if no window was asked for (a direct read of a past window)
         self._after_read(pos + n)
+        self._account(t_in, n, waited)
         return n
+
+    def _account(self, t_in: float, n: int, waited: float) -> None:
+        """Tell the pacing how fast this reader takes bytes: the read's own time and the
+        gap since the last one (if short: a reader at work), less the waits."""
+        if self._pacing is None:
+            return
+        now = time.perf_counter()
+        gap = t_in - self._last_read if self._last_read is not None else 0.0
+        gap = gap if gap < IDLE_GAP else 0.0
+        self._last_read = now
+        self._pacing.note_read(n, now - t_in - waited + gap, now - t_in + gap)
 
     def _note_read(self, pos: int, n: int) -> None:
         """Classify a read as sequential or a seek, before serving it."""
@@ -292,8 +323,11 @@ class ReadaheadFile(io.RawIOBase):
                 self._next_size = min(2 * self._next_size, self.config.max_window)
             if self._on_reading_on is not None and self._from_open and (
                     self._run >= 2 or pos == 0 and n >= min(self.config.whole_object_hint, self.size)):
-                callback, self._on_reading_on = self._on_reading_on, None
-                callback()
+                # Called once this read's own window is asked for (see _reading_on): the
+                # bytes the reader needs first go to the store first.
+                self._reading_on_due, self._on_reading_on = self._on_reading_on, None
+                if self._window_at(pos) is not None:
+                    self._reading_on()
             return
         self.stats.add(seeks=1)
         self._drop_windows()
@@ -301,6 +335,11 @@ class ReadaheadFile(io.RawIOBase):
         self._from_open = False
         self._next_size = self.config.seek_window
         self._fetched_end = pos
+
+    def _reading_on(self) -> None:
+        callback, self._reading_on_due = self._reading_on_due, None
+        if callback is not None:
+            callback()
 
     def _after_read(self, end: int) -> None:
         self._expected = end
@@ -342,15 +381,21 @@ class ReadaheadFile(io.RawIOBase):
                  and need >= min(cfg.whole_object_hint, self.size))
         want = self.size if whole else self._window_size(pos, need)
         part = max(cfg.part_size, self.size) if whole else cfg.part_size
+        if whole and self._pacing is not None and self._pacing.alone():
+            # Wanted now, and no walk's files ahead land beside it: in parallel parts on a far store.
+            part = -(-want // self._pacing.parts(want, 0))
         buf = None if need >= want else self._budget.try_take(want, need)
         if buf is None:
             if need < want:
                 self.stats.add(budget_denied=1)
+            self._reading_on()
             self._fetch_direct(pos, dest[:need], part)
             self._fetched_end = pos + need
             self._grow(need)
             return None
-        w = self._start_window(pos, buf, inline_first=True, part_size=part)
+        # A reader going on to other files: its window is asked for before theirs (not inline).
+        w = self._start_window(pos, buf, inline_first=self._reading_on_due is None, part_size=part)
+        self._reading_on()
         self._grow(w.end - w.start)
         return w
 

@@ -12,7 +12,9 @@ its start, the view fetches the first window of the next
 ``ReadaheadConfig.prefetch_files`` files before they are opened, at the
 stride the reader goes from file to file
 (:class:`~channels.modes.fastfile.ahead.FilesAhead`). Random reads never
-start this.
+start this. On a far store (the transport measures the link as bytes
+arrive) the view reads further ahead, in ranged parts where a window is
+due soon (:class:`~channels.modes.fastfile.pacing.Pacing`).
 
 Keys that cannot be paths, decided here and logged as warnings:
 
@@ -43,6 +45,7 @@ from channels.listing import S3_PREFIX, ObjectRef, list_prefix
 from channels.memory.budget import ByteBudget
 from channels.modes.fastfile.ahead import FilesAhead
 from channels.modes.fastfile.config import ReadaheadConfig
+from channels.modes.fastfile.pacing import Pacing
 from channels.modes.fastfile.readahead import ReadaheadFile
 from channels.modes.fastfile.stats import ReadStats
 from channels.modes.fastfile.window import Fetch, Progress
@@ -158,6 +161,7 @@ class FastFileView:
         self._transport = transport
         self._own_transport = transport is None
         self._executor: ThreadPoolExecutor | None = None
+        self._pacing: Pacing | None = None
         self._lock = threading.Lock()
         self._root: _Dir | None = None  # set once, by the first use (one listing)
         self.shadowed: list[str] = []
@@ -316,7 +320,7 @@ class FastFileView:
             hooks = {"first": ahead.opened(name), "on_reading_on": lambda: ahead.reading_on(name),
                      "on_close": lambda: ahead.closed(name)}
         return ReadaheadFile(self.fetcher(node), node.size, name=name, config=self.config, budget=self.budget,
-                             executor=self.executor, stats=self.stats, **hooks)
+                             executor=self.executor, stats=self.stats, pacing=self.pacing, **hooks)
 
     def fetcher(self, ref: ObjectRef) -> Fetch:
         """The ``fetch`` of a ReadaheadFile over ``ref``: through the transport, cancellable."""
@@ -338,6 +342,18 @@ class FastFileView:
 
                     self._transport = Transport(self.store, TransportConfig(max_workers=self.config.max_workers))
         return self._transport
+
+    @property
+    def pacing(self) -> Pacing:
+        """How far the files read ahead, from the transport's link and the readers' rate."""
+        if self._pacing is None:
+            transport = self.transport
+            with self._lock:
+                if self._pacing is None:
+                    cfg = transport.config
+                    self._pacing = Pacing(transport.link, self.config, target_rate=cfg.target_rate,
+                                          min_part=cfg.min_part_size)
+        return self._pacing
 
     @property
     def executor(self) -> ThreadPoolExecutor:

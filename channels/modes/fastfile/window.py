@@ -10,6 +10,7 @@ buffer, and a reader copies what has landed and waits only for the rest.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
@@ -78,7 +79,7 @@ class Window:
     dropping also sets ``cancel``, which stops the parts still fetching.
     """
 
-    __slots__ = ("start", "end", "buf", "cancel", "_view", "_budget", "_parts", "_cond",
+    __slots__ = ("start", "end", "buf", "cancel", "waited", "_view", "_budget", "_parts", "_cond",
                  "_pending", "_dropped", "_lent")
 
     def __init__(self, start: int, buf, budget: BufferPool) -> None:
@@ -87,6 +88,7 @@ class Window:
         # Invariant: buf is lent out of budget until _free gives it back (then None).
         self.buf = buf
         self.cancel = threading.Event()
+        self.waited = 0.0  # seconds readers spent waiting for this window's bytes to land
         self._view = memoryview(self.buf)
         self._budget = budget
         self._parts: list[_Part] = []  # in offset order; set once, by fill
@@ -218,8 +220,10 @@ class Window:
         failed before the byte at ``pos``, raise its error); how far it is filled."""
         with self._cond:
             part.wanted = want
+            t0 = time.perf_counter()
             while part.filled < want and not part.future.done():
                 self._cond.wait()
+            self.waited += time.perf_counter() - t0
             part.wanted = part.end + 1
             if part.filled > pos:
                 return part.filled
