@@ -70,7 +70,7 @@ class Fetcher:
 
         # Invariant: view[:done] holds bytes [start, start + done) of the object.
         def attempt(done: int) -> None:
-            with self._timed(backend) as timer:
+            with self._timed(backend, start + done, len(view) - done) as timer:
                 backend.read_into(url, start + done, view[done:], size=size, etag=etag, cancel=cancel,
                                   progress=progress if timer is None else timer.progress(progress))
 
@@ -83,7 +83,7 @@ class Fetcher:
 
         # Invariant: on_data has had bytes [start, start + done), each once.
         def attempt(done: int) -> None:
-            with self._timed(backend) as timer:
+            with self._timed(backend, start + done, n - done) as timer:
                 backend.read_to(url, start + done, n - done, scratch,
                                 on_data if timer is None else timer.on_data(on_data),
                                 size=size, etag=etag, cancel=cancel)
@@ -91,12 +91,13 @@ class Fetcher:
         self._retrying(url, start, n, cancel, attempt)
 
     @contextlib.contextmanager
-    def _timed(self, backend: Backend) -> Iterator[Attempt | None]:
-        """A timer for one attempt on a remote backend, reported to :attr:`link` when it ends; None for local files."""
+    def _timed(self, backend: Backend, start: int, n: int) -> Iterator[Attempt | None]:
+        """A timer for one attempt on a remote backend at bytes ``[start, start + n)``, reported
+        to :attr:`link` when it ends; None for local files."""
         if not backend.remote:
             yield None
             return
-        timer = self.link.attempt()
+        timer = self.link.attempt(start, n)
         try:
             yield timer
         finally:

@@ -76,7 +76,7 @@ class Inflight:
         need = math.ceil(self.demand.could * est.seconds(length) / length)
         return min(self._connections, max(self._workers, need))
 
-    def piece(self, length: int, ahead: int, wait: float, room: int | None) -> int:
+    def piece(self, length: int, ahead: int, wait: float, room: int | None, inflight: int = 0) -> int:
         """Bytes to fetch now from the front of a planned part of ``length`` bytes.
 
         The consumer reaches the part once the parts before it have landed
@@ -90,6 +90,7 @@ class Inflight:
             wait: seconds until the parts before this one are expected to have landed.
             room: buffer bytes the budget could grant now (None: no budget
                 applies, as for a sink's landing buffers).
+            inflight: bytes the stream has asked for and not received.
 
         Returns:
             ``length``, or less (a front piece); a result whose buffer does
@@ -100,7 +101,9 @@ class Inflight:
             return length
         demand = self.demand.rate
         due = max(wait, ahead / demand) + length / demand
-        k = parts_needed(length, due, demand, est, min_part=self._min_part, max_parts=length // self._min_part)
+        queued = est.queued(max(self.link.pending, inflight) + length)
+        k = parts_needed(length, due, demand, est, min_part=self._min_part, max_parts=length // self._min_part,
+                         queued=queued)
         piece = length if k == 1 else max(self._min_part, floor_pow2(-(-length // k)))
         if k > 1 and room is not None and piece > room >= self._min_part:
             # Late already: bytes in flight now beat a whole piece after the wait for its room.

@@ -59,6 +59,10 @@ PARALLEL_MIN = 0.6
 #: together (a stream's first wave) land together, and estimates are noisy; every cut is
 #: one more request (on moto, one more pass over the whole object).
 LATE = 0.25
+#: Seconds over which bytes landed on all connections make one throughput sample.
+SPAN = 0.1
+#: The weight the highest throughput seen keeps per new sample (it fades over a few seconds).
+THROUGHPUT_DECAY = 0.98
 #: How much more than it got a consumer's demand may be (see :class:`RateMeter`).
 GAIN = 1.25
 #: Seconds an attempt must take after its first socket read to give a rate sample.
@@ -79,6 +83,9 @@ class LinkEstimate:
             or more were receiving, over ``peak``: near 1 when each connection
             is capped on its own (more connections, more bytes), low when they
             share a bottleneck; 0 until such attempts were seen.
+        throughput: bytes/s landed over all connections together, the most
+            of recent spans of :data:`SPAN` seconds or more (0: not measured
+            yet): what bytes already asked for drain at, however they are cut.
     """
 
     ttfb: float
@@ -86,10 +93,15 @@ class LinkEstimate:
     samples: int
     peak: float = 0.0
     parallel: float = 0.0
+    throughput: float = 0.0
 
     def seconds(self, n: int) -> float:
         """How long one GET of ``n`` bytes takes, from request to last byte."""
         return self.ttfb + n / self.rate
+
+    def queued(self, pending: int) -> float:
+        """Seconds until ``pending`` bytes asked for (and not landed) have landed, at ``throughput``."""
+        return pending / self.throughput if self.throughput > 0 else 0.0
 
     def far(self, demand: float) -> bool:
         """Whether readahead must widen for a consumer taking ``demand`` bytes/s: the
@@ -111,12 +123,31 @@ class LinkMonitor:
         self._ttfb: deque[float] = deque(maxlen=samples)
         self._rate: deque[tuple[float, int]] = deque(maxlen=samples)  # (bytes/s, attempts receiving)
         self._estimate: LinkEstimate | None = None
-        # Invariant: receiving == attempts between their first bytes and their end.
+        # Invariant: receiving == attempts between their first bytes and their end;
+        # pending == bytes attempts under way asked for and have not received;
+        # landed == bytes received in all; marks: (time, landed), SPAN / 2 apart or more.
         self.receiving = 0
+        self.pending = 0
+        self._landed = 0
+        self._marks: deque[tuple[float, int]] = deque(maxlen=samples)
+        self._throughput = 0.0
 
-    def attempt(self) -> Attempt:
-        """A timer for one attempt that starts now; tell it how far the bytes have landed."""
-        return Attempt(self)
+    def attempt(self, start: int = 0, n: int = 0) -> Attempt:
+        """A timer for one attempt, starting now, for bytes ``[start, start + n)``; tell it
+        how far the bytes have landed."""
+        return Attempt(self, start, n)
+
+    def _flowed(self, nbytes: int, pending: int) -> None:
+        """``nbytes`` landed (``pending`` fewer bytes are awaited): count them toward throughput."""
+        now = time.perf_counter()
+        with self._lock:
+            self._landed += nbytes
+            self.pending -= pending
+            if not self._marks or now - self._marks[-1][0] >= SPAN / 2:
+                self._marks.append((now, self._landed))
+                if len(self._marks) >= 3:
+                    (t0, b0), (t1, b1) = self._marks[-3], self._marks[-1]
+                    self._throughput = max(self._throughput * THROUGHPUT_DECAY, (b1 - b0) / (t1 - t0))
 
     def observe(self, ttfb: float | None, rate: float | None, receiving: int = 1) -> None:
         """Add one attempt's time to first byte (seconds) and rate (bytes/s), either may be None;
@@ -131,7 +162,8 @@ class LinkMonitor:
                 top = rates[int(PEAK_QUANTILE * (len(rates) - 1))]
                 crowded = [r for r, n in self._rate if n >= PARALLEL]
                 parallel = statistics.median(crowded) / top if crowded else 0.0
-                self._estimate = LinkEstimate(min(self._ttfb), statistics.median(rates), len(rates), top, parallel)
+                self._estimate = LinkEstimate(min(self._ttfb), statistics.median(rates), len(rates), top, parallel,
+                                              self._throughput)
 
     def _receiving(self, delta: int) -> int:
         with self._lock:
@@ -146,15 +178,18 @@ class LinkMonitor:
         """The estimate in report units: ``ttfb_ms``, ``rate_mb_s`` (10**6 bytes), ``samples``."""
         est = self._estimate
         if est is None:
-            return {"ttfb_ms": None, "rate_mb_s": None, "peak_mb_s": None, "samples": 0, "parallel": None}
+            return {"ttfb_ms": None, "rate_mb_s": None, "peak_mb_s": None, "samples": 0, "parallel": None,
+                    "throughput_mb_s": None}
         return {"ttfb_ms": est.ttfb * 1000, "rate_mb_s": est.rate / 1e6, "peak_mb_s": est.peak / 1e6,
-                "samples": est.samples, "parallel": est.parallel}
+                "samples": est.samples, "parallel": est.parallel, "throughput_mb_s": est.throughput / 1e6}
 
     def reset(self) -> None:
         """Forget every sample (the store changed, or a test starts afresh)."""
         with self._lock:
             self._ttfb.clear()
             self._rate.clear()
+            self._marks.clear()
+            self._throughput = 0.0
             self._estimate = None
 
 
@@ -162,15 +197,20 @@ class Attempt:
     """The timing of one attempt: made by :meth:`LinkMonitor.attempt`, told each
     offset the bytes have landed up to (:meth:`landed`), closed by :meth:`done`."""
 
-    __slots__ = ("_monitor", "_start", "_first", "_first_end", "_last", "_last_end", "_reported")
+    __slots__ = ("_monitor", "_start", "_first", "_first_end", "_last", "_last_end", "_reported", "_end",
+                 "_at")
 
-    def __init__(self, monitor: LinkMonitor) -> None:
+    def __init__(self, monitor: LinkMonitor, start: int = 0, n: int = 0) -> None:
         self._monitor = monitor
         self._start = time.perf_counter()
         self._first: float | None = None
         self._first_end = self._last_end = 0
         self._last = 0.0
         self._reported = False
+        # Invariant: bytes [at, end) are awaited, and counted in the monitor's pending.
+        self._at, self._end = start, start + n
+        with monitor._lock:
+            monitor.pending += n
 
     def landed(self, end: int) -> None:
         """Bytes have landed up to object offset ``end`` (called after each socket read)."""
@@ -178,6 +218,10 @@ class Attempt:
         if self._first is None:
             self._first, self._first_end = now, end
             self._monitor._receiving(1)
+        got = max(0, end - self._at)
+        awaited = max(0, min(end, self._end) - self._at)
+        self._at = max(self._at, end)
+        self._monitor._flowed(got, awaited)
         self._last, self._last_end = now, end
 
     def progress(self, then: Callable[[int], None] | None) -> Callable[[int], None]:
@@ -199,7 +243,12 @@ class Attempt:
 
     def done(self) -> None:
         """Report the attempt (whole or broken) to the monitor, once; bytes that never came report nothing."""
-        if self._first is None or self._reported:
+        if self._reported:
+            return
+        if self._end > self._at:  # bytes that will not come (a broken attempt): no longer awaited
+            self._monitor._flowed(0, self._end - self._at)
+            self._at = self._end
+        if self._first is None:
             return
         self._reported = True
         receiving = self._monitor._receiving(-1) + 1
@@ -264,18 +313,21 @@ class RateMeter:
 
 
 def parts_needed(n: int, due: float, demand: float, link: LinkEstimate | None, *, min_part: int,
-                 max_parts: int) -> int:
+                 max_parts: int, queued: float = 0.0) -> int:
     """Into how many ranged GETs, fetched in parallel, ``n`` bytes should be cut.
 
     Each of ``k`` parts lands ``link.seconds(n / k)`` after it is asked for;
     the consumer needs the last of the ``n`` bytes ``due`` seconds from now,
     or, if that is too soon to make at all, wants them at least as fast as
     it reads (``demand`` bytes/s). So ``k = n / (rate * max(due - ttfb,
-    n / demand))``, rounded up, at most ``max_parts`` and no part under
-    ``min_part`` bytes. It is 1 without an estimate, when one GET lands in
-    time (within :data:`LATE` of its own time: a near store, bytes due late
-    enough, far ahead in a stream), and when one connection is faster than
-    the consumer.
+    n / demand, queued))``, rounded up, at most ``max_parts`` and no part
+    under ``min_part`` bytes, where ``queued`` is how long the bytes already
+    asked for (these included) take to land at the link's throughput over
+    all connections: cutting does not beat that (behind a first wave of
+    many parts, on an endpoint that serves them in turn). It is 1 without
+    an estimate, when one GET lands in time (within :data:`LATE` of its own
+    time: a near store, bytes due late enough, far ahead in a stream), and
+    when one connection is faster than the consumer.
 
     Example:
         >>> far = LinkEstimate(ttfb=0.02, rate=90e6, samples=8)
@@ -289,6 +341,6 @@ def parts_needed(n: int, due: float, demand: float, link: LinkEstimate | None, *
     """
     if link is None or n <= min_part or demand <= 0 or link.seconds(n) * (1 - LATE) <= due:
         return 1
-    window = max(due - link.ttfb, n / demand)
+    window = max(due - link.ttfb, n / demand, queued)
     k = math.ceil(n / (link.rate * window) - 1e-9)
     return max(1, min(k, max_parts, n // min_part))

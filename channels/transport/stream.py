@@ -296,7 +296,7 @@ class ChunkStream(Iterator[Chunk]):
             # The first object is not cut: its head (first_part_size) brings the first bytes,
             # and the rest lands with the parts admitted beside it.
             n = length if ref is self._first_ref else rules.piece(
-                length, self._window_bytes, max(0.0, self._landing - now), room)
+                length, self._window_bytes, max(0.0, self._landing - now), room, self._inflight_bytes)
             size = size_class(n if self._sink is None else min(n, SINK_BUFFER), self._max_part)
             buf = self._pool.try_take(size)
             if buf is None:

@@ -177,9 +177,11 @@ class FilesAhead:
             depth = self._view.pacing.files_ahead(self._view.stat(path).size)
             end = min(len(order), i + stride * depth + 1)
             targets = [order[j] for j in range(i + stride, end, stride)]
-            for rank, target in enumerate(targets):
-                if (target not in self._ready and target not in self._open
-                        and not self._fetch_ahead(target, i, targets, rank)):
+            missing = [(rank, t) for rank, t in enumerate(targets) if t not in self._ready and t not in self._open]
+            for rank, target in missing:
+                # Files fetched together land together: only a file fetched alone (the far end of
+                # a walk under way) may be cut into parts, if it would land late.
+                if not self._fetch_ahead(target, i, targets, rank if len(missing) == 1 else None):
                     return
 
     def close(self) -> None:
@@ -196,10 +198,11 @@ class FilesAhead:
             self._index = {p: i for i, p in enumerate(self._order)}
         return self._order, self._index[path]
 
-    def _fetch_ahead(self, path: str, reader_at: int, wanted: list[str], rank: int) -> bool:
-        """Fetch ``path``'s first window ahead (the ``rank``-th file after the reader's),
-        making room from stale windows not in ``wanted``; False if there is no room (go
-        no further)."""
+    def _fetch_ahead(self, path: str, reader_at: int, wanted: list[str], rank: int | None) -> bool:
+        """Fetch ``path``'s first window ahead, making room from stale windows not in
+        ``wanted``; False if there is no room (go no further). ``rank``: the file is the
+        ``rank``-th after the reader's, fetched alone (in parts if it would land late),
+        or None: one of a wave (one GET)."""
         view = self._view
         ref = view.stat(path).ref
         want = first_window_size(ref.size, view.config)
@@ -218,7 +221,7 @@ class FilesAhead:
             if self._held + want > room:
                 return False
         # The reader gets to it after the rest of its own file and the files before it.
-        parts = view.pacing.parts(want, (rank + 1) * want)
+        parts = 1 if rank is None else view.pacing.parts(want, (rank + 1) * want)
         w = fetch_ahead(view.fetcher(ref), ref.size, config=view.config, budget=view.budget,
                         executor=view.executor, stats=view.stats, parts=parts)
         if w is None:

@@ -13,11 +13,13 @@ bytes in flight must cover the bandwidth-delay product, so:
   bring it is fetched as parallel ranged GETs, as many as make it land in
   time (:meth:`Pacing.parts`, through
   :func:`~channels.transport.link.parts_needed`): a file opened with no
-  window fetched ahead (a reader in shuffled order), a file ahead the
-  budget let the reader come too close to. Windows that land with those
-  fetched before them (the files ahead of a walk's start, fetched at once)
-  stay one GET each: the reader waits for the earlier ones anyway, and
-  each cut is one more request.
+  files fetched ahead beside it (a reader in shuffled order), a file ahead
+  fetched alone that the reader will reach too soon (the budget held too
+  few files ahead). Windows fetched together (the files ahead of a walk's
+  start) stay one GET each: they land together, the reader waits for the
+  earlier ones anyway, and each cut is one more request (measured on moto
+  through ``s3-like``: cutting such waves into 8 MiB parts took a view
+  reader from about 550 to 480 MB/s, into 2 MiB parts to 300).
 
 The readers' rate (:class:`~channels.transport.link.RateMeter`) is what
 they take while not waiting for bytes (each read's own time and the time
@@ -92,7 +94,8 @@ class Pacing:
         now = time.perf_counter()
         with self._lock:
             due = max(self._landing - now, ahead / rate) + n / rate
-            k = parts_needed(n, due, rate, est, min_part=self.min_part, max_parts=max(1, n // self.min_part))
+            k = parts_needed(n, due, rate, est, min_part=self.min_part, max_parts=max(1, n // self.min_part),
+                             queued=est.queued(self.link.pending + n))
             self._landing = max(self._landing, now + est.seconds(-(-n // k)))
         return k
 
