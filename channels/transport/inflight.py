@@ -66,14 +66,14 @@ class Inflight:
     def far(self) -> LinkEstimate | None:
         """The link's estimate when the store is far (see the module docstring), else None."""
         est = self.link.estimate()
-        return est if est is not None and est.far(self.demand.could) else None
+        return est if est is not None and est.far(self.demand.rate) else None
 
     def limit(self, length: int) -> int:
         """The most GETs in flight while parts of about ``length`` bytes are fetched."""
         est = self.far()
         if est is None or length <= 0:
             return self._workers
-        need = math.ceil(self.demand.could * est.seconds(length) / length)
+        need = math.ceil(self.demand.rate * est.seconds(length) / length)
         return min(self._connections, max(self._workers, need))
 
     def piece(self, length: int, ahead: int, wait: float, room: int | None, inflight: int = 0) -> int:

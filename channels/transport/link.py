@@ -63,8 +63,6 @@ LATE = 0.25
 SPAN = 0.1
 #: The weight the highest throughput seen keeps per new sample (it fades over a few seconds).
 THROUGHPUT_DECAY = 0.98
-#: How much more than it got a consumer's demand may be (see :class:`RateMeter`).
-GAIN = 1.25
 #: Seconds an attempt must take after its first socket read to give a rate sample.
 RATE_MIN_SECONDS = 0.002
 
@@ -258,16 +256,8 @@ class Attempt:
 
 
 class RateMeter:
-    """How fast a consumer takes bytes: its demand, decaying old samples; thread-safe.
-
-    Two rates are kept: bytes over the consumer's own time (while it had
-    bytes: what it :attr:`could` take) and bytes over wall time (waits
-    included: what it got). The demand (:attr:`rate`), which decides extra
-    requests, is the first, but at most :data:`GAIN` times the second: as
-    BBR probes for bandwidth, readahead asks for a quarter more than it
-    delivers, and so cuts parts while that brings more throughput, and stops
-    where it does not (a consumer that could take 4 GB/s on a machine that
-    delivers 1 GB/s asks for 1.25).
+    """How fast a consumer takes bytes while it has them (its demand), decaying old samples;
+    thread-safe. Its waits for bytes are not its time: they are what readahead is for.
 
     Args:
         default: the rate assumed before any sample, and the most ever reported
@@ -280,33 +270,19 @@ class RateMeter:
         self.default = default
         self._decay = decay
         self._lock = threading.Lock()
-        # Invariant: the decayed sums of the samples' bytes, own seconds and wall seconds.
+        # Invariant: the decayed sums of the samples' bytes and seconds.
         self._bytes = 0.0
         self._seconds = 0.0
-        self._wall = 0.0
 
-    def add(self, nbytes: int, seconds: float, wall: float | None = None) -> None:
-        """The consumer took ``nbytes`` in ``seconds`` of its own time, ``wall`` seconds in all
-        (its waits for bytes included; None: it never waited)."""
-        seconds = max(seconds, 0.0)
+    def add(self, nbytes: int, seconds: float) -> None:
+        """The consumer took ``nbytes`` in ``seconds`` of its own time."""
         with self._lock:
             self._bytes = self._bytes * self._decay + nbytes
-            self._seconds = self._seconds * self._decay + seconds
-            self._wall = self._wall * self._decay + max(seconds if wall is None else wall, seconds)
+            self._seconds = self._seconds * self._decay + max(seconds, 0.0)
 
     @property
     def rate(self) -> float:
         """Bytes/s: the measured demand, or ``default`` before any sample; never above ``default``."""
-        with self._lock:
-            b, s, w = self._bytes, self._seconds, self._wall
-        if b <= 0 or s <= 0:
-            return self.default
-        return min(self.default, b / s, GAIN * b / w)
-
-    @property
-    def could(self) -> float:
-        """Bytes/s the consumer could take (its own time only), at most ``default``: what bytes
-        in flight that cost nothing but memory are sized for."""
         with self._lock:
             b, s = self._bytes, self._seconds
         return self.default if b <= 0 or s <= 0 else min(self.default, b / s)

@@ -223,9 +223,9 @@ class ChunkStream(Iterator[Chunk]):
             self._held = head
             data = head.view if head.view is not None else memoryview(b"")
             head.view = data
-            self._handed_at = now = time.perf_counter()
-            if busy is not None and self._sink is None:  # its time with the last chunk, and its wait for this one
-                self._demand.add(busy[0], busy[1], busy[1] + now - called)
+            self._handed_at = time.perf_counter()
+            if busy is not None and self._sink is None:  # its own time with the last chunk
+                self._demand.add(*busy)
         return Chunk(head.ref, head.offset, data, head.last, head.length)
 
     def close(self) -> None:

@@ -22,9 +22,9 @@ bytes in flight must cover the bandwidth-delay product, so:
   reader from about 550 to 480 MB/s, into 2 MiB parts to 300).
 
 The readers' rate (:class:`~channels.transport.link.RateMeter`) is what
-they take while not waiting for bytes (each read's own time and the time
-between a handle's reads, less its waits for bytes to land), at most a
-quarter more than they got (:meth:`Pacing.note_read`).
+they take while not waiting for bytes: each read's own time and the time
+between a handle's reads, less its waits for bytes to land
+(:meth:`Pacing.note_read`).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class Pacing:
     def far(self) -> LinkEstimate | None:
         """The link's estimate when the store is far for these readers, else None."""
         est = self.link.estimate() if self.link is not None else None
-        return est if est is not None and est.far(self.readers.could) else None
+        return est if est is not None and est.far(self.readers.rate) else None
 
     def files_ahead(self, size: int) -> int:
         """How many files of about ``size`` bytes to fetch ahead of a reader going from file to file."""
@@ -73,7 +73,7 @@ class Pacing:
         n = self.config.prefetch_files
         if est is None or size <= 0 or n == 0:
             return n
-        return max(n, math.ceil(self.readers.could * est.seconds(size) / size))
+        return max(n, math.ceil(self.readers.rate * est.seconds(size) / size))
 
     def ahead_room(self, limit: int) -> int:
         """Budget bytes files ahead may hold, of a view budget of ``limit``: half on a
@@ -104,7 +104,7 @@ class Pacing:
         its readers do not walk from file to file (the last one read on fetched none)."""
         return not self.walking
 
-    def note_read(self, nbytes: int, seconds: float, wall: float) -> None:
-        """A reader took ``nbytes`` in ``seconds`` of its own time, ``wall`` seconds in all."""
+    def note_read(self, nbytes: int, seconds: float) -> None:
+        """A reader took ``nbytes`` in ``seconds`` of its own time (its waits for bytes excluded)."""
         if nbytes > 0 and seconds > 0:
-            self.readers.add(nbytes, seconds, wall)
+            self.readers.add(nbytes, seconds)

@@ -308,7 +308,7 @@ class ReadaheadFile(io.RawIOBase):
         gap = t_in - self._last_read if self._last_read is not None else 0.0
         gap = gap if gap < IDLE_GAP else 0.0
         self._last_read = now
-        self._pacing.note_read(n, now - t_in - waited + gap, now - t_in + gap)
+        self._pacing.note_read(n, now - t_in - waited + gap)
 
     def _note_read(self, pos: int, n: int) -> None:
         """Classify a read as sequential or a seek, before serving it."""
