@@ -18,7 +18,14 @@ class ReadaheadConfig:
         part_size: a window is fetched as concurrent parts of about this
             (at most 1.5 times it: no runt parts).
         budget_bytes: the most window-buffer bytes all files hold at once.
-        max_workers: fetch threads per view (parts in flight at once).
+            512 MiB, Pipe's: on a far store the files fetched ahead must
+            cover the bandwidth-delay product (at S3's 20 ms and 90 MB/s per
+            connection, a reader at 2 GB/s needs about 25 first windows of
+            16 MiB in flight, see ``pacing``); a near store uses no more
+            than before (``prefetch_files``).
+        max_workers: fetch threads per view (parts in flight at once): 32,
+            for the files ahead on a far store; a near store keeps about
+            ``prefetch_files`` + 2 busy. Threads start as needed.
         whole_object_bytes: an object of at most this many bytes whose first
             read starts at 0 and asks for ``whole_object_hint`` bytes or more
             is fetched whole, in one request (as Pipe fetches it): per-request
@@ -33,10 +40,11 @@ class ReadaheadConfig:
             more, or a second sequential read), the first window of this
             many files that follow it (in ``walk`` order, at the stride the
             reader goes from file to file) is fetched before they are
-            opened; at most half the budget is held so (with the default
-            budget, 8 windows of 16 MiB). 0 turns it off. Measured here
-            (64 x 16 MiB, moto on loopback, pairs of runs): one view reader
-            got 0.905x Pipe's MB/s with 8 against 0.892x with 4.
+            opened; at most half the budget is held so. 0 turns it off.
+            Measured here (64 x 16 MiB, moto on loopback, pairs of runs):
+            one view reader got 0.905x Pipe's MB/s with 8 against 0.892x
+            with 4. On a far store the view fetches more, by the link it
+            measures (:mod:`~channels.modes.fastfile.pacing`).
         forward_tolerance: a read this far past the last one's end still
             counts as sequential, as does one within four read sizes or the
             last window's length (whichever is largest), so that reads the

@@ -388,7 +388,6 @@ class ReadaheadFile(io.RawIOBase):
         if buf is None:
             if need < want:
                 self.stats.add(budget_denied=1)
-            self._reading_on()
             self._fetch_direct(pos, dest[:need], part)
             self._fetched_end = pos + need
             self._grow(need)
@@ -429,13 +428,17 @@ class ReadaheadFile(io.RawIOBase):
         return w
 
     def _fetch_direct(self, pos: int, dest: memoryview, part_size: int) -> None:
-        """Fill the caller's buffer, in concurrent parts; no budget is used."""
+        """Fill the caller's buffer, in concurrent parts; no budget is used. A reader going on
+        to other files has all its parts asked for before theirs (none in this thread)."""
         self.stats.add(windows=1)
-        (lo0, hi0), *rest = split_parts(0, len(dest), part_size)
+        parts = split_parts(0, len(dest), part_size)
+        inline = parts.pop(0) if self._reading_on_due is None else None
         futures = [self._executor.submit(fetch_part, self._fetch, self.stats, pos + lo, dest[lo:hi], None)
-                   for lo, hi in rest]
+                   for lo, hi in parts]
+        self._reading_on()
         try:
-            fetch_part(self._fetch, self.stats, pos, dest[lo0:hi0], None)
+            if inline is not None:
+                fetch_part(self._fetch, self.stats, pos, dest[inline[0]:inline[1]], None)
         finally:
             # Parts write into the caller's buffer: none may outlive this call.
             wait_futures(futures)
