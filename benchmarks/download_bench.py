@@ -19,9 +19,19 @@ table of medians (MB/s with 1 MB = 10**6 bytes, objects/s, client CPU
 seconds per GB) and the ratios the issue asks for, and writes every run to
 JSON for a notebook.
 
+``--exec`` times the commands instead, as processes from exec to exit
+(:mod:`exec_clients`): ``channels download URI DEST`` against
+``s5cmd cp 'URI*' DEST/`` (its defaults), interleaved, through the
+``--profile`` (``local``: the loopback proxy in pass-through, the harness's
+``local``; ``direct``: no proxy). Besides the wall time it reports each
+client's time to its first file and, for ``channels``, the start-up a bare
+interpreter and the imports take (``python -X importtime``) and its own
+listing-and-checks seconds: where the time before the first byte goes.
+
 Usage:
     python benchmarks/download_bench.py [--rounds 5] [--only large|small]
         [--large 64x16MiB] [--small 2000x64KiB] [--json PATH] [--dest-dir DIR]
+    python benchmarks/download_bench.py --exec --only large [--rounds 5] [--profile local|direct]
 """
 
 from __future__ import annotations
@@ -84,7 +94,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = set_parser(__doc__, tuple(CLIENTS))
     ap.add_argument("--json", default=".benchmarks/download_bench.json", help="where to write every run")
     ap.add_argument("--dest-dir", help="parent of the download directories (default: the temp dir)")
+    ap.add_argument("--exec", action="store_true",
+                    help="time `channels download` and `s5cmd cp` as processes, from exec to exit")
+    ap.add_argument("--profile", choices=["local", "direct"], default="local",
+                    help="with --exec: through the pass-through proxy (local) or straight to the endpoint")
     args = ap.parse_args(argv)
+    if args.exec:
+        import exec_bench
+
+        return exec_bench.main(ap, args)
     os.environ.update(DUMMY_CREDENTIALS)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
