@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import fsspec
-
 from channels import _redact
+
+if TYPE_CHECKING:
+    import fsspec
 
 # Every path to a store goes through this module: keep credentials out of the
 # debug logs of the libraries that reach it (botocore, aiobotocore, s3fs).
@@ -51,6 +53,8 @@ class Store:
 
 @lru_cache(maxsize=32)
 def _filesystem(protocol: str, endpoint_url: str | None, options: tuple) -> fsspec.AbstractFileSystem:
+    import fsspec  # on first use: the S3 fast paths (transport, File mode's listing) never need it
+
     kwargs = dict(options)
     if protocol in S3_SCHEMES:
         client_kwargs = dict(kwargs.pop("client_kwargs", {}) or {})
