@@ -133,23 +133,25 @@ class S3Backend(Backend):
     # ------------------------------------------------------------ requests
 
     def _locate(self, bucket: str, key: str) -> tuple[str, str, str]:
-        """``(scheme, netloc, path)`` of an object (path already quoted)."""
+        """``(scheme, netloc, path)`` of an object, or of the bucket when ``key`` is "" (path already quoted)."""
         qkey = quote_key(key)
         if self._endpoint is not None:
-            base = self._endpoint.path.rstrip("/")
-            return self._endpoint.scheme, self._endpoint.netloc, f"{base}/{bucket}/{qkey}"
+            base = f"{self._endpoint.path.rstrip('/')}/{bucket}"
+            return self._endpoint.scheme, self._endpoint.netloc, f"{base}/{qkey}" if qkey else base
         region = self._bucket_region.get(bucket, self._region)
         host = f"s3.{region}.amazonaws.com" + (".cn" if region.startswith("cn-") else "")
         if _VIRTUAL_OK.match(bucket):
             return "https", f"{bucket}.{host}", f"/{qkey}"
-        return "https", host, f"/{bucket}/{qkey}"
+        return "https", host, f"/{bucket}/{qkey}" if qkey else f"/{bucket}"
 
-    def _send(self, method: str, bucket: str, key: str, headers: dict[str, str]):
-        """One request (plus one re-send if AWS names another region)."""
+    def _send(self, method: str, bucket: str, key: str, headers: dict[str, str], query: str = ""):
+        """One request (plus one re-send if AWS names another region); ``query``: encoded, without ``?``."""
         if not self._resolved:
             self._resolve()
         for _ in range(2):
             scheme, netloc, path = self._locate(bucket, key)
+            if query:
+                path = f"{path}?{query}"
             send = dict(headers)
             signer = self._signer(bucket)
             if signer is not None:
@@ -242,7 +244,21 @@ class S3Backend(Backend):
 
     def _get(self, url: str) -> bytes:
         bucket, key = parse_s3_url(url)
-        resp = self._send("GET", bucket, key, {})
+        return self._body(url, bucket, key)
+
+    def list_page(self, bucket: str, query: str) -> bytes:
+        """One attempt at a bucket listing (``query``: ListObjectsV2's parameters, encoded as
+        SigV4 signs them): the XML body. Paging and parsing are :mod:`channels.transport.listing`'s.
+
+        Raises:
+            PartialRead: a transient failure.
+            SourceNotFoundError, AccessDeniedError, TransportError: as the store says.
+        """
+        return self._body(f"s3://{bucket}/", bucket, "", query)
+
+    def _body(self, url: str, bucket: str, key: str, query: str = "") -> bytes:
+        """One GET's whole body (a small object, a listing page)."""
+        resp = self._send("GET", bucket, key, {}, query)
         try:
             if resp.status != 200:
                 self._raise_for_status(resp, url, 0, None, bucket, key)

@@ -1,0 +1,61 @@
+"""What ``channels`` loads at start: only the subcommand asked for, and for a download of an
+``s3://`` prefix none of the heavy libraries it does not use.
+
+Checked in a fresh interpreter (``sys.modules`` after a real download), not by timing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from channels.cli.main import COMMANDS, build_parser, command_module
+
+#: Packages a download of an s3:// prefix must not import: other subcommands' and the
+#: fsspec listing's (s3fs brings aiobotocore, aiohttp and an event loop), a bar nobody sees.
+NOT_ON_THE_DOWNLOAD_PATH = ("s3fs", "aiobotocore", "aiohttp", "fsspec", "pyarrow", "torch", "tqdm", "mfusepy",
+                            "boto3", "channels.bench", "channels.modes.pipe", "channels.modes.fastfile",
+                            "channels.run", "channels.cli.bench", "channels.cli.mount")
+
+PROBE = """
+import json, sys
+from channels.cli.main import main
+rc = main(sys.argv[1:])
+print(json.dumps({"rc": rc, "modules": sorted(sys.modules)}))
+"""
+
+
+def test_command_module_names_only_subcommands():
+    assert command_module(["download", "s3://b/p/", "d"]) == "download"
+    assert command_module(["shard-report", "--hosts", "2"]) == "shard_report"
+    assert command_module(["shard_report"]) is None  # not a command's spelling: the full parser says so
+    assert command_module(["--help"]) is None and command_module([]) is None
+    full = build_parser()
+    choices = next(a for a in full._subparsers._group_actions).choices
+    assert len(choices) == len(COMMANDS)
+    only = build_parser("download")
+    assert list(next(a for a in only._subparsers._group_actions).choices) == ["download"]
+
+
+def test_download_of_a_prefix_loads_none_of_the_heavy_libraries(s3, s3_client, bucket, tmp_path):
+    for i in range(3):
+        s3_client.put_object(Bucket=bucket, Key=f"data/{i}.bin", Body=bytes([i]) * (1000 + i))
+    env = {k: v for k, v in os.environ.items() if k not in ("SM_HOSTS", "SM_CURRENT_HOST", "SM_RESOURCE_CONFIG")}
+    done = subprocess.run([sys.executable, "-c", PROBE, "download", f"s3://{bucket}/data/", str(tmp_path / "d"),
+                           "--endpoint-url", s3.endpoint_url, "-q"],
+                          capture_output=True, text=True, env=env, timeout=120, check=True)
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["rc"] == 0
+    assert sorted(p.name for p in (tmp_path / "d").iterdir() if not p.name.startswith(".")) == \
+        ["0.bin", "1.bin", "2.bin"]
+    loaded = [m for m in out["modules"] if any(m == p or m.startswith(p + ".") for p in NOT_ON_THE_DOWNLOAD_PATH)]
+    assert loaded == []
+
+
+def test_help_still_lists_every_subcommand():
+    done = subprocess.run([sys.executable, "-m", "channels", "--help"], capture_output=True, text=True,
+                          timeout=60, check=True)
+    for name in COMMANDS:
+        assert name.replace("_", "-") in done.stdout

@@ -1,0 +1,93 @@
+"""The transport's own S3 listing (no s3fs) against the fsspec listing it stands in for.
+
+Both listers run on the same real endpoint and must give the same Listing:
+keys, sizes, ETags, order and errors. The transport's counts its requests.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from channels import listing as fsspec_listing
+from channels.errors import EmptyChannelError, SourceNotFoundError
+from channels.store import Store
+from channels.transport import TransportConfig, TransportStats
+from channels.transport import listing as transport_listing
+
+LISTERS = {"fsspec": fsspec_listing.list_prefix, "transport": transport_listing.list_prefix}
+
+# Keys a URL or XML could mangle: spaces, plus signs, percent signs, query and fragment marks, non-ASCII,
+# ampersands, nested folders, a folder marker.
+ODD_KEYS = {"train/a b.bin": b"1", "train/plus+sign": b"22", "train/pct%41": b"333", "train/q?x=1#frag": b"4",
+            "train/uni-\u00e9\u4e2d": b"55", "train/amp&k=v": b"6", "train/c/d/e.bin": b"777", "train/dir/": b"",
+            "train-2/x": b"8", "trainx": b"9", "val/y": b"0"}
+
+
+@pytest.fixture
+def store(s3):
+    return Store.from_env(s3.endpoint_url)
+
+
+@pytest.fixture
+def odd(s3_client, bucket):
+    for key, body in ODD_KEYS.items():
+        s3_client.put_object(Bucket=bucket, Key=key, Body=body)
+    return bucket
+
+
+@pytest.mark.parametrize("prefix", ["train/", "train", "", "train/c/", "train/a"])
+def test_same_listing_as_fsspec(odd, store, prefix):
+    uri = f"s3://{odd}/{prefix}"
+    got = transport_listing.list_prefix(uri, store=store)
+    assert got == fsspec_listing.list_prefix(uri, store=store)
+    assert all(not r.key.endswith("/") for r in got.refs)
+
+
+def test_keys_sizes_and_etags_are_the_stores(odd, store, s3_client):
+    got = transport_listing.list_prefix(f"s3://{odd}/train/", store=store)
+    assert {r.key: r.size for r in got.refs} == {k[len("train/"):]: len(v) for k, v in ODD_KEYS.items()
+                                                  if k.startswith("train/") and not k.endswith("/")}
+    for ref in got.refs:
+        head = s3_client.head_object(Bucket=odd, Key="train/" + ref.key)
+        assert ref.etag == head["ETag"].strip('"')
+        assert ref.url == f"s3://{odd}/train/{ref.key}"
+
+
+def test_pages_are_followed_one_request_each(s3_client, bucket, store, monkeypatch):
+    for i in range(7):
+        s3_client.put_object(Bucket=bucket, Key=f"p/{i:02d}", Body=b"z" * i)
+    monkeypatch.setattr(transport_listing, "PAGE_KEYS", 3)
+    stats = TransportStats()
+    got = transport_listing.list_prefix(f"s3://{bucket}/p/", store=store, stats=stats)
+    assert [r.key for r in got.refs] == [f"{i:02d}" for i in range(7)]
+    assert stats.snapshot()["requests"] == 3  # 3 + 3 + 1 keys, nothing else (no HEAD)
+    assert stats.snapshot()["retries"] == 0
+
+
+@pytest.mark.parametrize("name", list(LISTERS))
+def test_missing_bucket_and_empty_prefix_raise_the_same_errors(s3, store, bucket, name):
+    with pytest.raises(SourceNotFoundError, match="bucket 'no-such-bucket' does not exist") as missing:
+        LISTERS[name]("s3://no-such-bucket/p/", store=store)
+    assert missing.value.details["url"] == "s3://no-such-bucket/p/"
+    with pytest.raises(EmptyChannelError, match="no objects under"):
+        LISTERS[name](f"s3://{bucket}/nothing/", store=store)
+
+
+def test_options_the_backend_does_not_read_go_through_fsspec(s3):
+    uri = "s3://b/p/"
+    config = TransportConfig()
+    assert transport_listing.fast_path(uri, Store.from_env(s3.endpoint_url), config)
+    assert transport_listing.fast_path(uri, Store.from_env(s3.endpoint_url, key="k", secret="s"), config)
+    assert not transport_listing.fast_path(uri, Store.from_env(s3.endpoint_url, requester_pays=True), config)
+    assert not transport_listing.fast_path(
+        uri, Store.from_env(s3.endpoint_url, client_kwargs={"endpoint_url": "http://elsewhere"}), config)
+    assert not transport_listing.fast_path("file:///tmp/x", Store(), config)
+    assert not transport_listing.fast_path(uri, Store(), TransportConfig(s3_backend="fsspec"))
+
+
+def test_fallback_lists_through_fsspec(odd, s3):
+    store = Store.from_env(s3.endpoint_url, requester_pays=False)
+    stats = TransportStats()
+    got = transport_listing.list_prefix(f"s3://{odd}/train/", store=store, stats=stats)
+    assert stats.snapshot()["requests"] == 0  # not ours: s3fs listed it
+    assert got == fsspec_listing.list_prefix(f"s3://{odd}/train/", store=store)
