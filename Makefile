@@ -17,6 +17,9 @@ $(STAMP): $(PY) pyproject.toml
 	@# The torch extra's CPU build, pinned: a bare "torch" would fetch a multi-GB CUDA build.
 	@$(PY) -c 'import torch' 2>/dev/null || $(PIP) install --quiet torch==2.13.0 || \
 		echo "torch==2.13.0 could not be installed: the PyTorch adapter's tests will be skipped"
+	@# s3torchconnector (a bench peer) requires torch: added without its deps once torch is there, so
+	@# pip never resolves a torch of its own (its client, s3torchconnectorclient, comes with the test extra).
+	@$(PY) -c 'import torch' 2>/dev/null && $(PIP) install --quiet --no-deps 's3torchconnector>=1.5,<2' || true
 	touch $(STAMP)
 
 install: $(STAMP) system-deps

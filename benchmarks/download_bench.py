@@ -5,7 +5,7 @@ any client), uploads a large set (64 x 16 MiB) and a small one
 (2000 x 64 KiB), then downloads each, interleaved, ``--rounds`` times with:
 
 * ``channels``: :func:`channels.modes.file.download` (listing included):
-  the ``file`` runner of :mod:`channels.bench.ours`, with ``relist=True``;
+  the ``file`` runner of :mod:`channels.bench.ours`;
 * ``boto3``: list, then ``download_file`` per object on 8 threads
   (ThreadPoolExecutor over objects, default TransferConfig):
   :func:`channels.bench.peers.boto3_download`;
@@ -59,7 +59,7 @@ from channels.testing.services import start_endpoint  # noqa: E402
 
 #: Each client, a runner of channels.bench and the setting this comparison reads it with.
 CLIENTS = {
-    "channels": functools.partial(ours.file, relist=True),
+    "channels": ours.file,
     "boto3": peers.boto3_download,
     "s5cmd": functools.partial(peers.s5cmd_cp, workers=None),
 }
