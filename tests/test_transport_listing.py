@@ -91,3 +91,28 @@ def test_fallback_lists_through_fsspec(odd, s3):
     got = transport_listing.list_prefix(f"s3://{odd}/train/", store=store, stats=stats)
     assert stats.snapshot()["requests"] == 0  # not ours: s3fs listed it
     assert got == fsspec_listing.list_prefix(f"s3://{odd}/train/", store=store)
+
+
+def test_a_listing_page_cut_short_is_retried(s3, s3_client, bucket):
+    """A page reset partway, then one cut short with a clean close: each retried once, as s3fs does."""
+    from faultproxy import fault_proxy
+
+    from channels.testing.faults import Action
+
+    for i in range(12):
+        s3_client.put_object(Bucket=bucket, Key=f"p/{i:02d}", Body=b"x" * i)
+    cuts = iter([Action("reset", after_bytes=300), Action("stall", after_bytes=500, seconds=0.0)])
+    lists = []
+
+    def policy(req):
+        if req.method == "GET" and "list-type" in req.target:
+            lists.append(req)
+            return next(cuts, None)
+        return None
+
+    stats = TransportStats()
+    with fault_proxy(s3, policy) as proxy:
+        got = transport_listing.list_prefix(f"s3://{bucket}/p/", store=Store(proxy.url), stats=stats)
+    assert [r.key for r in got.refs] == [f"{i:02d}" for i in range(12)]
+    assert len(proxy.stats.faults) == 2 and len(lists) == 3
+    assert stats.snapshot()["retries"] == 2 and stats.snapshot()["requests"] == 3
