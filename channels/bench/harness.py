@@ -224,5 +224,5 @@ def run_throughput(config: ThroughputConfig, services: Services, *, log: Log = p
 
 def _progress_line(r: dict) -> str:
     status = "" if r["complete"] else " (capped)" if not r["error"] else f" FAILED: {r['error']}"
-    return (f"  [{r['repeat'] + 1}] {r['profile']:<8} {r['dataset']:<6} {r['runner']:<9}"
+    return (f"  [{r['repeat'] + 1}] {r['profile']:<8} {r['dataset']:<6} {r['runner']:<17}"
             f"{r['mb_per_s']:>9,.0f} MB/s {r['seconds']:>6.2f} s{status}")
