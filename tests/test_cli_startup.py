@@ -17,7 +17,7 @@ from channels.cli.main import COMMANDS, build_parser, command_module
 #: fsspec listing's (s3fs brings aiobotocore, aiohttp and an event loop), a bar nobody sees.
 NOT_ON_THE_DOWNLOAD_PATH = ("s3fs", "aiobotocore", "aiohttp", "fsspec", "pyarrow", "torch", "tqdm", "mfusepy",
                             "boto3", "channels.bench", "channels.modes.pipe", "channels.modes.fastfile",
-                            "channels.run", "channels.cli.bench", "channels.cli.mount")
+                            "channels.run", "channels.cli.bench", "channels.cli.mount", "channels.spec")
 
 PROBE = """
 import json, sys
