@@ -11,11 +11,13 @@ import json
 import posixpath
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from channels.errors import AccessDeniedError, EmptyChannelError, ManifestError, SourceNotFoundError
 from channels.store import Store, join_url, protocol_of, split_url, strip_protocol
+
+if TYPE_CHECKING:
+    import numpy as np  # imported where sizes become arrays: a one-host download never needs it
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +79,14 @@ class Listing:
 
     def sizes(self) -> np.ndarray:
         """Bytes per object (int64)."""
+        import numpy as np
+
         return np.fromiter((r.size for r in self.refs), dtype=np.int64, count=len(self.refs))
 
     def unit_sizes(self) -> np.ndarray:
         """Bytes per unit (int64): what the planner balances."""
+        import numpy as np
+
         sizes = self.sizes()
         if self.unit_starts is None:
             return sizes
@@ -88,6 +94,10 @@ class Listing:
 
     def expand(self, units: Sequence[int] | np.ndarray) -> list[ObjectRef]:
         """The refs of the given units, in the given unit order."""
+        if self.unit_starts is None and isinstance(units, range):
+            return list(self.refs[units.start:units.stop:units.step])
+        import numpy as np
+
         if self.unit_starts is None:
             return [self.refs[i] for i in np.asarray(units, dtype=np.int64).tolist()]
         ends = np.append(self.unit_starts[1:], len(self.refs))
@@ -314,6 +324,8 @@ def list_augmented_manifest(uri: str, attribute_names: Sequence[str], *,
         else:
             url, data = value  # type: ignore[misc]
             refs.append(ObjectRef(url, len(data), None, "", data))
+    import numpy as np
+
     return Listing(uri, tuple(refs), np.asarray(starts, dtype=np.int64))
 
 
