@@ -13,11 +13,14 @@ import sys
 
 from channels.cli.main import COMMANDS, build_parser, command_module
 
-#: Packages a download of an s3:// prefix must not import: other subcommands' and the
-#: fsspec listing's (s3fs brings aiobotocore, aiohttp and an event loop), a bar nobody sees.
+#: Packages a one-host download of an s3:// prefix must not import: other subcommands', the fsspec
+#: listing's (s3fs brings aiobotocore, aiohttp and an event loop), a bar nobody sees, numpy for a
+#: plan one host does not need, the job's parser, botocore's session and client (the environment's
+#: credentials need neither).
 NOT_ON_THE_DOWNLOAD_PATH = ("s3fs", "aiobotocore", "aiohttp", "fsspec", "pyarrow", "torch", "tqdm", "mfusepy",
-                            "boto3", "channels.bench", "channels.modes.pipe", "channels.modes.fastfile",
-                            "channels.run", "channels.cli.bench", "channels.cli.mount", "channels.spec")
+                            "numpy", "boto3", "channels.bench", "channels.modes.pipe", "channels.modes.fastfile",
+                            "channels.run", "channels.cli.bench", "channels.cli.mount", "channels.spec",
+                            "botocore.session", "botocore.client")
 
 PROBE = """
 import json, sys

@@ -7,9 +7,10 @@ keys, sizes, ETags, order and errors. The transport's counts its requests.
 from __future__ import annotations
 
 import pytest
+from test_transport_backends import iam_user  # noqa: F401 - moto with signature checks on
 
 from channels import listing as fsspec_listing
-from channels.errors import EmptyChannelError, SourceNotFoundError
+from channels.errors import AccessDeniedError, EmptyChannelError, SourceNotFoundError
 from channels.store import Store
 from channels.transport import TransportConfig, TransportStats
 from channels.transport import listing as transport_listing
@@ -116,3 +117,24 @@ def test_a_listing_page_cut_short_is_retried(s3, s3_client, bucket):
     assert [r.key for r in got.refs] == [f"{i:02d}" for i in range(12)]
     assert len(proxy.stats.faults) == 2 and len(lists) == 3
     assert stats.snapshot()["retries"] == 2 and stats.snapshot()["requests"] == 3
+
+
+def test_signed_listing_with_credentials_from_the_environment(s3, s3_client, bucket, iam_user, monkeypatch):
+    # moto checks every signature here: the listing's query string is signed as SigV4 wants it.
+    import boto3
+
+    key_id, secret = iam_user
+    writer = boto3.client("s3", endpoint_url=s3.endpoint_url, aws_access_key_id=key_id,
+                          aws_secret_access_key=secret, region_name="us-east-1")
+    for key, body in ODD_KEYS.items():
+        writer.put_object(Bucket=bucket, Key=key, Body=body)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    store = Store.from_env(s3.endpoint_url)
+    got = transport_listing.list_prefix(f"s3://{bucket}/train/", store=store)
+    assert len(got) == sum(1 for k in ODD_KEYS if k.startswith("train/") and not k.endswith("/"))
+    for prefix in ("train/a b", "train/plus+", "train/uni-\u00e9", "train/amp&"):  # signed query values
+        assert len(transport_listing.list_prefix(f"s3://{bucket}/{prefix}", store=store)) == 1
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "Wr0ngS3cretValue")
+    with pytest.raises(AccessDeniedError, match="access denied listing"):
+        transport_listing.list_prefix(f"s3://{bucket}/train/", store=store)

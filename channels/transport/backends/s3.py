@@ -98,25 +98,38 @@ class S3Backend(Backend):
         with self._lock:
             if self._resolved:
                 return
-            import botocore.session
             from botocore.auth import S3SigV4Auth
             from botocore.awsrequest import AWSRequest
-            from botocore.credentials import Credentials
+            from botocore.credentials import Credentials, EnvProvider
 
-            # botocore is imported on first use only: it costs ~0.2 s of start-up.
+            # botocore is imported on first use only: it costs ~0.2 s of start-up. Its session
+            # (with botocore.client and its docs machinery, ~60 ms more) only when the environment
+            # does not settle the question: botocore's own chain starts with the environment's
+            # credentials unless a profile is named, and reads the region from AWS_DEFAULT_REGION
+            # before any config file.
             self._auth_class, self._request_class = S3SigV4Auth, AWSRequest
             opts = self._options
-            session = botocore.session.Session(profile=opts.get("profile"))
+            session = None
+
+            def config_region() -> str | None:
+                nonlocal session
+                if os.environ.get("AWS_DEFAULT_REGION"):
+                    return os.environ["AWS_DEFAULT_REGION"]
+                session = session or _session(opts.get("profile"))
+                return session.get_config_variable("region")
+
             client_kwargs = dict(opts.get("client_kwargs") or {})
             if not self._region:
                 self._region = (client_kwargs.get("region_name") or os.environ.get("AWS_REGION")
-                                or session.get_config_variable("region") or "us-east-1")
+                                or config_region() or "us-east-1")
             if opts.get("anon"):
                 creds = None
             elif opts.get("key") and opts.get("secret"):
                 creds = Credentials(opts["key"], opts["secret"], opts.get("token"))
             else:
-                creds = session.get_credentials()
+                creds = None if opts.get("profile") else EnvProvider().load()
+                if creds is None:
+                    creds = (session or _session(opts.get("profile"))).get_credentials()
             if creds is None:
                 log.info("no AWS credentials found: sending unsigned S3 requests")
             self._credentials = creds
@@ -345,6 +358,12 @@ class S3Backend(Backend):
 
     def close(self) -> None:
         self._manager.clear()
+
+
+def _session(profile: str | None):
+    import botocore.session
+
+    return botocore.session.Session(profile=profile)
 
 
 class _ConsumerFailed(Exception):
