@@ -62,3 +62,22 @@ def test_help_still_lists_every_subcommand():
                           timeout=60, check=True)
     for name in COMMANDS:
         assert name.replace("_", "-") in done.stdout
+
+
+def test_only_the_program_freezes_its_objects_before_exit():
+    # As the program (argv from sys.argv) main() spares the interpreter's last collection;
+    # called in-process with arguments it leaves the caller's collector alone.
+    import gc
+    from pathlib import Path
+
+    from channels.cli.main import main
+
+    job = str(Path(__file__).parent / "data" / "jobs" / "definition.json")
+    before = gc.get_freeze_count()
+    assert main(["validate", job]) == 0
+    assert gc.get_freeze_count() == before
+    probe = ("import gc, sys\nfrom channels.cli.main import main\nsys.argv = ['channels', 'validate', sys.argv[1]]\n"
+             "rc = main()\nprint(rc, gc.get_freeze_count())")
+    out = subprocess.run([sys.executable, "-c", probe, job], capture_output=True, text=True, timeout=60, check=True)
+    rc, frozen = out.stdout.split()[-2:]
+    assert rc == "0" and int(frozen) > 1000
