@@ -32,6 +32,7 @@ Usage:
     python benchmarks/download_bench.py [--rounds 5] [--only large|small]
         [--large 64x16MiB] [--small 2000x64KiB] [--json PATH] [--dest-dir DIR]
     python benchmarks/download_bench.py --exec --only large [--rounds 5] [--profile local|direct]
+        [--variant '--max-workers 8']
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="time `channels download` and `s5cmd cp` as processes, from exec to exit")
     ap.add_argument("--profile", choices=["local", "direct"], default="local",
                     help="with --exec: through the pass-through proxy (local) or straight to the endpoint")
+    ap.add_argument("--variant", action="append", default=[], metavar="ARGS",
+                    help="with --exec: also time `channels download ... ARGS` (e.g. '--max-workers 8'); repeatable")
     args = ap.parse_args(argv)
     if args.exec:
         import exec_bench

@@ -7,13 +7,15 @@ seconds to the first file, CPU seconds, and for ``channels`` its own
 listing-and-checks seconds. Before the rounds, the start-up it pays before
 any work: a bare interpreter (``python -c pass``), and the same with the
 imports of the download path (``python -X importtime``, the heaviest
-modules listed).
+modules listed). ``--variant ARGS`` adds ``channels download ... ARGS`` as
+one more client (a setting to try against the default, in the same rounds).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -59,9 +61,25 @@ def startup(rounds: int = 5) -> dict:
             "modules": [ln.split("|")[2].strip() for ln in err.splitlines() if ln.count("|") == 2][1:]}
 
 
+def compile_bytecode() -> str:
+    """Compile the channels package's bytecode, as pip does when it installs a package; a note.
+
+    Python compiles a module whose bytecode is missing at every import, and never writes it when
+    PYTHONDONTWRITEBYTECODE is set (this machine sets it): an editable checkout would otherwise pay
+    for compiling every module of the download path at every start, which no installed copy does.
+    """
+    import compileall
+
+    import channels
+
+    root = os.path.dirname(channels.__file__)
+    ok = compileall.compile_dir(root, quiet=1)
+    return f"bytecode of {root} compiled first ({'ok' if ok else 'FAILED'}), as an installed package has it"
+
+
 def main(ap, args) -> int:
     wanted, sets = chosen(ap, args)
-    wanted = [c for c in wanted if c in CLIENTS]
+    wanted = [c for c in wanted if c in CLIENTS] + [f"channels {v}" for v in args.variant]
     s5cmd = peers.s5cmd_path()
     skipped = {}
     if "s5cmd" in wanted and s5cmd is None:
@@ -70,6 +88,8 @@ def main(ap, args) -> int:
     os.environ.update(DUMMY_CREDENTIALS)
     env = dict(os.environ)
     parent = args.dest_dir or tempfile.gettempdir()
+    note = compile_bytecode()
+    print(note, file=sys.stderr)
     start = startup()
     print(f"start-up: python -c pass {start['python_seconds']:.3f} s; with the download path's imports "
           f"{start['imports_seconds']:.3f} s; heaviest (cumulative s): "
@@ -90,8 +110,8 @@ def main(ap, args) -> int:
                 for name, (count, size) in sets.items():
                     for who in wanted[rnd % len(wanted):] + wanted[:rnd % len(wanted)]:
                         dest = tempfile.mkdtemp(prefix=f"channels-exec-{who}-", dir=parent)
-                        argv = (channels_argv(uris[name], dest, client_url) if who == "channels"
-                                else s5cmd_argv(s5cmd, uris[name], dest, client_url))
+                        argv = (s5cmd_argv(s5cmd, uris[name], dest, client_url) if who == "s5cmd"
+                                else channels_argv(uris[name], dest, client_url) + shlex.split(who)[1:])
                         try:
                             r = run_timed(argv, dest, env)
                             _verify(dest, count, size)
@@ -103,7 +123,7 @@ def main(ap, args) -> int:
                         runs.append({"set": name, "client": who, "round": rnd, "wall": r.wall,
                                      "first_file": r.first_file, "cpu": r.cpu, "setup": r.setup, "bytes": total,
                                      "objects": count, "mb_per_s": total / 1e6 / r.wall})
-                        print(f"  round {rnd} {name:5} {who:8} {r.wall:7.3f} s, first file "
+                        print(f"  round {rnd} {name:5} {who:<8} {r.wall:7.3f} s, first file "
                               f"{_s(r.first_file)} s, {total / 1e6 / r.wall:6.0f} MB/s", file=sys.stderr)
         finally:
             if proxy is not None:
@@ -113,7 +133,9 @@ def main(ap, args) -> int:
     found = versions()
     print(format_versions(found))
     print(format_table(table, start, skipped, args.rounds, args.profile, load))
-    out = {"mode": "exec", "profile": args.profile, "versions": found, "rounds": args.rounds, "skipped": skipped,
+    print(note)
+    out = {"mode": "exec", "profile": args.profile, "bytecode": note, "versions": found, "rounds": args.rounds,
+           "skipped": skipped,
            "load_average": load, "startup": start, "sets": {k: {"count": c, "size": s} for k, (c, s) in sets.items()},
            "medians": table, "runs": runs}
     path = Path(args.json).with_name(Path(args.json).stem + "-exec.json")
@@ -153,6 +175,11 @@ def summarize(runs: list[dict], sets: dict, clients: list[str]) -> dict:
             row["ratio"] = {"exec_to_exit": theirs["wall"] / mine["wall"]}
             if mine["after_first_file"] and theirs["after_first_file"]:
                 row["ratio"]["first_file_to_exit"] = theirs["after_first_file"] / mine["after_first_file"]
+            # Each round's pair ran back to back: the median of their ratios is less at the mercy of
+            # the machine's load drifting between rounds than the ratio of the medians.
+            pairs = [(a["wall"], b["wall"]) for a in runs for b in runs if a["set"] == b["set"] == name
+                     and a["round"] == b["round"] and a["client"] == "s5cmd" and b["client"] == "channels"]
+            row["ratio"]["exec_to_exit_paired"] = _median(s / c for s, c in pairs)
         table[name] = row
     return table
 
@@ -168,10 +195,11 @@ def format_table(table: dict, start: dict, skipped: dict, rounds: int, profile: 
         for who, m in row.items():
             if who == "ratio":
                 continue
-            lines.append(f"{name:6} {who:9} {m['wall']:7.3f} {m['mb_per_s']:6.0f} {_s(m['first_file']):>10} "
+            lines.append(f"{name:6} {who:<9} {m['wall']:7.3f} {m['mb_per_s']:6.0f} {_s(m['first_file']):>10} "
                          f"{_s(m['after_first_file']):>8} {_s(m['setup']):>8} {m['cpu']:6.2f}")
         for what, ratio in row.get("ratio", {}).items():
-            lines.append(f"{name:6} channels/s5cmd speed, {what.replace('_', ' ')}: {ratio:.2f}x")
+            what = what.replace("_paired", ", median of each round's ratio").replace("_", " ")
+            lines.append(f"{name:6} channels/s5cmd speed, {what}: {ratio:.2f}x")
     for who, why in skipped.items():
         lines.append(f"{who}: skipped: {why}")
     return "\n".join(lines)
