@@ -42,7 +42,6 @@ import functools
 import json
 import os
 import resource
-import statistics
 import sys
 import tempfile
 import time
@@ -50,6 +49,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from medians import client_medians  # noqa: E402  benchmarks/medians.py
 from sets import chosen, set_parser, upload  # noqa: E402  benchmarks/sets.py
 
 from channels.bench import ours, peers  # noqa: E402
@@ -155,14 +155,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def summarize(runs: list[dict], sets: dict, clients: list[str]) -> dict:
     table: dict = {}
-    for name in sets:
-        row = {}
-        for who in clients:
-            mine = [r for r in runs if r["set"] == name and r["client"] == who]
-            if mine:
-                row[who] = {k: statistics.median(r[k] for r in mine)
-                            for k in ("seconds", "mb_per_s", "objects_per_s", "cpu_seconds")}
-                row[who]["cpu_s_per_gb"] = row[who]["cpu_seconds"] / (mine[0]["bytes"] / 1e9)
+    for name, (count, size) in sets.items():
+        row = client_medians(runs, name, clients, ("seconds", "mb_per_s", "objects_per_s", "cpu_seconds"))
+        for m in row.values():
+            m["cpu_s_per_gb"] = m["cpu_seconds"] / (count * size / 1e9)
         for base in ("boto3", "s5cmd"):
             if "channels" in row and base in row:
                 key = "mb_per_s" if name == "large" else "objects_per_s"

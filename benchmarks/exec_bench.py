@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from exec_clients import channels_argv, run_timed, s5cmd_argv
+from medians import client_medians
 from sets import chosen, upload
 
 from channels.bench import peers
@@ -163,13 +164,9 @@ def _median(values) -> float | None:
 def summarize(runs: list[dict], sets: dict, clients: list[str]) -> dict:
     table: dict = {}
     for name in sets:
-        row = {}
-        for who in clients:
-            mine = [r for r in runs if r["set"] == name and r["client"] == who]
-            if mine:
-                row[who] = {k: _median(r[k] for r in mine) for k in ("wall", "first_file", "cpu", "setup", "mb_per_s")}
-                row[who]["after_first_file"] = _median(r["wall"] - r["first_file"] for r in mine
-                                                       if r["first_file"] is not None)
+        row = client_medians([{**r, "after_first_file": None if r["first_file"] is None else r["wall"] - r["first_file"]}
+                              for r in runs], name, clients,
+                             ("wall", "first_file", "after_first_file", "cpu", "setup", "mb_per_s"))
         if "channels" in row and "s5cmd" in row:
             mine, theirs = row["channels"], row["s5cmd"]
             row["ratio"] = {"exec_to_exit": theirs["wall"] / mine["wall"]}

