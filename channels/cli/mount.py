@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 
-from channels.cli.args import add_endpoint_argument
+from channels.cli.args import add_cache_arguments, add_endpoint_argument, cache_argv, cache_config
 from channels.cli.plan import add_plan_argument
 from channels.errors import MountError
 
@@ -46,6 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="bypass the kernel's page cache: faster for programs that stream files in large "
                         "reads, but mmap of a mounted file (np.memmap, pyarrow.memory_map) fails with "
                         "ENODEV and each small read is a round trip to the mount process")
+    add_cache_arguments(p)
     add_plan_argument(p)
     add_endpoint_argument(p)
 
@@ -66,6 +67,10 @@ def is_job_file(source: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        cache_config(args, NAME)  # both flags or neither, before anything is mounted
+    except ValueError as exc:
+        raise MountError(str(exc)) from None
     if is_job_file(args.source):
         if args.mountpoint or not args.root:
             raise MountError(f"with a job definition give --root DIR and no MOUNTPOINT "
@@ -122,7 +127,10 @@ def serve(uri: str, mountpoint: str, args: argparse.Namespace) -> int:
     budget = args.budget_mib * MIB
     ahead = {} if args.prefetch_files is None else {"prefetch_files": args.prefetch_files}
     config = ReadaheadConfig(budget_bytes=budget, max_window=min(64 * MIB, max(MIB, budget // 4)), **ahead)
-    view = FastFileView(uri, Store.from_env(args.endpoint_url), config, plan=args.plan)
+    view = FastFileView(uri, Store.from_env(args.endpoint_url), config, plan=args.plan,
+                        cache=cache_config(args, NAME))
+    if view.cache is not None:
+        view.transport  # noqa: B018 - opens the cache: a directory that cannot be written fails before the mount
     threads = {} if args.threads is None else {"threads": args.threads}
     mount(view, mountpoint, direct_io=args.direct_io, **threads)
     return 0
@@ -169,6 +177,7 @@ def _start_and_wait(targets, args, children: list, stopping: list[int]) -> int:
             cmd += ["--threads", str(args.threads)]
         if args.direct_io:
             cmd.append("--direct-io")
+        cmd += cache_argv(args)
         if args.plan:
             cmd += ["--plan", args.plan]
         if args.endpoint_url:
