@@ -77,6 +77,7 @@ def test_a_later_pipe_epoch_reads_kept_objects_with_no_get(s3, s3_client, bucket
         assert proxy.stats.object_gets == 0 and reader.transport.stats.requests == requests
         stats = reader.transport.cache_stats
         assert stats.hits == first and stats.hit_bytes == sum(SIZES) and stats.admitted == len(objects)
+        assert reader.stats()["cache_hit_bytes"] == sum(SIZES)
         assert reader.counts["relists"] == 1  # the ETags of epoch 1 came from one listing, not from GETs
 
 
@@ -260,3 +261,19 @@ def test_the_cache_flags_refuse_what_cannot_work_in_one_line(s3, s3_client, buck
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert message.replace("FILE", str(tmp_path / "FILE")) in r.stderr
     assert not (tmp_path / "ml" / "input" / "data" / "train_0").exists()
+
+
+def test_channels_pipe_with_a_cache_serves_the_second_epoch_from_it(s3_client, bucket, tmp_path):
+    from test_fifo import channel, consume, finish, job_file, serve
+
+    objects = upload(s3_client, bucket, SIZES[:3])
+    job = job_file(tmp_path, [channel("train", f"s3://{bucket}/{PREFIX}")])
+    proc = serve(job, tmp_path, "--epochs", "2", "-v", "--cache-dir", str(tmp_path / "cache"),
+                 "--cache-size", "64MiB")
+    got: dict[int, bytes] = {}
+    consume(tmp_path / "input" / "data", "train", 2, proc, got)
+    rc, err = finish(proc)
+    assert rc == 0, err
+    assert got[0] == got[1] == b"".join(objects[k] for k in sorted(objects))
+    total = sum(SIZES[:3])
+    assert f"train: cache: {total} bytes served in " in err and f"{total} bytes from the store, 3 object(s) kept" in err

@@ -109,6 +109,11 @@ def run(args: argparse.Namespace) -> int:
         for w in server.writers:
             print(f"channels pipe: {w.channel}: {w.epochs_done} epoch(s), {w.early_closes} closed early, "
                   f"{w.bytes_written} bytes", file=sys.stderr)
+            cache = server.readers[w.channel].transport.cache_stats
+            if cache is not None:
+                print(f"channels pipe: {w.channel}: cache: {cache.hit_bytes} bytes served in {cache.hits} "
+                      f"read(s), {cache.miss_bytes} bytes from the store, {cache.admitted} object(s) kept, "
+                      f"{cache.evicted} evicted", file=sys.stderr)
     if stopped_by:
         print(f"channels pipe: stopped by {signal.Signals(stopped_by[0]).name}; FIFOs removed",
               file=sys.stderr)

@@ -328,8 +328,11 @@ class PipeReader:
                            counts=self.counts)
 
     def stats(self) -> dict[str, int]:
-        """The reader's counters and its transport's (requests, retries, buffer_peak...)."""
+        """The reader's counters and its transport's (requests, retries, buffer_peak...), and its cache's
+        (``cache_hits``, ``cache_hit_bytes``...) when it has one."""
         out = {f"transport_{k}": v for k, v in self.transport.stats.snapshot().items()}
+        if self.transport.cache_stats is not None:
+            out.update({f"cache_{k}": v for k, v in self.transport.cache_stats.snapshot().items()})
         out.update(self.counts)
         return out
 
