@@ -8,6 +8,7 @@ epochs is measured by benchmarks/cache_bench.py, never asserted here.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -167,6 +168,16 @@ def test_the_adapters_sources_pass_the_cache_through(s3, s3_client, bucket, tmp_
         assert transport(source).stats.requests == requests  # the second pass: all from the cache
         assert transport(source).cache_stats.hit_bytes == sum(len(v) for v in objects.values())
     src.close()
+
+
+def test_reads_whose_etag_is_not_checked_are_not_cached(s3, s3_client, bucket, tmp_path):
+    """Without If-Match an entry could hold a mix of two versions under one ETag: such reads stay uncached."""
+    objects = upload(s3_client, bucket, SIZES[:2])
+    unchecked = dataclasses.replace(config(tmp_path), verify_etag=False)
+    with PipeReader(f"s3://{bucket}/{PREFIX}", store=Store(s3.endpoint_url), config=unchecked) as r:
+        assert epoch_bytes(r, 0) == epoch_bytes(r, 1) == objects
+        assert r.transport.cache_stats.snapshot() == dict.fromkeys(r.transport.cache_stats.FIELDS, 0)
+    assert entries(tmp_path) == []
 
 
 def test_local_files_are_not_cached(tmp_path):

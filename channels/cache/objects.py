@@ -152,6 +152,8 @@ class ObjectCache:
 
     def write(self, url: str, etag: str, start: int, data: memoryview) -> None:
         """Bytes ``[start, start + len(data))`` of this version, read from the store: into its file."""
+        if self._pid != os.getpid():  # a forked child: the fills it sees are its parent's
+            return
         key = entry_key(url, etag)
         fill = self._fills.get(key)
         if fill is None:

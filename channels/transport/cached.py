@@ -6,8 +6,11 @@ a :class:`~channels.transport.Transport` uses when its config has a
 call it exactly as they call the plain one, so every mode inherits the cache.
 
 What is cached: whole objects, by URL and ETag, and only objects with both
-an ETag and a size from their listing, from any store but local files
-(``file://`` and plain paths are on a local disk already). A whole object is
+an ETag and a size from their listing, read through a backend that checks
+the ETag of every read (:attr:`Backend.verifies_etag`: the S3 fast path,
+which sends ``If-Match``, unless ``verify_etag`` is off), so an entry never
+holds a mix of two versions. Local files (``file://``, plain paths) are on
+a local disk already; fsspec's stores do not check ETags. A whole object is
 written while it is read: a stream reaches it (not a resumed read from the
 middle), or FastFile reads it from offset 0 on; every range read from the
 store is written into its temporary file, whatever its order, and once the
@@ -35,7 +38,7 @@ from collections.abc import Iterable, Iterator
 
 from channels.cache import ObjectCache
 from channels.listing import ObjectRef
-from channels.store import Store, protocol_of
+from channels.store import Store
 from channels.transport.backends.base import OnData, Progress
 from channels.transport.config import TransportConfig
 from channels.transport.fetch import Fetcher
@@ -54,10 +57,9 @@ class CachingFetcher(Fetcher):
         super().__init__(store, config, stats)
         self.cache = cache
 
-    @staticmethod
-    def cacheable(url: str, size: int | None, etag: str | None) -> bool:
-        """Whether reads of this object go through the cache (an ETag, a size, not a local file)."""
-        return bool(etag) and size is not None and size > 0 and protocol_of(url) != "file"
+    def cacheable(self, url: str, size: int | None, etag: str | None) -> bool:
+        """Whether reads of this object go through the cache: an ETag, a size, a backend that checks ETags."""
+        return bool(etag) and size is not None and size > 0 and self.backend_for(url).verifies_etag
 
     def access(self, ref: ObjectRef) -> None:
         """A whole-object read of ``ref`` begins (see :meth:`ObjectCache.access`)."""

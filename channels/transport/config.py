@@ -64,8 +64,9 @@ class TransportConfig:
             218 ms with whole parts). 0 turns it off.
         cache: a local cache of whole objects for later epochs (directory and
             size limit); None (the default) reads everything from the store
-            every time. Objects with an ETag and a size, from any store but
-            local files, are kept; see :mod:`channels.transport.cached`.
+            every time. Objects with an ETag and a size, read through the S3
+            fast path with ``verify_etag``, are kept; see
+            :mod:`channels.transport.cached`.
     """
 
     part_size: int = 16 * MIB

@@ -75,6 +75,11 @@ class S3Backend(Backend):
 
     name = "s3"
 
+    @property
+    def verifies_etag(self) -> bool:
+        """Every read sends ``If-Match`` with the listed ETag (``TransportConfig.verify_etag``)."""
+        return self.config.verify_etag
+
     def __init__(self, store: Store, config: TransportConfig, stats: TransportStats) -> None:
         super().__init__(store, config, stats)
         self._options = dict(store.options)
