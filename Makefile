@@ -51,19 +51,16 @@ libfuse: $(PY)
 		tmp=$$(mktemp -d) && \
 		apt="apt-get -qq -o Dir::Etc::SourceList=$$tmp/sources.list -o Dir::Etc::SourceParts=/nonexistent \
 		     -o Dir::State::Lists=$$tmp/lists -o Dir::Cache=$$tmp/cache -o APT::Sandbox::User=root" && \
-		( set -e; \
-		  missing=$$(for p in $(LIBFUSE_BUILD_DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+		( missing=$$(for p in $(LIBFUSE_BUILD_DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 		             grep -q '^install ok installed' || echo $$p; done); \
-		  if [ -n "$$missing" ]; then \
-		    apt-get install -y -qq $$missing >/dev/null 2>&1 || \
-		    (apt-get update -qq && apt-get install -y -qq $$missing) >/dev/null 2>&1; \
-		  fi; \
-		  mkdir -p $$tmp/lists/partial $$tmp/cache/archives/partial; \
-		  echo '$(LIBFUSE_SRC)' > $$tmp/sources.list; \
-		  $$apt update; \
-		  cd $$tmp && $$apt source fuse3; \
+		  { [ -z "$$missing" ] || apt-get install -y -qq $$missing || \
+		    { apt-get update -qq && apt-get install -y -qq $$missing; }; } && \
+		  mkdir -p $$tmp/lists/partial $$tmp/cache/archives/partial && \
+		  echo '$(LIBFUSE_SRC)' > $$tmp/sources.list && \
+		  $$apt update && \
+		  (cd $$tmp && $$apt source fuse3) && \
 		  meson setup $$tmp/build $$tmp/fuse3-*/ -Dexamples=false -Dtests=false -Dutils=false \
-		        --buildtype=release --prefix=$(abspath $(LIBFUSE)) --libdir=lib; \
+		        --buildtype=release --prefix=$(abspath $(LIBFUSE)) --libdir=lib && \
 		  ninja -C $$tmp/build install ) >$$tmp/log 2>&1 || \
 		{ tail -n 20 $$tmp/log; rm -rf $(LIBFUSE); \
 		  echo "libfuse 3.17 could not be built (output above): the FastFile mount uses the system's libfuse"; }; \
