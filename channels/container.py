@@ -8,7 +8,9 @@ SageMaker runs a training script in a container whose root is ``/opt/ml``;
     ROOT/input/config/inputdataconfig.json   per channel: ContentType, TrainingInputMode
                                              (FastFile written as "File"),
                                              S3DistributionType, RecordWrapperType
-    ROOT/input/config/resourceconfig.json    current_host, hosts (algo-1..algo-N), network_interface_name
+    ROOT/input/config/resourceconfig.json    current_host, current_instance_type, current_group_name,
+                                             hosts (algo-1..algo-N), instance_groups (one group,
+                                             "homogeneousCluster"), network_interface_name
     ROOT/input/config/hyperparameters.json   every value a string
     ROOT/input/data/<channel>/               File: the downloaded objects; FastFile: the mount
     ROOT/input/data/<channel>_<epoch>        Pipe: one FIFO per epoch
@@ -16,25 +18,23 @@ SageMaker runs a training script in a container whose root is ``/opt/ml``;
     ROOT/output/data/                        other artifacts
     ROOT/output/failure                      why the job failed (first 1024 chars are the reason)
 
-and the environment the SageMaker training toolkit sets from those files
-(:func:`environment`): ``SM_CHANNELS``, ``SM_CHANNEL_<NAME>``, ``SM_HOSTS``,
-``SM_CURRENT_HOST``, ``SM_INPUT_DATA_CONFIG``, ``SM_RESOURCE_CONFIG``,
-``SM_HPS``, ``SM_HP_<NAME>``, ``SM_MODEL_DIR``, ``SM_OUTPUT_DATA_DIR`` and
-the other directories, plus ``TRAINING_JOB_NAME``.
+The environment a script gets from those files (``SM_*`` as the SageMaker
+training toolkit's ``to_env_vars()`` gives them) is
+:mod:`channels.run.environment`'s.
 
 Nothing here starts a process or touches the network: it is the pure part of
-the container emulation, so a test can check every file and variable.
+the container emulation, so a test can check every file.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from channels.folders import make_dirs
 from channels.sharding import check_host, host_name
 from channels.spec import Job
 
@@ -42,6 +42,10 @@ from channels.spec import Job
 SAGEMAKER_ROOT = "/opt/ml"
 #: The interface name SageMaker writes; ``channels run`` hosts share loopback.
 NETWORK_INTERFACE_NAME = "eth0"
+#: The one instance group of a homogeneous cluster, as SageMaker names it.
+INSTANCE_GROUP = "homogeneousCluster"
+#: The instance type written when the job names none (the training toolkit's own default).
+LOCAL_INSTANCE_TYPE = "local"
 #: SageMaker returns this many characters of ``output/failure`` as FailureReason.
 FAILURE_REASON_MAX_CHARS = 1024
 
@@ -88,6 +92,11 @@ class Layout:
         return self.output_dir / "intermediate"
 
     @property
+    def code_dir(self) -> Path:
+        """``code/``: where a framework container keeps the script's source."""
+        return self.root / "code"
+
+    @property
     def failure_path(self) -> Path:
         return self.output_dir / "failure"
 
@@ -112,10 +121,13 @@ class Layout:
         return self.data_dir / f"{channel}_{epoch}"
 
     def make_dirs(self) -> None:
-        """Create the directories a script may write to or read from (not the channel dirs)."""
+        """Create the directories a script may write to or read from (not the channel dirs).
+
+        None of them group- or world-writable, whatever the umask.
+        """
         for d in (self.config_dir, self.data_dir, self.model_dir, self.output_data_dir,
                   self.output_intermediate_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            make_dirs(d)
 
 
 def container_mode(mode: str) -> str:
@@ -144,6 +156,12 @@ def input_data_config(job: Job) -> dict[str, dict[str, str]]:
 def resource_config(host_index: int, hosts: int, instance_type: str | None = None) -> dict:
     """``resourceconfig.json`` of host ``host_index`` (0-based) among ``hosts``.
 
+    As SageMaker writes it for a homogeneous cluster: every host in one
+    instance group, ``homogeneousCluster``, which the training toolkit reads
+    for ``current_instance_group``, ``instance_groups`` and the hosts of a
+    distributed launch. ``instance_type`` None writes "local", the toolkit's
+    own word for an unnamed type.
+
     Raises:
         ShardingError: ``host_index`` out of range.
     """
@@ -151,11 +169,15 @@ def resource_config(host_index: int, hosts: int, instance_type: str | None = Non
     # Sorted by host number (algo-2 before algo-10): a host's position in this
     # list is its index for sharding (channels.hosts), on every host alike.
     names = [host_name(i) for i in range(hosts)]
-    out: dict = {"current_host": host_name(host_index), "hosts": names}
-    if instance_type is not None:
-        out["current_instance_type"] = instance_type
-    out["network_interface_name"] = NETWORK_INTERFACE_NAME
-    return out
+    kind = instance_type or LOCAL_INSTANCE_TYPE
+    return {
+        "current_host": host_name(host_index),
+        "current_instance_type": kind,
+        "current_group_name": INSTANCE_GROUP,
+        "hosts": names,
+        "instance_groups": [{"instance_group_name": INSTANCE_GROUP, "instance_type": kind, "hosts": names}],
+        "network_interface_name": NETWORK_INTERFACE_NAME,
+    }
 
 
 def hyperparameters(job: Job) -> dict[str, str]:
@@ -163,80 +185,66 @@ def hyperparameters(job: Job) -> dict[str, str]:
     return {k: str(v) for k, v in job.hyperparameters.items()}
 
 
-def write_config(job: Job, layout: Layout, host_index: int, hosts: int) -> None:
-    """Create the layout's directories and write the three config files."""
+def write_config(job: Job, layout: Layout, host_index: int, hosts: int,
+                 extra_hyperparameters: Mapping[str, str] | None = None) -> None:
+    """Create the layout's directories and write the three config files.
+
+    ``extra_hyperparameters`` are written beside the job's (and win), as the
+    SageMaker SDK adds ``sagemaker_program`` and its kin for a framework script.
+    """
     layout.make_dirs()
     files = {
         layout.input_data_config_path: input_data_config(job),
         layout.resource_config_path: resource_config(host_index, hosts, job.resource_config.instance_type),
-        layout.hyperparameters_path: hyperparameters(job),
+        layout.hyperparameters_path: hyperparameters(job) | dict(extra_hyperparameters or {}),
     }
     for path, doc in files.items():
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        _write_json(path, doc)
 
 
-def _decoded(value: str) -> object:
-    """A hyperparameter as the training toolkit hands it on: JSON where it parses."""
+def merge_input_data_config(job: Job, layout: Layout) -> bool:
+    """Write the job's channels into ``inputdataconfig.json``, keeping other channels already there.
+
+    What ``channels pipe`` does on its own: AWS's PipeModeDataset refuses a
+    channel that this file does not declare in Pipe mode. Returns True when
+    the file was written (False: it already said the same).
+    """
+    path = layout.input_data_config_path
     try:
-        return json.loads(value)
-    except ValueError:
-        return value
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError):  # the folders are made below, or refused there
+        doc = {}
+    except ValueError as exc:
+        raise ValueError(f"{path} is not JSON ({exc}): fix or remove it; channels writes it anew "
+                         "from the job") from exc
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path} is not a JSON object: fix or remove it; channels writes it anew from the job")
+    merged = doc | input_data_config(job)
+    if merged == doc:
+        return False
+    make_dirs(path.parent)
+    _write_json(path, merged)
+    return True
+
+
+def _write_json(path: Path, doc: object) -> None:
+    """Write ``doc`` whole (a temporary file renamed), readable by all and writable by its owner only."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    os.fchmod(fd, 0o644)  # a leftover temporary file keeps its mode otherwise
+    with open(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def env_name(name: str) -> str:
-    """``SM_CHANNEL_<NAME>``'s suffix: upper-cased, other than [A-Z0-9_] as ``_``."""
-    return re.sub(r"[^A-Z0-9_]", "_", name.upper())
+    """``SM_CHANNEL_<NAME>``'s (and ``SM_HP_<NAME>``'s) suffix, as the training toolkit makes it.
 
-
-def environment(job: Job, layout: Layout, host_index: int, hosts: int, *,
-                job_name: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of the training script on one host.
-
-    Args:
-        job: the job definition.
-        layout: this host's directories.
-        host_index: this host (0-based).
-        hosts: how many hosts.
-        job_name: the TrainingJobName (``TRAINING_JOB_NAME``).
-        base: the environment to extend (default ``os.environ``); its own
-            ``SM_*`` variables are dropped first, so a run inside a run sees
-            only its own.
-
-    Returns:
-        A new dict: ``base`` plus every variable the training toolkit sets.
+    The name upper-cased and nothing else: ``val-data`` gives
+    ``SM_CHANNEL_VAL-DATA``, a name a shell cannot expand but ``os.environ``
+    reads.
     """
-    base = os.environ if base is None else base
-    env = {k: v for k, v in base.items() if not k.startswith("SM_")}
-    resource = resource_config(host_index, hosts, job.resource_config.instance_type)
-    hps = {k: _decoded(v) for k, v in hyperparameters(job).items()}
-    names = sorted(c.name for c in job.channels)
-    env.update({
-        "SM_CHANNELS": json.dumps(names),
-        "SM_HOSTS": json.dumps(resource["hosts"]),
-        "SM_CURRENT_HOST": resource["current_host"],
-        "SM_NETWORK_INTERFACE_NAME": NETWORK_INTERFACE_NAME,
-        "SM_INPUT_DATA_CONFIG": json.dumps(input_data_config(job), sort_keys=True),
-        "SM_RESOURCE_CONFIG": json.dumps(resource, sort_keys=True),
-        "SM_HPS": json.dumps(hps, sort_keys=True),
-        "SM_MODEL_DIR": str(layout.model_dir),
-        "SM_INPUT_DIR": str(layout.input_dir),
-        "SM_INPUT_CONFIG_DIR": str(layout.config_dir),
-        "SM_OUTPUT_DIR": str(layout.output_dir),
-        "SM_OUTPUT_DATA_DIR": str(layout.output_data_dir),
-        "SM_OUTPUT_INTERMEDIATE_DIR": str(layout.output_intermediate_dir),
-        "SM_NUM_CPUS": str(os.cpu_count() or 1),
-        "SM_NUM_GPUS": "0",
-        "TRAINING_JOB_NAME": job_name,
-    })
-    if job.resource_config.instance_type is not None:
-        env["SM_CURRENT_INSTANCE_TYPE"] = job.resource_config.instance_type
-    for name in names:
-        env[f"SM_CHANNEL_{env_name(name)}"] = str(layout.channel_dir(name))
-    for key, value in hps.items():
-        env[f"SM_HP_{env_name(key)}"] = value if isinstance(value, str) else json.dumps(value)
-    return env
+    return name.upper()
 
 
 def write_failure(layout: Layout, reason: str) -> bool:

@@ -94,3 +94,17 @@ class InsufficientSpaceError(ChannelsError, OSError):
 
 class MountError(ChannelsError, OSError):
     """FUSE is unavailable or the mount point is unusable."""
+
+
+class CacheDirError(ChannelsError, OSError):
+    """A cache directory that cannot be made, written or locked; ``details["path"]`` names it."""
+
+
+class ResumeStateError(ChannelsError, ValueError):
+    """A saved reader state that does not fit the channel or the reader it is loaded into.
+
+    Other objects, changed ETags or sizes, another seed, framing or plan: the
+    message names what differs (the objects, where it can), and ``details``
+    carries ``field`` (which part of the state) and, for objects, ``objects``.
+    Never a silent restart of the epoch.
+    """

@@ -47,13 +47,14 @@ class Store:
         return cls(endpoint_from_env(endpoint_url), tuple(sorted(options.items())))
 
     def filesystem(self, url: str) -> fsspec.AbstractFileSystem:
-        """The fsspec filesystem that serves ``url``."""
-        return _filesystem(protocol_of(url), self.endpoint_url, self.options)
+        """The fsspec filesystem that serves ``url`` (one per process: s3fs's event loop
+        does not survive a fork, so a forked DataLoader worker gets its own)."""
+        return _filesystem(protocol_of(url), self.endpoint_url, self.options, os.getpid())
 
 
 @lru_cache(maxsize=32)
-def _filesystem(protocol: str, endpoint_url: str | None, options: tuple) -> fsspec.AbstractFileSystem:
-    import fsspec  # on first use: the S3 fast paths (transport, File mode's listing) never need it
+def _filesystem(protocol: str, endpoint_url: str | None, options: tuple, pid: int = 0) -> fsspec.AbstractFileSystem:
+    import fsspec  # on first use: the S3 fast paths (transport, the S3 listing) never need it
 
     kwargs = dict(options)
     if protocol in S3_SCHEMES:
@@ -66,6 +67,44 @@ def _filesystem(protocol: str, endpoint_url: str | None, options: tuple) -> fssp
         kwargs.setdefault("use_listings_cache", False)
         return fsspec.filesystem("s3", **kwargs)
     return fsspec.filesystem(protocol, **kwargs)
+
+
+def aws_identity(options: dict, region: str | None = None) -> tuple[object | None, str]:
+    """``(credentials, region)`` for S3 requests signed with a store's options, as botocore resolves them.
+
+    Credentials: none with ``anon``; ``key``/``secret``/``token`` when given (s3fs's names);
+    else botocore's chain. Region: ``region`` when given, else ``client_kwargs["region_name"]``,
+    ``AWS_REGION``, botocore's ``region`` setting, ``us-east-1``. The S3 listing and the
+    transport both sign with these.
+
+    botocore's chain starts with the environment's credentials unless a profile is named, and
+    its region setting reads ``AWS_DEFAULT_REGION`` before any config file; when the environment
+    settles both, no botocore Session is made: making one imports botocore's client, waiters
+    and docs machinery, about 60 ms at every start of ``channels download``.
+    """
+    from botocore.credentials import Credentials, EnvProvider
+
+    profile = options.get("profile")
+    session = None
+
+    def botocore_session():
+        nonlocal session
+        if session is None:
+            import botocore.session
+
+            session = botocore.session.Session(profile=profile)
+        return session
+
+    client_kwargs = dict(options.get("client_kwargs") or {})
+    region = (region or client_kwargs.get("region_name") or os.environ.get("AWS_REGION")
+              or os.environ.get("AWS_DEFAULT_REGION") or botocore_session().get_config_variable("region")
+              or "us-east-1")
+    if options.get("anon"):
+        return None, region
+    if options.get("key") and options.get("secret"):
+        return Credentials(options["key"], options["secret"], options.get("token")), region
+    creds = None if profile else EnvProvider().load()
+    return (creds if creds is not None else botocore_session().get_credentials()), region
 
 
 def protocol_of(url: str) -> str:

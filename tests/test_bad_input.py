@@ -268,8 +268,10 @@ def test_fifo_directory_under_a_regular_file(s3, s3_client, bucket, tmp_path):
     (tmp_path / "job.json").write_text(json.dumps(job))
     r = cli("pipe", str(tmp_path / "job.json"), "--root", str(tmp_path / "file" / "ml"), "--epochs", "1")
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-    assert r.stderr.splitlines()[-1] == (f"channels pipe: error: cannot serve FIFOs in {tmp_path}/file/ml/input/data: "
-                                         f"[Errno 20] Not a directory: '{tmp_path}/file/ml'")
+    # The CLI first declares its channels in input/config/inputdataconfig.json (PipeModeDataset reads it).
+    assert r.stderr.splitlines()[-1] == (f"channels pipe: error: cannot write {tmp_path}/file/ml/input/config/"
+                                         f"inputdataconfig.json: [Errno 20] Not a directory: '{tmp_path}/file/ml'")
+    assert (tmp_path / "file").read_text() == "not a directory"
 
 
 @contextlib.contextmanager

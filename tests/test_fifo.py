@@ -90,7 +90,7 @@ def test_two_channels_read_at_once_get_every_record_once_per_epoch_in_seeded_ord
         s3_client, bucket, tmp_path):
     magic = MAGIC.to_bytes(4, "little")
     train = {f"train/{i:02d}.bin": bytes([i]) * (i * 9 * KIB + i) for i in range(12)}
-    train["train/magic.bin"] = b"abcd" + magic + b"efgh" * 3000  # split at the aligned magic word
+    train["train/magic.bin"] = b"abcd" + magic + b"efgh" * 3000  # an aligned magic word: still one record
     lines = {f"lines/{i:02d}.txt": b"".join(f"{i}:{j}\n".encode() for j in range(5000)) for i in range(8)}
     for key, body in {**train, **lines}.items():
         s3_client.put_object(Bucket=bucket, Key=key, Body=body)
@@ -142,7 +142,7 @@ def test_closing_early_with_the_rest_already_in_the_pipe_ends_the_epoch(s3_clien
     assert "1 closed early" in err
 
 
-def test_the_next_epoch_appears_only_once_the_reader_is_at_eof(s3_client, bucket, tmp_path):
+def test_the_next_epochs_fifo_exists_before_this_one_ends_and_none_after_the_last(s3_client, bucket, tmp_path):
     s3_client.put_object(Bucket=bucket, Key="d/a", Body=b"q" * 3 * 1024 * KIB)
     job = job_file(tmp_path, [channel("train", f"s3://{bucket}/d/")])
     proc = serve(job, tmp_path, "--epochs", "2")
@@ -152,15 +152,42 @@ def test_the_next_epoch_appears_only_once_the_reader_is_at_eof(s3_client, bucket
         head = b""
         while len(head) < 3 * 1024 * KIB - 100:
             head += f.read(3 * 1024 * KIB - 100 - len(head))
-        time.sleep(0.3)  # the writer has written everything; 100 bytes wait in the pipe
-        assert not (data_dir / "train_1").exists()
+        # 100 bytes still wait in the pipe, and the next epoch's FIFO is already there.
+        assert stat.S_ISFIFO(os.stat(data_dir / "train_1").st_mode)
         tail = f.read()
     assert head + tail == b"q" * 3 * 1024 * KIB
-    wait_for_path(data_dir / "train_1", proc)
-    with open(data_dir / "train_1", "rb") as f:
+    with open(data_dir / "train_1", "rb") as f:  # no wait: it exists
         assert len(f.read()) == 3 * 1024 * KIB
+        assert not (data_dir / "train_2").exists()  # --epochs 2: there is no third
     rc, err = finish(proc)
     assert rc == 0, err
+    assert list(data_dir.iterdir()) == []
+
+
+def test_sigterm_lets_a_reader_waiting_on_the_next_epochs_fifo_go_with_eof(s3_client, bucket, tmp_path):
+    s3_client.put_object(Bucket=bucket, Key="d/a", Body=b"w" * 4 * 1024 * KIB)
+    job = job_file(tmp_path, [channel("train", f"s3://{bucket}/d/")])
+    proc = serve(job, tmp_path)
+    data_dir = tmp_path / "input" / "data"
+    wait_for_path(data_dir / "train_0", proc)
+    got: dict[str, bytes] = {}
+
+    def read_next() -> None:  # opens train_1 while train_0 is still being written: blocks
+        with open(data_dir / "train_1", "rb") as f:
+            got["next"] = f.read()
+
+    with open(data_dir / "train_0", "rb") as f:
+        assert f.read(10) == b"w" * 10
+        wait_for_path(data_dir / "train_1", proc)
+        waiter = threading.Thread(target=read_next)
+        waiter.start()
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        rc, err = finish(proc)
+        waiter.join(5)
+    assert not waiter.is_alive() and got["next"] == b""
+    assert rc == 0, err
+    assert list(data_dir.iterdir()) == []
 
 
 def test_fifos_are_private_and_sigterm_stops_a_writer_waiting_for_its_reader(s3_client, bucket, tmp_path):

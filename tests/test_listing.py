@@ -39,31 +39,22 @@ def test_prefix_is_a_key_prefix_as_in_s3(s3_client, bucket, store):
     assert [r.key for r in listing.refs] == ["train-2/b", "train/a", "trainx"]
 
 
-def test_listing_makes_one_paginated_call_and_no_head(s3_client, bucket, store):
+def test_listing_makes_one_paginated_call_and_no_head(s3_client, bucket, store, s3):
     # 1500 keys need two pages of ListObjectsV2 (1000 each); no HEAD per object.
     from concurrent.futures import ThreadPoolExecutor
 
+    from channels.testing.proxy import Proxy
+
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda i: s3_client.put_object(Bucket=bucket, Key=f"p/{i:05d}", Body=b"z"), range(1500)))
-    import s3fs
-
-    calls = []
-    fs = store.filesystem(f"s3://{bucket}/p/")
-    original = s3fs.S3FileSystem._call_s3
-
-    async def counting(self, method, *args, **kwargs):
-        calls.append(method)
-        return await original(self, method, *args, **kwargs)
-
-    s3fs.S3FileSystem._call_s3 = counting
-    try:
-        listing = list_prefix(f"s3://{bucket}/p/", store=store)
-    finally:
-        s3fs.S3FileSystem._call_s3 = original
-    assert fs is store.filesystem(f"s3://{bucket}/p/")
+    seen = []
+    with Proxy(s3.endpoint_url, fault_policy=lambda req: seen.append((req.method, req.target))) as proxy:
+        listing = list_prefix(f"s3://{bucket}/p/", store=Store(proxy.url))
+        proxy.quiesce()
     assert len(listing) == 1500
-    # 1500 keys = two pages of one listing; nothing else (no HEAD, no second listing).
-    assert calls == ["list_objects_v2", "list_objects_v2"]
+    # 1500 keys with no common prefix = two pages of one listing; nothing else (no HEAD, no second listing).
+    assert [m for m, _ in seen] == ["GET", "GET"] and all("list-type=2" in t for _, t in seen)
+    assert listing.stats.requests == 2 and listing.stats.pages == 2 and listing.stats.objects == 1500
 
 
 def test_local_files_list_like_a_prefix(tmp_path):

@@ -1,4 +1,4 @@
-"""RecordIO writers: dmlc-core's magic-splitting rule, whole and streaming."""
+"""RecordIO writers: dmlc-core's magic-splitting rule, and Pipe mode's whole-record wrapper, streaming."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ from channels.records import (
     iter_encode_recordio,
     recordio_header,
     recordio_padding,
+    wrap_recordio,
 )
+from channels.records.recordio import FLAG_WHOLE
 
 M = struct.pack("<I", MAGIC)
 
@@ -80,36 +82,41 @@ def test_round_trip_and_no_aligned_magic_but_headers(data):
     headers = set(header_offsets(encoded))
     assert set(find_aligned_magic(encoded).tolist()) == headers
     assert frame_bytes("recordio", encoded) == [payload]
-    # The streaming encoder gives the same bytes for any chunking.
+    # Pipe mode's wrapper: one whole record, any chunking, known length or not.
+    whole = wrap_recordio(payload)
+    assert parts_of(whole) == [(FLAG_WHOLE, payload)]
     cuts = sorted(data.draw(st.lists(st.integers(0, len(payload)), max_size=6)))
     bounds = [0, *cuts, len(payload)]
     chunks = [payload[a:b] for a, b in zip(bounds, bounds[1:])]
     total = data.draw(st.sampled_from([None, len(payload)]))
     streamed = list(iter_encode_recordio(chunks, total))
-    assert b"".join(streamed) == encoded
-    # And the reader takes the encoder's pieces as chunks.
+    assert b"".join(streamed) == whole
+    # The dmlc reader reads the whole record byte-exact too, taking the pieces as chunks.
     assert [bytes(r) for r in frame_stream("recordio", streamed)] == [payload]
 
 
-def test_stream_encoder_pieces_stay_valid_and_hold_only_the_part():
-    enc = RecordIOStreamEncoder(total_len=22)
-    buf = bytearray(b"abcd" + M + b"efgh")
+def test_stream_encoder_streams_a_known_length_uncopied_and_holds_an_unknown_one():
+    payload = b"abcd" + M + b"efghijklmnopqr"  # an aligned magic word: not a cut
+    enc = RecordIOStreamEncoder(total_len=len(payload))
+    buf = bytearray(payload[:12])
     out = list(enc.feed(buf))
-    assert b"".join(out) == recordio_header(4, 1) + b"abcd"
-    buf[:] = b"X" * 12  # the caller reuses its buffer
-    assert b"".join(out) == recordio_header(4, 1) + b"abcd"
-    assert list(enc.feed(b"ijk")) == []  # held: the part's end is not known yet
-    out += enc.feed(b"lmnopqr")
+    assert out[0] == recordio_header(len(payload), FLAG_WHOLE) and out[1].obj is buf  # the caller's own bytes
+    out += enc.feed(payload[12:])
     out += enc.finish()
-    assert b"".join(out) == encode_recordio(b"abcd" + M + b"efghijklmnopqr")
-    assert (enc.bytes_in, enc.bytes_out, enc.parts) == (22, len(b"".join(out)), 2)
+    assert b"".join(out) == wrap_recordio(payload) == recordio_header(22, 0) + payload + b"\0\0"
+    assert (enc.bytes_in, enc.bytes_out, enc.held) == (22, 32, 0)
+    enc = RecordIOStreamEncoder()  # an inflated Gzip object: length unknown until the end
+    buf = bytearray(payload)
+    assert enc.feed(buf) == [] and enc.held == 22
+    buf[:] = b"X" * 22  # the caller reuses its buffer: what is held is a copy
+    assert b"".join(enc.finish()) == wrap_recordio(payload)
 
 
-def test_stream_encoder_magic_across_chunks():
-    payload = b"abcd" + M + b"ef"
-    for cut in range(len(payload) + 1):
-        got = b"".join(iter_encode_recordio([payload[:cut], payload[cut:]]))
-        assert got == encode_recordio(payload)
+def test_stream_encoder_empty_and_unaligned_payloads():
+    for payload in (b"", b"abc", M[:3], b"ab" + M + b"c", M):
+        for total in (None, len(payload)):
+            got = b"".join(iter_encode_recordio([payload[:2], payload[2:]], total))
+            assert got == wrap_recordio(payload) and parts_of(got) == [(FLAG_WHOLE, payload)]
 
 
 def test_stream_encoder_checks_total_len():
@@ -123,17 +130,24 @@ def test_stream_encoder_checks_total_len():
         enc.feed(b"x")
 
 
-def test_payload_limit_is_refused_up_front():
-    with pytest.raises(ValueError, match="536870911"):
-        RecordIOStreamEncoder(total_len=MAX_LENGTH + 1)
+def test_payload_limit_is_refused_up_front_naming_the_object():
+    with pytest.raises(ValueError, match="s3://b/huge.bin holds 536870912 bytes.*536870911") as caught:
+        RecordIOStreamEncoder(total_len=MAX_LENGTH + 1, name="s3://b/huge.bin")
+    assert caught.value.details["url"] == "s3://b/huge.bin"
+    assert "RecordWrapperType None" in str(caught.value)
     RecordIOStreamEncoder(total_len=MAX_LENGTH)
     # An anonymous mapping: no memory is touched before the check refuses it.
     with mmap.mmap(-1, MAX_LENGTH + 1) as big:
         with pytest.raises(ValueError, match="2\\*\\*29"):
             encode_recordio(big)
-        enc = RecordIOStreamEncoder()
-        with pytest.raises(ValueError, match="over the limit"):
-            enc.feed(big)
+        with pytest.raises(ValueError, match="2\\*\\*29"):
+            wrap_recordio(big)
+    enc = RecordIOStreamEncoder(name="s3://b/big.gz")  # unknown length: refused before any copy
+    assert enc.feed(b"abcd") == []
+    big = mmap.mmap(-1, MAX_LENGTH - 3)  # left to the collector: the traceback holds a view of it
+    with pytest.raises(ValueError, match="s3://b/big.gz holds 536870912 bytes"):
+        enc.feed(big)
+    assert enc.held == 4
     with pytest.raises(ValueError, match="29 bits"):
         recordio_header(MAX_LENGTH + 1)
     with pytest.raises(ValueError, match="flag"):

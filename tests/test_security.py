@@ -328,8 +328,9 @@ def test_fifos_and_their_folders_are_not_world_writable_with_umask_000(s3, s3_cl
     r, _, fifo_mode = serve_pipe(sandbox, pipe_job(tmp_path / "job.json", bucket), root, umask=0)
     assert r.returncode == 0, r.stderr
     assert fifo_mode == 0o600
-    assert {k: oct(m) for k, m in modes_below(root).items()} == {".": "0o755", "input": "0o755",
-                                                                 "input/data": "0o755"}
+    assert {k: oct(m) for k, m in modes_below(root).items()} == {
+        ".": "0o755", "input": "0o755", "input/data": "0o755", "input/config": "0o755",
+        "input/config/inputdataconfig.json": "0o644"}
 
 
 # ---------------------------------------------------------------- nothing outside named folders
@@ -348,9 +349,14 @@ def test_nothing_is_written_outside_the_named_folders(s3, s3_client, bucket, san
     r, got, _ = serve_pipe(sandbox, named / "job.json", named / "ml")
     assert r.returncode == 0 and len(got) == sum(map(len, data.values()))
     assert set(tmp_path.iterdir()) == before
-    for name in ("home", "tmp", "cwd"):
+    for name in ("tmp", "cwd"):
         assert list((tmp_path / name).rglob("*")) == [], f"{name} was written to"
+    # HOME holds only the documented cache of botocore's SageMaker model (channels.spec.model), no secret.
+    home = sorted(str(p.relative_to(tmp_path / "home")) for p in (tmp_path / "home").rglob("*") if p.is_file())
+    assert len(home) == 1 and home[0].startswith(".cache/channels/sagemaker-model-"), home
+    assert SECRET not in (tmp_path / "home" / home[0]).read_text()
     written = sorted(str(p.relative_to(named)) for p in named.rglob("*"))
     keys = sorted(k.removeprefix("p/") for k in data)
-    assert written == sorted(["job.json", "ml", "ml/input", "ml/input/data", "dl", "dl/d0", "dl/d1",
+    assert written == sorted(["job.json", "ml", "ml/input", "ml/input/data", "ml/input/config",
+                              "ml/input/config/inputdataconfig.json", "dl", "dl/d0", "dl/d1",
                               "dl/.channels-download.algo-1.jsonl", *(f"dl/{k}" for k in keys)])

@@ -39,15 +39,12 @@ def test_aws_addressing_is_virtual_hosted_except_dotted_buckets(monkeypatch):
     assert backend._locate("my.bucket", "k") == ("https", "s3.eu-west-1.amazonaws.com", "/my.bucket/k")
     custom = S3Backend(Store("http://127.0.0.1:9000/base/"), TransportConfig(), None)
     assert custom._locate("b", "k") == ("http", "127.0.0.1:9000", "/base/b/k")
-    # A bucket (for a listing): no trailing slash, path style or virtual-hosted.
-    assert custom._locate("b", "") == ("http", "127.0.0.1:9000", "/base/b")
-    assert backend._locate("my.bucket", "") == ("https", "s3.eu-west-1.amazonaws.com", "/my.bucket")
-    assert backend._locate("my-bucket", "") == ("https", "my-bucket.s3.eu-west-1.amazonaws.com", "/")
 
 
 def test_credentials_and_region_as_botocore_resolves_them(monkeypatch, tmp_path):
-    # The environment's credentials and AWS_DEFAULT_REGION need no botocore session; a profile,
-    # or a region only in the config file, still go through one.
+    # channels.store.aws_identity, which the transport and the S3 listing sign with: the
+    # environment's credentials and AWS_DEFAULT_REGION need no botocore session; a profile, or a
+    # region only in the config file, still go through one.
     (tmp_path / "config").write_text("[default]\nregion = eu-west-3\n[profile other]\nregion = ap-south-1\n")
     (tmp_path / "credentials").write_text("[other]\naws_access_key_id = FROMFILE\naws_secret_access_key = s\n")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))

@@ -5,48 +5,43 @@ of the job. Each epoch every consumer takes a disjoint share of the
 channel's objects, so that each record is read exactly once per epoch across
 the job, and the shares change with the epoch when the channel is shuffled.
 
-Rule (the same :func:`channels.sharding.plan` as everywhere else): the
-objects, in key order, are shuffled for the epoch with the seed (none: key
-order), then cut by count into ``count`` contiguous runs; consumer ``index``
-reads run ``index``, object by object. Objects are never split, so with more
-consumers than objects some consumers get none.
+The parts, each a module:
 
-Which processes share the split depends on what the channel holds on this
-host (its *scope*):
-
-* ``"job"``: the whole dataset is readable here (a Pipe reader, which reads
-  the store itself; a FullyReplicated File channel; a FastFile mount): the
-  split is among every process of the job, by ``rank`` of ``world_size``.
-* ``"host"``: this host's channel directory holds only its own share (a
-  ShardedByS3Key File channel): the split is among the processes of this
-  host, by ``local_rank`` of ``local_world_size``.
-
-Then by worker: consumer ``part * workers + worker`` of ``parts * workers``.
-Host identity comes from :func:`channels.hosts.process_identity`
-(resourceconfig.json, ``SM_*`` or torchrun's variables).
-
-Sources (picklable; each process opens its own connections, lazily):
-
-* :class:`DirectorySource`: files under a directory (a File channel's
-  directory, a FastFile mount, any local tree);
-* :class:`FastFileSource`: a FastFile view of an S3Prefix, read in process
-  without a mount;
-* :class:`PipeReaderSource`: the Pipe reader, from the store directly (a FIFO
-  has one reader, so it cannot be split among workers).
+* :mod:`~channels.adapters.split`: which consumer this is. Scope ``"job"``
+  (the whole dataset is readable here: a Pipe reader, a FullyReplicated File
+  channel, a FastFile mount): every process of the job, by ``rank`` of
+  ``world_size``; scope ``"host"`` (this host's directory holds only its own
+  share: a ShardedByS3Key File channel): this host's processes, by
+  ``local_rank`` of ``local_world_size``. Then by worker: consumer
+  ``part * workers + worker`` of ``parts * workers``. Host identity comes from
+  :func:`channels.hosts.process_identity` (resourceconfig.json, ``SM_*`` or
+  torchrun's variables).
+* :mod:`~channels.adapters.plan`: each consumer's share, balanced by bytes
+  (the size-balanced plan of :mod:`channels.sharding`) or by count, and the
+  re-plan of the unread remainder after a resume on another consumer count.
+* :mod:`~channels.adapters.equalize`: equal records per consumer (pad, drop
+  or none), from record counts taken once.
+* :mod:`~channels.adapters.state`: the saved state, merged across ranks and
+  workers, checked on load.
+* :mod:`~channels.adapters.consumers`: all of it for one consumer's epoch,
+  framework-neutral; :mod:`~channels.adapters.mix` mixes channels by weight.
+* :mod:`~channels.adapters.sources`: :class:`DirectorySource` (files under a
+  directory), :class:`FastFileSource` (a FastFile view, in process),
+  :class:`PipeReaderSource` (the Pipe reader, from the store: a FIFO has one
+  reader, so it cannot be split among workers). Picklable; each process
+  opens its own connections, lazily.
 
 The framework-specific part is small: :mod:`channels.adapters.torch`.
 """
 
-from channels.adapters.sources import (
-    OBJECT,
-    DirectorySource,
-    FastFileSource,
-    PipeReaderSource,
-    Source,
-)
+from channels.adapters.consumers import ConsumerRead, Consumers
+from channels.adapters.equalize import POLICIES
+from channels.adapters.plan import SPLITS
+from channels.adapters.sources import OBJECT, DirectorySource, FastFileSource, PipeReaderSource, Source
 from channels.adapters.split import SCOPES, Split, default_identity, split_for
+from channels.adapters.state import merge_states
 
 __all__ = [
-    "OBJECT", "SCOPES", "DirectorySource", "FastFileSource", "PipeReaderSource", "Source", "Split",
-    "default_identity", "split_for",
+    "OBJECT", "POLICIES", "SCOPES", "SPLITS", "ConsumerRead", "Consumers", "DirectorySource", "FastFileSource",
+    "PipeReaderSource", "Source", "Split", "default_identity", "merge_states", "split_for",
 ]

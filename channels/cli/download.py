@@ -14,12 +14,14 @@ a rerun fetches only the rest. Exit status 143 after SIGTERM, 130 after Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
 import threading
 
 from channels.cli.args import add_endpoint_argument
+from channels.cli.plan import add_plan_argument
 from channels.hosts import host_identity
 from channels.listing import MANIFEST_FILE, S3_PREFIX
 from channels.sharding import DISTRIBUTION_TYPES, SHARDED_BY_S3_KEY, STRATEGIES
@@ -53,6 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--part-size-mib", type=int, help="bytes per ranged GET of a large object, in MiB")
     p.add_argument("--fsync", action="store_true", help="fsync each file before renaming it into place")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    add_plan_argument(p)
     add_endpoint_argument(p)
 
 
@@ -80,16 +83,26 @@ def run(args: argparse.Namespace) -> int:
     common = dict(hosts=count, host_index=index, host=host, volume_size_gb=args.volume_size_gb, store=store,
                   config=config, progress=False if args.quiet else None, log=None if args.quiet else _say,
                   fsync=args.fsync)
-    with _sigterm_raises():
+    # channels.plan reads Parquet (pyarrow, numpy: a fifth of a second at start): only with --plan.
+    if args.plan is not None:
+        from channels.plan import load_plan, stale_plan_hint
+
+        plan_hint = stale_plan_hint(args.plan)
+    else:
+        plan_hint = contextlib.nullcontext()
+    with _sigterm_raises(), plan_hint:
         try:
             if job_path is not None:
                 from channels.modes.file.job import download_job
 
-                download_job(job_path, args.root, strategy=args.strategy, **common)
+                download_job(job_path, args.root, strategy=args.strategy, plan=args.plan, **common)
             else:
                 from channels.modes.file.download import download
 
-                download(args.uri, args.dest, strategy=args.strategy or SHARDED_BY_S3_KEY,
+                source = args.uri
+                if args.plan is not None:
+                    source = load_plan(args.plan, store=store).for_source(args.uri, args.data_type)
+                download(source, args.dest, strategy=args.strategy or SHARDED_BY_S3_KEY,
                          data_type=args.data_type, **common)
         except Terminated:
             print("channels download: stopped by SIGTERM; rerun to finish", file=sys.stderr)

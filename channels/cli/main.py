@@ -2,13 +2,21 @@
 
 Each subcommand is a module in this package with ``NAME``, ``HELP``,
 ``add_arguments(parser)`` and ``run(args) -> int``; ``COMMANDS`` lists them in
-the order ``--help`` shows. Errors this library raises on purpose
-(:class:`channels.errors.ChannelsError`) print as one line, no traceback.
+the order ``--help`` shows. Only the module of the command given is imported
+(``channels validate`` never loads numpy or fsspec); ``--help`` imports all.
 
-Start-up: when the first argument names a subcommand, only that
-subcommand's module is imported (``channels download`` never loads the
-bench, the mount or Pipe mode: a tenth of a second of CPU at every start);
-``channels --help`` and anything else build the whole parser.
+Exit status, for every command (README, "Exit status"):
+
+* 0 (EXIT_OK): done; the job is valid.
+* 1 (EXIT_INVALID): the job definition is invalid; every problem is printed
+  to stderr, one line each (at most MAX_PROBLEM_LINES), with its field path.
+* 2 (EXIT_ERROR): a usage error (argparse's), or input that could not be
+  read (a missing file, malformed JSON), or any other error this library
+  raises on purpose (:class:`channels.errors.ChannelsError`): one line, no
+  traceback.
+* 130 (EXIT_INTERRUPTED): interrupted (Ctrl-C).
+
+``channels run`` adds its own: the script's status, 124 and 137.
 """
 
 from __future__ import annotations
@@ -19,11 +27,12 @@ import importlib
 import sys
 
 from channels import __version__
-from channels.errors import ChannelsError
+from channels.errors import ChannelsError, SpecError
 
 COMMANDS = [
     "validate",
     "shard_report",
+    "plan",
     "demo",
     "download",
     "mount",
@@ -31,10 +40,13 @@ COMMANDS = [
     "pipe",
     "bench",
 ]
+EXIT_OK, EXIT_INVALID, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+MAX_PROBLEM_LINES = 50
+"""Problems printed for one invalid job; a last line counts the rest, so output stays bounded."""
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The ``channels`` parser: every subcommand, or only the module ``only`` (one of :data:`COMMANDS`)."""
+    """The parser; with ``only`` (a module name from COMMANDS), with that subcommand alone."""
     parser = argparse.ArgumentParser(
         prog="channels",
         description="Training-job input channels from object storage: validate, plan, stream, download, mount.",
@@ -49,34 +61,52 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def command_module(argv: list[str]) -> str | None:
-    """The module of the subcommand ``argv`` starts with (``shard-report`` -> ``shard_report``), or None.
-
-    A subcommand's ``NAME`` is its module's name with ``-`` for ``_``.
-    """
-    word = argv[0] if argv else ""
-    return next((m for m in COMMANDS if m.replace("_", "-") == word), None)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run a command; its exit status. ``argv`` None: this process is the command (``sys.argv``)."""
     program = argv is None
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(only=command_module(argv))
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     try:
         return int(args._run(args) or 0)
+    except SpecError as exc:
+        if not exc.problems:  # unreadable or malformed: one line
+            print(f"channels {args.command}: error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        _print_problems(args.command, exc)
+        return EXIT_INVALID
     except ChannelsError as exc:
         print(f"channels {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"channels {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # e.g. `channels shard-report ... | head`
-        return 0
+        return EXIT_OK
     finally:
         if program:
             # The process ends next. Its last garbage collection would walk every object made so
             # far (30 ms of a download's exit here) to find cycles about to be freed anyway:
             # freezing them skips that walk. Teardown, atexit and flushing run as usual.
             gc.freeze()
+
+
+def _command_in(argv: list[str]) -> str | None:
+    """The module of the subcommand named in argv, if it names one (the top level takes no valued options)."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            name = arg.replace("-", "_")
+            return name if name in COMMANDS else None
+    return None
+
+
+def _print_problems(command: str, exc: SpecError) -> None:
+    """One line per problem: ``channels validate: error: job.json: InputDataConfig[2].ChannelName: ...``."""
+    where = f"{exc.details['path']}: " if exc.details.get("path") else ""
+    prefix = f"channels {command}: error: {where}"
+    problems = exc.problems
+    for path, message in problems[:MAX_PROBLEM_LINES]:
+        print(f"{prefix}{path or '(top level)'}: {message}", file=sys.stderr)
+    rest = len(problems) - MAX_PROBLEM_LINES + int(exc.details.get("more") or 0)
+    if rest > 0:
+        print(f"{prefix}and {rest:,} more problem(s)", file=sys.stderr)

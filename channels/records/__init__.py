@@ -12,9 +12,10 @@ Streaming framers, one instance per object, fed chunks of any size::
 Formats: "recordio", "tfrecord", "lines", "raw" (``framer_names()``);
 Parquet, which needs random access, through ``iter_parquet_batches``; gzip
 streams through ``GzipDecoder`` / ``gunzip_stream`` before framing.
-Writers: ``encode_tfrecord``, ``encode_recordio``, ``RecordIOWriter``, and
-``RecordIOStreamEncoder`` / ``iter_encode_recordio`` for Pipe mode's
-RecordIO wrapper.
+Writers: ``encode_tfrecord``, ``encode_recordio`` and ``RecordIOWriter``
+(dmlc-core's rule: split at an aligned magic word), and ``wrap_recordio`` /
+``RecordIOStreamEncoder`` / ``iter_encode_recordio`` for Pipe mode's RecordIO
+wrapper (one whole record per object, as AWS's RecordIOReader needs).
 """
 
 from channels.records.base import (
@@ -41,7 +42,7 @@ from channels.records.recordio import (
     recordio_header,
     recordio_padding,
 )
-from channels.records.recordio_stream import RecordIOStreamEncoder, iter_encode_recordio
+from channels.records.recordio_stream import RecordIOStreamEncoder, iter_encode_recordio, wrap_recordio
 from channels.records.tfrecord import TFRecordFramer, encode_tfrecord, masked_crc32c
 
 __all__ = [
@@ -71,4 +72,5 @@ __all__ = [
     "recordio_header",
     "recordio_padding",
     "register_framer",
+    "wrap_recordio",
 ]

@@ -124,6 +124,31 @@ class Framer(ABC):
         self.records_out += len(out)
         return iter(out)
 
+    def start_at(self, offset: int, records: int) -> None:
+        """Frame the object from ``offset`` on, a record's start with ``records`` records
+        before it (a resumed read); offsets in errors and :attr:`boundary` stay the object's.
+
+        Raises:
+            RuntimeError: bytes were fed already.
+        """
+        self._check_ready("start_at()")
+        if self.bytes_in or self.records_out:
+            raise RuntimeError(f"start_at() on the {self.name} framer of {self.url}: it has framed bytes "
+                               "already; call it on a new framer, before the first feed()")
+        self.bytes_in = self._carry_at = offset
+        self.records_out = records
+
+    @property
+    def boundary(self) -> tuple[int, int]:
+        """``(offset, records)``: the object offset where the bytes not yet framed into
+        records begin (a record's start), and how many records come before it.
+
+        Read it between ``feed()`` calls: a resumed read may start a new
+        framer at that offset and skip the records it already gave out beyond
+        ``records`` (at most one chunk's worth).
+        """
+        return (self._carry_at if self._carry else self.bytes_in), self.records_out
+
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(url={self.url!r}, records_out={self.records_out}, "
                 f"bytes_in={self.bytes_in})")

@@ -11,7 +11,10 @@ a record that was split. As dmlc-core does, the writer never lets the magic
 word appear inside a payload at a 4-byte-aligned offset: it splits the record
 there and drops those 4 bytes; the reader puts the magic back between parts.
 A reader that lost its place can then resynchronise on the magic word
-(dmlc's RecordIOSplitter does exactly that at chunk boundaries).
+(dmlc's RecordIOSplitter does exactly that at chunk boundaries). Pipe
+mode's FIFO wrapper writes whole records instead, never split
+(:mod:`channels.records.recordio_stream`): AWS's RecordIOReader joins parts
+without putting the magic word back. This reader reads both byte-exact.
 
 Size limit (the writer's choice, documented): a payload must be shorter than
 2**29 bytes (512 MiB), the limit of the 29-bit length field and the check
@@ -154,6 +157,12 @@ class RecordIOFramer(Framer):
         # _parts_at is the offset of the first part's header.
         self._parts: bytearray | None = None
         self._parts_at = 0
+
+    @property
+    def boundary(self) -> tuple[int, int]:
+        """As :attr:`Framer.boundary`; inside a multipart record, the offset of its first part."""
+        offset, records = super().boundary
+        return (self._parts_at if self._parts is not None else offset), records
 
     def _bad_magic(self, magic: int, offset: int) -> RecordError:
         return RecordError(

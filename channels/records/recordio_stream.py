@@ -1,72 +1,97 @@
-"""Wrap an object as one RecordIO record while it streams (Pipe mode's writer).
+"""Wrap an object as ONE whole RecordIO record while it streams (Pipe mode's FIFO writer).
 
-A part's header carries its length and precedes its payload, and a part ends
-only where the payload holds the magic word at an aligned offset (or at the
-end). So the encoder cannot emit a part's header until it has seen the part's
-end: it holds the current part's bytes back and emits the part when the next
-aligned magic word, or the end of the object, shows up. Memory: the longest
-part, at most the whole object, which RecordIO caps below 512 MiB
-(``MAX_LENGTH``); the encoder refuses to grow past that as soon as it is
-crossed. An object without an aligned magic word (nearly all of them) comes
-out only at ``finish()``.
+What a Pipe FIFO carries with RecordWrapperType RecordIO: each object is one
+record with flag 0 (whole), never split where the payload holds the magic
+word. The split dmlc-core's writer makes (:func:`channels.records.encode_recordio`)
+drops the 4 magic bytes at the cut, and only a reader that puts them back
+between parts (dmlc-core's, :class:`channels.records.RecordIOFramer`) reads
+such a record whole; AWS's RecordIOReader (PipeModeDataset) concatenates the
+parts without the magic word, so the record arrives 4 bytes short per cut. A
+whole record reads byte-exact in both.
 
-Each chunk is copied once into a buffer the encoder owns; the pieces it
-returns are views of those buffers, never mutated afterwards, so they stay
-valid as long as the caller keeps them.
+The header carries the length and comes first. When the object's length is
+known (its size in the listing) the header goes out with the first bytes and
+the payload streams through as the caller's own buffers, with no copy and
+nothing held back. When it is not (a Gzip object, inflated as it streams)
+the payload is held until the end, then written after its header: memory is
+the object's inflated size, which RecordIO caps below 512 MiB
+(``MAX_LENGTH``); the encoder refuses a payload past that before copying it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from channels.errors import RecordError
 from channels.records.base import Buffer, as_byte_view
 from channels.records.recordio import (
-    FLAG_FIRST,
-    FLAG_LAST,
-    FLAG_MIDDLE,
     FLAG_WHOLE,
-    check_payload_size,
-    find_aligned_magic,
+    MAX_LENGTH,
     recordio_header,
     recordio_padding,
 )
 
 
+def too_large(name: str | None, length: int) -> RecordError:
+    """The error for a payload one RecordIO record cannot hold; names the object."""
+    what = f"{name} holds" if name else "the payload is"
+    return RecordError(
+        f"{what} {length} bytes, over RecordIO's limit of {MAX_LENGTH} bytes per record (the 29-bit "
+        "length field, 2**29 - 1); a Pipe FIFO needs each object as one whole record, because AWS's "
+        "RecordIOReader cannot rejoin a split one: set RecordWrapperType None for this channel, or split "
+        "the object into objects below 512 MiB", url=name or "", length=length, limit=MAX_LENGTH)
+
+
+def wrap_recordio(payload: Buffer) -> bytes:
+    """One whole RecordIO record (flag 0) holding ``payload``, split nowhere.
+
+    Raises:
+        RecordError: the payload is 2**29 bytes or longer.
+    """
+    view = as_byte_view(payload)
+    if len(view) > MAX_LENGTH:
+        raise too_large(None, len(view))
+    return b"".join((recordio_header(len(view), FLAG_WHOLE), view, recordio_padding(len(view))))
+
+
 class RecordIOStreamEncoder:
-    """Encodes one payload, fed in chunks, exactly as ``encode_recordio`` would.
+    """Wraps one payload, fed in chunks, as one whole record, as :func:`wrap_recordio` would.
 
     Args:
         total_len: the payload's length when known (the object's size): checked
-            up front against the RecordIO limit and at ``finish()`` against the
-            bytes fed.
+            up front against the RecordIO limit, and at ``finish()`` against
+            the bytes fed; the payload then streams through uncopied.
+        name: the object (its URL), for error messages.
 
     Attributes:
         bytes_in: payload bytes fed.
         bytes_out: encoded bytes returned.
-        parts: parts emitted so far.
+        held: payload bytes held back (only while ``total_len`` is unknown).
+
+    The pieces returned are the caller's chunks themselves while ``total_len``
+    is known (valid as long as those are), and copies otherwise.
     """
 
-    def __init__(self, total_len: int | None = None) -> None:
-        if total_len is not None:
-            check_payload_size(total_len)
+    def __init__(self, total_len: int | None = None, *, name: str | None = None) -> None:
+        if total_len is not None and total_len > MAX_LENGTH:
+            raise too_large(name, total_len)
         self.total_len = total_len
+        self.name = name
         self.bytes_in = 0
         self.bytes_out = 0
-        self.parts = 0
-        # Invariant: the payload bytes after the last emitted part are
-        # _held (whole aligned words, _held_len bytes) followed by _rest (the
-        # 0 to 3 bytes of a word not yet complete).
-        self._held: list[memoryview] = []
-        self._held_len = 0
-        self._rest = b""
+        self.held = 0
+        # Invariant: with total_len known, the header has gone out iff
+        # _header_sent; with it unknown, _chunks holds every byte fed (held).
+        self._header_sent = False
+        self._chunks: list[bytes] = []
         self._finished = False
 
     def feed(self, chunk: Buffer) -> list[Buffer]:
         """Take the next payload bytes; returns the encoded pieces ready to write.
 
         Raises:
-            ValueError: the payload grew past the RecordIO limit or past
-                ``total_len``.
+            RecordError: the payload grew past the RecordIO limit.
+            ValueError: the payload grew past ``total_len``.
             RuntimeError: called after ``finish()``.
         """
         if self._finished:
@@ -74,30 +99,26 @@ class RecordIOStreamEncoder:
         view = as_byte_view(chunk)
         if not view:
             return []
-        self.bytes_in += len(view)
-        check_payload_size(self.bytes_in)
-        if self.total_len is not None and self.bytes_in > self.total_len:
-            raise ValueError(f"the payload exceeds its declared total_len of {self.total_len} "
-                             f"bytes ({self.bytes_in} fed): did the object change?")
-        rest = self._rest
-        data = bytearray(len(rest) + len(view))  # the one copy; data[0] is word-aligned
-        data[:len(rest)] = rest
-        data[len(rest):] = view
-        mem = memoryview(data)
-        aligned = len(data) & ~3
+        total = self.bytes_in + len(view)
+        if total > MAX_LENGTH:  # before any copy: the caller's buffer may be huge
+            raise too_large(self.name, total)
+        if self.total_len is not None and total > self.total_len:
+            raise ValueError(f"{self.name or 'the payload'} exceeds its declared total_len of "
+                             f"{self.total_len} bytes ({total} fed): did the object change?")
+        self.bytes_in = total
+        if self.total_len is None:
+            self._chunks.append(bytes(view))
+            self.held = total
+            return []
         out: list[Buffer] = []
-        start = 0
-        for cut in find_aligned_magic(mem[:aligned]).tolist():
-            out += self._emit_part(mem[start:cut], FLAG_FIRST if self.parts == 0 else FLAG_MIDDLE)
-            start = cut + 4  # the magic word itself is dropped
-        if aligned > start:
-            self._held.append(mem[start:aligned])
-            self._held_len += aligned - start
-        self._rest = bytes(mem[aligned:])
+        if not self._header_sent:
+            out.append(self._header(self.total_len))
+        out.append(view)
+        self.bytes_out += len(view)
         return out
 
     def finish(self) -> list[Buffer]:
-        """End of the payload; returns the last pieces (the final part and its padding).
+        """End of the payload; returns the last pieces (the held payload, the padding).
 
         Raises:
             ValueError: ``total_len`` was given and differs from the bytes fed.
@@ -106,37 +127,35 @@ class RecordIOStreamEncoder:
             raise RuntimeError("finish() twice on a RecordIOStreamEncoder")
         self._finished = True
         if self.total_len is not None and self.bytes_in != self.total_len:
-            raise ValueError(f"the payload ended after {self.bytes_in} bytes, not its declared "
-                             f"total_len of {self.total_len}: did the object change?")
-        pad = recordio_padding(self._held_len + len(self._rest))
-        out = self._emit_part(memoryview(self._rest), FLAG_LAST if self.parts else FLAG_WHOLE)
+            raise ValueError(f"{self.name or 'the payload'} ended after {self.bytes_in} bytes, not its "
+                             f"declared total_len of {self.total_len}: did the object change?")
+        out: list[Buffer] = []
+        if not self._header_sent:
+            out.append(self._header(self.bytes_in))
+        out += self._chunks
+        self.bytes_out += self.held
+        self._chunks, self.held = [], 0
+        pad = recordio_padding(self.bytes_in)
         if pad:
             out.append(pad)
             self.bytes_out += len(pad)
         return out
 
-    def _emit_part(self, tail: memoryview, flag: int) -> list[Buffer]:
-        """The held bytes plus ``tail`` as one part: header first."""
-        length = self._held_len + len(tail)
-        out: list[Buffer] = [recordio_header(length, flag), *self._held]
-        if tail:
-            out.append(tail)
-        self._held = []
-        self._held_len = 0
-        self.parts += 1
-        self.bytes_out += 8 + length
-        return out
+    def _header(self, length: int) -> bytes:
+        self._header_sent = True
+        self.bytes_out += 8
+        return recordio_header(length, FLAG_WHOLE)
 
 
-def iter_encode_recordio(chunks: Iterable[Buffer], total_len: int | None = None
-                         ) -> Iterator[Buffer]:
-    """The encoded pieces of one record whose payload arrives as ``chunks``.
+def iter_encode_recordio(chunks: Iterable[Buffer], total_len: int | None = None, *,
+                         name: str | None = None) -> Iterator[Buffer]:
+    """The encoded pieces of one whole record whose payload arrives as ``chunks``.
 
     ``b"".join(iter_encode_recordio(chunks))`` equals
-    ``encode_recordio(b"".join(chunks))``. See ``RecordIOStreamEncoder`` for
-    memory and validity.
+    ``wrap_recordio(b"".join(chunks))``. See :class:`RecordIOStreamEncoder`
+    for memory and validity.
     """
-    encoder = RecordIOStreamEncoder(total_len)
+    encoder = RecordIOStreamEncoder(total_len, name=name)
     for chunk in chunks:
         yield from encoder.feed(chunk)
     yield from encoder.finish()

@@ -3,7 +3,10 @@
 * :mod:`~channels.run.runner`: :class:`Run`, the job from start to verdict;
 * :mod:`~channels.run.host`: one host's script and its channel services;
 * :mod:`~channels.run.serve`: a channel served in its mode, in its own process;
-* :mod:`~channels.run.output`: job names, model.tar.gz and its upload.
+* :mod:`~channels.run.output`: job names, model.tar.gz and its upload;
+* :mod:`~channels.run.environment`: ``SM_*`` as the SageMaker training toolkit gives them;
+* :mod:`~channels.run.entry`: ``--entry-point``, a script run as a framework container runs it;
+* :mod:`~channels.run.namespace`: ``--mount-namespace``, a host's root on /opt/ml and algo-1..N resolving.
 """
 
 from channels.run.runner import (

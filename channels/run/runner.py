@@ -3,12 +3,16 @@
 For each host (``algo-1`` .. ``algo-N``) the runner
 
 1. lays out the container under the host's root (:mod:`channels.container`):
-   the config files, the directories, the ``SM_*`` environment;
+   the config files, the directories, and the environment the SageMaker
+   training toolkit would give the script (:mod:`channels.run.environment`);
 2. serves each channel in its input mode (:mod:`channels.run.serve`):
    Pipe FIFOs and FastFile mounts stay up while the script runs, File
    channels are downloaded before it starts;
 3. runs the command in its own process group, with the host's environment,
-   in the current directory;
+   in the current directory (or, for ``--entry-point``, as a framework
+   container runs a script: :mod:`channels.run.entry`); with
+   ``mount_namespace``, in a mount namespace of its own where the host's root
+   is ``/opt/ml`` and ``algo-1..N`` resolve (:mod:`channels.run.namespace`);
 4. enforces the StoppingCondition: ``MaxRuntimeInSeconds`` after the script
    started it gets SIGTERM, and SIGKILL ``grace_seconds`` later (120 by
    default, SageMaker's window); the clock starts with the script, so File
@@ -23,21 +27,28 @@ the others are stopped (SIGTERM, grace, SIGKILL), as a job fails as a whole.
 
 Roots: with one host the host's root is ``root`` itself (``--root /opt/ml``
 gives SageMaker's paths); with several, each host has its own
-``root/algo-k``, like separate machines. The runner's own files (service
-logs, the job's JSON, the archives) live in ``root/.channels``.
+``root/algo-k``, like separate machines. The script sees its host's root
+through ``SAGEMAKER_BASE_DIR`` and the ``SM_*`` paths, or at ``/opt/ml`` in
+its own mount namespace. The runner's own files (service logs, the job's
+JSON, the archives, the namespace's hosts file) live in ``root/.channels``.
 """
 
 from __future__ import annotations
 
 import shutil
 import signal
+import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from channels.container import Layout, environment, write_config, write_failure
+from channels.cache import CacheConfig
+from channels.container import SAGEMAKER_ROOT, Layout, write_config, write_failure
 from channels.errors import ChannelsError
+from channels.run import namespace
+from channels.run.entry import EntryPoint
+from channels.run.environment import Machine, training_environment
 from channels.run.host import HostResult, HostRun, Outcome
 from channels.run.output import (
     MODEL_ARCHIVE,
@@ -88,6 +99,19 @@ class RunOptions:
         pipe_epochs: epochs the Pipe server serves (None: until stopped).
         upload: upload model.tar.gz and output.tar.gz (False: keep them local).
         cwd: the script's working directory (default: the current one).
+        plan: a job plan (``channels plan``) every host reads instead of listing.
+        shared_plan: with several hosts and no ``plan``, list every channel
+            once, here, and hand that plan to the hosts (False: each host
+            lists the store itself).
+        entry_point: a framework script to run as a framework container does
+            (instead of ``command``): hyperparameters as ``--name value``
+            arguments, in the script's folder.
+        mount_namespace: run each host's script in a mount namespace of its
+            own: its root on ``/opt/ml``, ``algo-1..N`` in ``/etc/hosts``.
+        cache: a local cache for the Pipe and FastFile channels
+            (:class:`channels.cache.CacheConfig`); each host keeps its own in
+            ``<directory>/<host>`` with the whole size limit, as each
+            instance has its own disk. File channels are on disk already.
     """
 
     job: Job
@@ -101,11 +125,19 @@ class RunOptions:
     pipe_epochs: int | None = None
     upload: bool = True
     cwd: Path | None = None
+    plan: str | None = None
+    shared_plan: bool = True
+    entry_point: Path | None = None
+    mount_namespace: bool = False
+    cache: CacheConfig | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "command", tuple(self.command))
-        if not self.command:
-            raise RunError("no command to run: give it after --, e.g. channels run job.json -- python train.py")
+        if self.entry_point is not None and self.command:
+            raise RunError("give --entry-point SCRIPT or a command after --, not both")
+        if not self.command and self.entry_point is None:
+            raise RunError("no command to run: give --entry-point train.py, or a command after --, e.g. "
+                           "channels run job.json -- python train.py")
         if self.hosts is not None and (not isinstance(self.hosts, int) or self.hosts < 1):
             raise RunError(f"--hosts {self.hosts!r} must be a positive integer", hosts=self.hosts)
         if self.grace_seconds < 0:
@@ -177,10 +209,15 @@ class Run:
         self.runner_dir = self.root / RUNNER_DIR
         self.layouts = host_layouts(self.root, options.host_count)
         self.store = Store.from_env(options.endpoint_url)
+        self.entry = EntryPoint(options.entry_point) if options.entry_point is not None else None
+        self.command = self.entry.command(job) if self.entry else list(options.command)
+        self.cwd = self.entry.source_dir if self.entry else options.cwd
         self._stop_reason: str | None = None
         self._hosts: list[HostRun] = []
         #: Plain-language notes for the user (printed by the CLI before the run).
         self.warnings: list[str] = _warnings(options.job, len(self.layouts))
+        #: Whether each host's script gets a mount namespace of its own (asked for, and possible).
+        self.namespaced = options.mount_namespace and self._namespace_possible()
 
     # ---------------------------------------------------------------- setup
 
@@ -194,21 +231,57 @@ class Run:
         job_path = self.runner_dir / "job.json"
         o.job.dump(job_path)
         count = len(self.layouts)
+        plan = self.plan_for_hosts()
+        extra = self.entry.hyperparameters() if self.entry else None
+        machine = Machine.probe()
+        hosts_file = self.runner_dir / "hosts"
+        if self.namespaced:
+            hosts_file.write_text(namespace.hosts_text(count), encoding="utf-8")
         runs = []
         for index, layout in enumerate(self.layouts):
-            write_config(o.job, layout, index, count)
-            env = environment(o.job, layout, index, count, job_name=self.job_name)
+            write_config(o.job, layout, index, count, extra)
+            seen = Layout(SAGEMAKER_ROOT) if self.namespaced else layout  # the root as the script sees it
+            env = training_environment(o.job, seen, index, count, job_name=self.job_name, machine=machine,
+                                       extra_hyperparameters=extra)
             if o.endpoint_url:
                 env["AWS_ENDPOINT_URL_S3"] = o.endpoint_url
             spec = HostSpec(o.job, job_path, layout, index, count, env, self.runner_dir,
-                            o.endpoint_url, o.pipe_epochs)
+                            o.endpoint_url, o.pipe_epochs, plan, o.cache)
             remove_stale_fifos(layout, spec.channels_in("Pipe"))
-            runs.append(HostRun(spec, o.command, cwd=o.cwd, max_runtime=o.max_runtime,
+            command = self.command
+            if self.namespaced:
+                command = namespace.wrap(command, str(layout.root), str(hosts_file), spec.host)
+            runs.append(HostRun(spec, command, cwd=self.cwd, max_runtime=o.max_runtime,
                                 grace_seconds=o.grace_seconds, prefix_output=count > 1))
         self._hosts = runs
         return runs
 
+    def plan_for_hosts(self) -> str | None:
+        """The plan the hosts read: the one given (checked against the job), else, with several
+        hosts, one made now by listing every channel once (``RUNNER_DIR/plan.parquet``)."""
+        from channels.plan import load_plan, make_plan, write_plan
+
+        o = self.options
+        if o.plan is not None:
+            load_plan(o.plan, store=self.store).check(o.job)
+            return o.plan
+        if len(self.layouts) == 1 or not o.shared_plan:
+            return None
+        path = self.runner_dir / "plan.parquet"
+        write_plan(make_plan(o.job, store=self.store), str(path))
+        return str(path)
+
     # ---------------------------------------------------------------- running
+
+    def _namespace_possible(self) -> bool:
+        """Try a namespace once; if none can be made, say what that costs (in ``warnings``)."""
+        with tempfile.TemporaryDirectory(prefix="channels-probe-") as scratch:
+            hosts = Path(scratch) / "hosts"
+            hosts.write_text(namespace.hosts_text(len(self.layouts)), encoding="utf-8")
+            why = namespace.probe(str(hosts), scratch)
+        if why is not None:
+            self.warnings.append(namespace.unavailable_note(len(self.layouts), why))
+        return why is None
 
     def stop(self, reason: str = "interrupted") -> None:
         """Stop every host (SIGTERM to the scripts, SIGKILL after the grace period).

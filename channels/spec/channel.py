@@ -23,6 +23,7 @@ from channels.spec.limits import (
     RECORD_WRAPPER_TYPES,
     RESERVED_CHANNEL_NAMES,
     S3_DATA_TYPES,
+    S3_IGNORED,
     S3_KEYS,
     SEED_MAX,
     SEED_MIN,
@@ -175,7 +176,7 @@ def parse_channel(raw: object, p: Problems, path: str) -> Channel:
     if only_fs:
         p.broken.add(s3_path)  # already reported as unsupported
     s3 = as_object(p, s3_path, source.get("S3DataSource"), required=not only_fs)
-    p.keys(s3_path, s3, S3_KEYS, ignored=("ModelAccessConfig", "HubAccessConfig"),
+    p.keys(s3_path, s3, S3_KEYS, ignored=S3_IGNORED,
            unsupported=UNSUPPORTED_KEYS, strict=True)
     seed = None
     if "ShuffleConfig" in channel:

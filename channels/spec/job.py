@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 
-from channels.errors import ChannelsError, SourceNotFoundError, SpecError
+from channels.errors import ChannelsError, SpecError
 from channels.spec.channel import Channel, mode_problems, parse_channel
+from channels.spec.jsonfile import read_job_file
 from channels.spec.limits import (
     ALGORITHM_IGNORED,
     HYPERPARAMETER_KEY_MAX_LEN,
@@ -48,8 +49,11 @@ from channels.spec.limits import (
     MIN_INSTANCE_COUNT,
     MIN_MAX_RUNTIME_SECONDS,
     MIN_VOLUME_SIZE_GB,
+    OUTPUT_IGNORED,
+    RESOURCE_IGNORED,
     RESOURCE_KEYS,
     SHAPES,
+    STOPPING_IGNORED,
     TOP_IGNORED,
     TOP_KEYS,
     TRAINING_JOB_NAME_MAX_LEN,
@@ -64,6 +68,7 @@ from channels.spec.problems import (
     as_object,
     deferred,
     join,
+    quote_hint,
     show,
     summary,
     validated,
@@ -268,26 +273,15 @@ class Job:
 
     @classmethod
     def load(cls, path: str | PathLike) -> Job:
-        """Read a job file (either shape).
+        """Read a job file (either shape), as :func:`~channels.spec.jsonfile.read_job_file` reads JSON.
 
         Raises:
             SourceNotFoundError: no such file.
-            SpecError: not UTF-8, malformed JSON (the message names line and
-                column; ``problems`` is empty), or a definition with problems.
+            SpecError: unreadable, not UTF-8, malformed JSON (the message names line
+                and column), too deep, a huge number, a duplicate key, not an object
+                (``problems`` empty, one line), or a definition with problems.
         """
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError as exc:
-            raise SourceNotFoundError(f"{path}: no such job file", path=str(path)) from exc
-        except UnicodeDecodeError as exc:
-            raise SpecError(f"{path}: not UTF-8 text (byte {exc.start}); save the job file as UTF-8 JSON",
-                            path=str(path)) from exc
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SpecError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
-                            path=str(path), line=exc.lineno, column=exc.colno) from exc
+        data = read_job_file(path)
         try:
             return cls.from_dict(data)
         except SpecError as exc:
@@ -318,12 +312,8 @@ def _hyperparameter_problems(p: Problems, hyperparameters: object) -> None:
         elif len(key) > HYPERPARAMETER_KEY_MAX_LEN:
             p.add(path, f"key of {len(key)} chars is longer than the limit of {HYPERPARAMETER_KEY_MAX_LEN}; shorten it")
         if not isinstance(value, str):
-            try:
-                quoted = json.dumps(json.dumps(value))
-            except (TypeError, ValueError):
-                quoted = '"..."'
             p.add(path, f"{show(value)} is {a_type(value)}, not a string; hyperparameter values must be "
-                        f"strings of at most {HYPERPARAMETER_VALUE_MAX_LEN} chars: quote it, as {quoted}")
+                        f"strings of at most {HYPERPARAMETER_VALUE_MAX_LEN} chars: {quote_hint(value)}")
         elif len(value) > HYPERPARAMETER_VALUE_MAX_LEN:
             p.add(path, f"{show(value)} is longer than the limit of {HYPERPARAMETER_VALUE_MAX_LEN} chars; "
                         "shorten it or pass it in a file")
@@ -375,13 +365,12 @@ def parse_job(data: Mapping, p: Problems) -> tuple[Job, str]:
     channels = [parse_channel(raw, p, f"InputDataConfig[{i}]") for i, raw in enumerate(raw_channels or [])]
     hyperparameters = as_object(p, "HyperParameters", data.get("HyperParameters"))
     resource = as_object(p, "ResourceConfig", data.get("ResourceConfig"))
-    p.keys("ResourceConfig", resource, RESOURCE_KEYS, ignored=("VolumeKmsKeyId", "KeepAlivePeriodInSeconds",
-           "TrainingPlanArn"), unsupported=UNSUPPORTED_KEYS, strict=False)
+    p.keys("ResourceConfig", resource, RESOURCE_KEYS, ignored=RESOURCE_IGNORED, unsupported=UNSUPPORTED_KEYS,
+           strict=False)
     stopping = as_object(p, "StoppingCondition", data.get("StoppingCondition"))
-    p.keys("StoppingCondition", stopping, ("MaxRuntimeInSeconds",),
-           ignored=("MaxWaitTimeInSeconds", "MaxPendingTimeInSeconds"), strict=False)
+    p.keys("StoppingCondition", stopping, ("MaxRuntimeInSeconds",), ignored=STOPPING_IGNORED, strict=False)
     output = as_object(p, "OutputDataConfig", data.get("OutputDataConfig"), required=True)
-    p.keys("OutputDataConfig", output, ("S3OutputPath",), ignored=("KmsKeyId", "CompressionType"), strict=False)
+    p.keys("OutputDataConfig", output, ("S3OutputPath",), ignored=OUTPUT_IGNORED, strict=False)
     job = Job(
         channels=tuple(channels),
         input_mode=mode,

@@ -15,6 +15,7 @@ import contextlib
 import contextvars
 import difflib
 import json
+import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 
@@ -37,14 +38,78 @@ def join(prefix: str, path: str) -> str:
 
 
 def show(value: object) -> str:
-    """Render a value for a message: JSON where it can, cut to SHOW_MAX_CHARS."""
+    """Render a value for a message: JSON where it can, cut to SHOW_MAX_CHARS.
+
+    Bounded whatever the value: a 50 MB list or a 5,000-digit integer costs no
+    more than a short one, and the text never holds a raw line break.
+    """
     if isinstance(value, str) and len(value) > SHOW_MAX_CHARS:
-        return json.dumps(value[:SHOW_MAX_CHARS], ensure_ascii=False)[:-1] + f'…" ({len(value)} chars)'
-    try:
-        text = json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= SHOW_MAX_CHARS else text[:SHOW_MAX_CHARS] + "…"
+        return _printable(json.dumps(value[:SHOW_MAX_CHARS], ensure_ascii=False)[:-1] + f'…" ({len(value)} chars)')
+    pieces, size = [], 0
+    for piece in _pieces(value):
+        pieces.append(piece)
+        size += len(piece)
+        if size > SHOW_MAX_CHARS:
+            break
+    text = "".join(pieces)
+    return _printable(text if len(text) <= SHOW_MAX_CHARS else text[:SHOW_MAX_CHARS] + "…")
+
+
+def _printable(text: str) -> str:
+    """Lone surrogates (from a ``\\ud800`` escape) written as escapes, so that printing never fails."""
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _pieces(value: object) -> Iterator[str]:
+    """The JSON text of a value, piece by piece, so that show() can stop early."""
+    if isinstance(value, str):
+        yield json.dumps(value[:SHOW_MAX_CHARS + 1], ensure_ascii=False)
+    elif value is None or isinstance(value, bool):
+        yield json.dumps(value)
+    elif isinstance(value, int):
+        sign = "a negative" if value < 0 else "an"
+        yield str(value) if value.bit_length() <= 128 else f"<{sign} integer of {_digits(value)} digits>"
+    elif isinstance(value, float):
+        yield json.dumps(value) if math.isfinite(value) else repr(value)
+    elif isinstance(value, Mapping):
+        yield "{"
+        for i, (key, item) in enumerate(value.items()):
+            yield ", " if i else ""
+            yield from _pieces(key if isinstance(key, str) else str(key))
+            yield ": "
+            yield from _pieces(item)
+        yield "}"
+    elif isinstance(value, (list, tuple)):
+        yield "["
+        for i, item in enumerate(value):
+            yield ", " if i else ""
+            yield from _pieces(item)
+        yield "]"
+    else:
+        yield json.dumps(repr(value)[:SHOW_MAX_CHARS + 1], ensure_ascii=False)[1:-1]
+
+
+def quote_hint(value: object) -> str:
+    """How to write a non-string value as the string the API wants: ``quote it, as "10"``."""
+    text = show(value)
+    if text.endswith("…") or text.startswith("<"):  # cut, or a number too long to write out
+        return "quote it (write it as a JSON string)"
+    return f"quote it, as {json.dumps(text, ensure_ascii=False)}"
+
+
+def _digits(value: int) -> str:
+    """About how many decimal digits an integer has, without converting it (Python caps that at 4,300)."""
+    return f"about {int(abs(value).bit_length() * 0.30103) + 1:,}"
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,63}")
+
+
+def member_path(prefix: str, key: object) -> str:
+    """The path of an object's member: ``A.Key``, or ``A["odd key"]`` where the key is not a plain name."""
+    if isinstance(key, str) and _IDENTIFIER.fullmatch(key):
+        return join(prefix, key)
+    return f"{prefix}[{show(key)}]"
 
 
 def type_name(value: object) -> str:
@@ -73,7 +138,7 @@ def summary(problems: list[Problem], what: str) -> str:
     return "\n".join(lines)
 
 
-def _natural(path: str) -> list[object]:
+def natural_key(path: str) -> list[object]:
     """Sort key that puts ``InputDataConfig[2]`` before ``InputDataConfig[10]``."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
 
@@ -115,7 +180,7 @@ class Problems:
                 continue
             seen.add(path)
             kept.append((path, message))
-        return sorted(kept, key=lambda p: _natural(p[0]))
+        return sorted(kept, key=lambda p: natural_key(p[0]))
 
     # -- checks: each returns True when the value passed -----------------
 
@@ -154,7 +219,7 @@ class Problems:
             self.add(path, f"{show(value)} is {a_type(value)}, not an integer; must be {limit}: {fix}")
             return False
         if value < minimum or (maximum is not None and value > maximum):
-            self.add(path, f"{value} is out of range; must be {limit}")
+            self.add(path, f"{show(value)} is out of range; must be {limit}")
             return False
         return True
 
@@ -220,7 +285,7 @@ class Problems:
         unsupported = unsupported or {}
         everything = (*known, *ignored, *unsupported)
         for key in obj:
-            where = join(path, str(key))
+            where = member_path(path, key)
             if key in known or key in ignored:
                 continue
             if key in unsupported:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from channels.cache import CacheConfig
 from channels.units import MIB
 
 @dataclass(frozen=True)
@@ -60,6 +62,11 @@ class TransportConfig:
             16 MiB part takes ~190 ms to arrive, 1 MiB ~30 ms (measured
             through the bench proxy's ``s3-like`` profile: time to first byte
             218 ms with whole parts). 0 turns it off.
+        cache: a local cache of whole objects for later epochs (directory and
+            size limit); None (the default) reads everything from the store
+            every time. Objects with an ETag and a size, read through the S3
+            fast path with ``verify_etag``, are kept; see
+            :mod:`channels.transport.cached`.
     """
 
     part_size: int = 16 * MIB
@@ -75,6 +82,7 @@ class TransportConfig:
     region: str | None = None
     s3_backend: str = "s3"
     first_part_size: int = 1 * MIB
+    cache: CacheConfig | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -99,6 +107,8 @@ class TransportConfig:
         elif not isinstance(self.backoff_max, (int, float)) or self.backoff_max < self.backoff_base:
             problems.append(f"backoff_max must be >= backoff_base ({self.backoff_base}), "
                             f"got {self.backoff_max!r}")
+        if self.cache is not None and not isinstance(self.cache, CacheConfig):
+            problems.append(f"cache must be a channels.cache.CacheConfig or None, got {self.cache!r}")
         if problems:
             raise ValueError("invalid TransportConfig: " + "; ".join(problems))
         # Every part must fit the budget on its own, or the head of the stream

@@ -74,16 +74,11 @@ class Fetcher:
     def get(self, url: str) -> bytes:
         """A whole object of unknown size, retried from scratch."""
         backend = self.backend_for(url)
-        return self.whole(url, lambda: backend.get(url))
-
-    def whole(self, url: str, attempt: Callable[[], bytes]) -> bytes:
-        """``attempt()`` (one request for a whole body: an object, a listing page), retried from
-        scratch on :class:`PartialRead`; its bytes are counted."""
         failures = attempts = 0
         while True:
             attempts += 1
             try:
-                data = attempt()
+                data = backend.get(url)
             except PartialRead as exc:
                 failures += 1
                 if self._give_up_or_wait(url, 0, attempts, failures, exc.cause, None):

@@ -64,7 +64,12 @@ class Chunk:
     nbytes: int
 
 
-def plan_parts(refs: Iterable[ObjectRef], part_size: int, threshold: int,
+#: What a stream takes: an object, or ``(object, start)`` for its bytes from ``start`` on
+#: (a resumed read: the next record's byte offset).
+Target = ObjectRef | tuple[ObjectRef, int]
+
+
+def plan_parts(refs: Iterable[Target], part_size: int, threshold: int,
                first_part: int = 0) -> Iterator[tuple[ObjectRef, int, int, bool]]:
     """``(ref, offset, length, last)`` per part, in delivery order.
 
@@ -72,23 +77,29 @@ def plan_parts(refs: Iterable[ObjectRef], part_size: int, threshold: int,
     are cut into ``part_size`` ranges (the last one shorter). With
     ``first_part`` > 0, the first object's first part is at most that long
     (the rest of that object follows from there), so that the stream's first
-    bytes arrive after one short GET rather than a whole part.
+    bytes arrive after one short GET rather than a whole part. A
+    ``(ref, start)`` pair plans only the bytes from ``start`` on (ranges
+    counted from there; ``start == size`` gives one empty last part).
     """
     first = first_part
-    for ref in refs:
+    for target in refs:
+        ref, start = target if isinstance(target, tuple) else (target, 0)
         size = ref.size
         if size < 0:
             raise ValueError(f"object {ref.url} has a negative size ({size})")
-        whole = size <= threshold
+        if not 0 <= start <= size:
+            raise ValueError(f"start {start} is outside object {ref.url} ({size} bytes)")
+        rest = size - start
+        whole = rest <= threshold
         # The head: only of the stream's first object, and only if shorter than its first part.
-        head = first if first < (size if whole else part_size) else 0
+        head = first if first < (rest if whole else part_size) else 0
         first = 0
         if head:
-            yield ref, 0, head, False
+            yield ref, start, head, False
         if whole:
-            yield ref, head, size - head, True
+            yield ref, start + head, rest - head, True
             continue
-        for offset in range(head, size, part_size):
+        for offset in range(start + head, size, part_size):
             length = min(part_size, size - offset)
             yield ref, offset, length, offset + length == size
 
@@ -133,7 +144,7 @@ class ChunkStream(Iterator[Chunk]):
         sink: takes the bytes on the worker threads (see ``Transport.stream``).
     """
 
-    def __init__(self, refs: Iterable[ObjectRef], config: TransportConfig, fetcher: Fetcher,
+    def __init__(self, refs: Iterable[Target], config: TransportConfig, fetcher: Fetcher,
                  stats: TransportStats, *, spare: SpareShelf | None = None, sink: Sink | None = None) -> None:
         self._sink = sink
         self._fetcher = fetcher

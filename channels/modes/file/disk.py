@@ -18,31 +18,6 @@ from channels.listing import ObjectRef
 from channels.modes.file.keys import TMP_MARK
 from channels.units import GIB, human_bytes
 
-#: Mode of every folder File mode makes (less the umask's bits): never
-#: group/world-writable, even under umask 000, so nobody else can plant files.
-DIR_MODE = 0o755
-
-
-def make_dirs(path: str) -> None:
-    """``os.makedirs(path, exist_ok=True)``, with DIR_MODE for every folder made.
-
-    (``os.makedirs`` gives intermediate folders 0o777 less the umask.) Safe
-    when another process makes the same folders at the same time.
-    """
-    missing = []
-    while not os.path.isdir(path):
-        missing.append(path)
-        parent = os.path.dirname(path)
-        if parent == path:
-            break
-        path = parent
-    for folder in reversed(missing):
-        try:
-            os.mkdir(folder, DIR_MODE)
-        except FileExistsError:
-            if not os.path.isdir(folder):
-                raise
-
 
 def check_space(dest: Path, need: int, share_bytes: int, volume_size_gb: float | None,
                 disk_free: Callable[[Path], int] | None = None) -> None:

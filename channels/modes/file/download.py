@@ -32,8 +32,9 @@ from pathlib import Path
 
 from channels.balance import BalanceReport, report
 from channels.errors import ManifestError
-from channels.listing import S3_PREFIX, Listing, ObjectRef
-from channels.modes.file.disk import check_space, make_dirs, remove_stale_tmp
+from channels.folders import make_dirs
+from channels.listing import S3_PREFIX, Listing, ObjectRef, list_source
+from channels.modes.file.disk import check_space, remove_stale_tmp
 from channels.modes.file.journal import DownloadState
 from channels.modes.file.keys import check_keys
 from channels.modes.file.writer import TmpFiles, dest_error
@@ -47,7 +48,6 @@ from channels.sharding import (
 )
 from channels.store import Store
 from channels.transport import Transport, TransportConfig
-from channels.transport.listing import list_source  # s3:// prefixes without s3fs: a faster start
 from channels.units import human_bytes
 
 

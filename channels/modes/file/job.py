@@ -37,7 +37,7 @@ def download_job(job: Job | str | os.PathLike, root: str | os.PathLike, *, hosts
                  volume_size_gb: float | None = None, store: Store | None = None,
                  config: TransportConfig | None = None, progress: bool | None = None,
                  log: Callable[[str], None] | None = None, fsync: bool = False,
-                 disk_free: Callable[[Path], int] | None = None) -> dict[str, DownloadResult]:
+                 disk_free: Callable[[Path], int] | None = None, plan=None) -> dict[str, DownloadResult]:
     """Download this host's share of every File channel of ``job`` below ``root``.
 
     Args:
@@ -51,6 +51,9 @@ def download_job(job: Job | str | os.PathLike, root: str | os.PathLike, *, hosts
         volume_size_gb: override the job's ResourceConfig.VolumeSizeInGB.
         store, config, progress, log, fsync, disk_free: as
             :func:`channels.modes.file.download`.
+        plan: take every channel's objects from this job plan (its URL or a
+            :class:`channels.plan.JobPlan`) instead of listing; it is
+            checked against the job first.
 
     Returns:
         Channel name to its result, in the job's channel order (empty when the
@@ -72,10 +75,16 @@ def download_job(job: Job | str | os.PathLike, root: str | os.PathLike, *, hosts
     if hosts == 1 and count > 1:
         say(f"warning: the job has InstanceCount {count} but this host was given as the only one: it "
             "downloads every host's share; pass --hosts/--host-index or set SM_HOSTS and SM_CURRENT_HOST")
+    if plan is not None:
+        from channels.plan import load_plan
+
+        plan = load_plan(plan, store=store)
+        plan.check(job)
     shares: dict[str, Share] = {}
     for c in channels:
         ds = c.data_source
-        shares[c.name] = prepare(ds.s3_uri, channel_dir(root, c.name), hosts=hosts, host_index=host_index,
+        source = plan.channel(c.name).listing if plan is not None else ds.s3_uri
+        shares[c.name] = prepare(source, channel_dir(root, c.name), hosts=hosts, host_index=host_index,
                                  strategy=strategy_name(strategy or ds.distribution), store=store,
                                  data_type=ds.s3_data_type, host=host)
     for name, share in shares.items():

@@ -15,8 +15,9 @@ import secrets
 import threading
 
 from channels.errors import ChannelsError
+from channels.folders import make_dirs
 from channels.listing import ObjectRef
-from channels.modes.file.disk import make_dirs, preallocate
+from channels.modes.file.disk import preallocate
 from channels.modes.file.keys import TMP_MARK
 from channels.transport import Cancelled
 from channels.units import MIB

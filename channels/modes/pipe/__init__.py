@@ -2,6 +2,8 @@
 
 * :mod:`~channels.modes.pipe.reader`: :class:`PipeReader`, the in-process iterator;
 * :mod:`~channels.modes.pipe.source`: objects to pieces (Gzip inflated, RecordIO wrapped);
+* :mod:`~channels.modes.pipe.framing`: pieces to records, keeping a resumable position;
+* :mod:`~channels.modes.pipe.resume`: that position, and the fingerprint a saved state checks;
 * :mod:`~channels.modes.pipe.fifo`: the FIFO protocol, ``<channel>_<epoch>``.
 """
 

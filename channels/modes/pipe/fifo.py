@@ -8,24 +8,37 @@ For every Pipe channel of a job, :class:`FifoServer` serves
 2. it opens the FIFO for writing, which succeeds once a reader has opened it
    (the open is non-blocking and retried on ENXIO, so a stop is never stuck
    behind a reader that does not come);
-3. it writes the epoch's bytes: with RecordWrapperType None the objects'
-   bytes back to back, with RecordIO one RecordIO record per object
-   (streamed through :class:`channels.records.RecordIOStreamEncoder`); Gzip
-   objects are inflated first, as SageMaker does for CompressionType Gzip;
-4. once the reader has taken the last byte out of the pipe, it closes the
-   FIFO (the reader sees EOF) and removes it, then creates
-   ``<channel>_<e+1>``. A reader that closes early ends the epoch: the
-   writer's next write fails with EPIPE, and the epoch ends there, quietly.
+3. as soon as the reader has opened ``<channel>_<e>``, it creates
+   ``<channel>_<e+1>`` (when there is a next epoch), so the next FIFO
+   exists before this one ends: a reader that looks for it right after EOF
+   finds it, and PipeModeDataset, which sleeps a second whenever the next
+   FIFO is missing, never sleeps;
+4. it writes the epoch's bytes: with RecordWrapperType None the objects'
+   bytes back to back, with RecordIO each object as ONE whole RecordIO
+   record, never split (streamed through
+   :class:`channels.records.RecordIOStreamEncoder`; AWS's RecordIOReader
+   could not rejoin a split one); Gzip objects are inflated first, as
+   SageMaker does for CompressionType Gzip;
+5. once the reader has taken the last byte out of the pipe, it closes the
+   FIFO (the reader sees EOF) and removes it. A reader that closes early
+   ends the epoch: the writer's next write fails with EPIPE, and the epoch
+   ends there, quietly.
 
 Decisions (SageMaker does not document them):
 
-* A finished epoch's FIFO is removed as soon as it ends, so at most one FIFO
-  per channel exists at a time, and re-opening a finished epoch fails with
-  FileNotFoundError instead of blocking forever on a FIFO with no writer.
+* A finished epoch's FIFO is removed as soon as it ends, so at most two
+  FIFOs per channel exist at a time (the epoch being read and the next),
+  and re-opening a finished epoch fails with FileNotFoundError instead of
+  blocking forever on a FIFO with no writer.
+* With RecordIO, an object of 512 MiB or more cannot be one record (the
+  length field has 29 bits): a channel that lists one fails before its
+  first FIFO is made, naming the object (a Gzip object, whose inflated size
+  only shows while it streams, fails when it gets there).
 * ``epochs=None`` serves epochs until stopped, as SageMaker does.
 * On stop (``stop()``, SIGTERM or Ctrl-C in the CLI) each channel ends its
   current write, closes its FIFO, and removes it; a reader blocked opening
-  the current FIFO is let go with EOF rather than left blocked forever.
+  the current FIFO, or the next one made ahead, is let go with EOF rather
+  than left blocked forever.
 * An error in one channel (a missing object, a corrupt Gzip stream) stops the
   whole server, and :meth:`FifoServer.serve` raises it: a job whose data is
   broken should fail, not train on part of it.
@@ -37,172 +50,48 @@ FIFO, a channel already fetches that epoch's first bytes.
 
 from __future__ import annotations
 
-import array
-import errno
-import fcntl
 import logging
 import os
 import select
-import stat
-import termios
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from channels.folders import make_dirs
+from channels.modes.pipe.fifo_io import (
+    DEFAULT_MODE,
+    Stopped,
+    fifo_path,
+    make_fifo,
+    open_writer,
+    release,
+    unlink_quietly,
+    wait_drained,
+    write_all,
+)
 from channels.modes.pipe.reader import PipeReader
 from channels.modes.pipe.source import Piece
-from channels.records import RecordIOStreamEncoder
+from channels.records import MAX_LENGTH, RecordIOStreamEncoder
+from channels.records.recordio_stream import too_large
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODE = 0o600
-#: Pipe buffer asked for (F_SETPIPE_SZ); unprivileged processes get up to
-#: /proc/sys/fs/pipe-max-size (1 MiB by default). Fewer, larger writes.
-PIPE_SIZE = 1 << 20
-#: Longest sleep between tries to open a FIFO no reader has opened yet.
-OPEN_POLL_MAX = 0.05
-#: How often a writer blocked on a full pipe checks for a stop.
-WRITE_POLL_MS = 100
-
-
-class _Stopped(Exception):
-    """The server was asked to stop."""
-
-
-def fifo_path(data_dir: str | os.PathLike, channel: str, epoch: int) -> Path:
-    """``<data_dir>/<channel>_<epoch>``, the FIFO of one channel's epoch."""
-    return Path(data_dir) / f"{channel}_{epoch}"
-
-
-def make_fifo(path: Path, mode: int = DEFAULT_MODE) -> None:
-    """Create a FIFO at ``path``, replacing a stale FIFO left there.
-
-    Raises:
-        ValueError: ``mode`` is group- or world-writable.
-        FileExistsError: something that is not a FIFO is in the way.
-    """
-    if mode & 0o022:
-        raise ValueError(f"FIFO mode {mode:#o} lets other users write into the data stream; "
-                         "use 0o600 or 0o640")
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        pass
-    else:
-        if not stat.S_ISFIFO(st.st_mode):
-            raise FileExistsError(errno.EEXIST, "not a FIFO, refusing to replace it", str(path))
-        os.unlink(path)  # a stale FIFO from an earlier run
-    try:
-        os.mkfifo(path, mode)
-    except OSError as exc:  # os.mkfifo's own error does not name the path
-        raise OSError(exc.errno, f"cannot create the FIFO: {exc.strerror}", str(path)) from exc
-
-
-def make_dirs(path: Path, mode: int = 0o755) -> None:
-    """Create ``path`` and its missing parents, none of them group- or world-writable.
-
-    ``mkdir -p`` leaves the umask to decide, and with umask 000 anyone could
-    then swap a FIFO for their own; every folder made here gets ``mode``
-    (narrowed further by the umask).
-    """
-    missing = []
-    while not path.exists():
-        missing.append(path)
-        if path.parent == path:
-            break
-        path = path.parent
-    for folder in reversed(missing):
-        try:
-            os.mkdir(folder, mode & ~0o022)
-        except FileExistsError:
-            pass
-
-
-def open_writer(path: Path, stop: threading.Event) -> int:
-    """Open the FIFO for writing once a reader has it open; non-blocking.
-
-    Returns:
-        A non-blocking write descriptor.
-
-    Raises:
-        _Stopped: ``stop`` was set first. A reader blocked opening the FIFO
-            is then released with EOF (the FIFO is opened and closed at once).
-    """
-    delay = 0.002
-    while True:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as exc:
-            if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
-                raise
-        else:
-            if stop.is_set():
-                os.close(fd)
-                raise _Stopped()
-            try:
-                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-            except OSError:  # pragma: no cover - a lower pipe-max-size
-                pass
-            return fd
-        if stop.wait(delay):
-            raise _Stopped()
-        delay = min(delay * 2, OPEN_POLL_MAX)
-
-
-def write_all(fd: int, data: memoryview, stop: threading.Event, poller: select.poll) -> None:
-    """Write every byte of ``data`` to the non-blocking ``fd``, straight from its memory.
-
-    Raises:
-        BrokenPipeError: the reader closed the FIFO.
-        _Stopped: ``stop`` was set while the pipe was full.
-    """
-    while data:
-        try:
-            n = os.write(fd, data)
-        except BlockingIOError:
-            while not poller.poll(WRITE_POLL_MS):
-                if stop.is_set():
-                    raise _Stopped() from None
-            continue
-        data = data[n:]
-
-
-def wait_drained(fd: int, stop: threading.Event, poller: select.poll) -> None:
-    """Return once the reader has taken every byte out of the pipe.
-
-    So that the writer's close, which the reader sees as EOF, comes when the
-    reader is at the end, and the next epoch's FIFO appears after that.
-
-    Raises:
-        BrokenPipeError: the reader closed the FIFO with bytes left unread.
-        _Stopped: ``stop`` was set first.
-    """
-    pending = array.array("i", [0])
-    delay = 0.0005
-    while True:
-        try:
-            fcntl.ioctl(fd, termios.FIONREAD, pending, True)
-        except OSError:  # pragma: no cover - FIONREAD on pipes is Linux's; elsewhere, do not wait
-            return
-        if pending[0] == 0:
-            return
-        if any(events & select.POLLERR for _, events in poller.poll(0)):  # no reader left
-            raise BrokenPipeError(errno.EPIPE, "the reader closed the FIFO")
-        if stop.wait(delay):
-            raise _Stopped()
-        delay = min(delay * 2, OPEN_POLL_MAX)
+__all__ = ["ChannelWriter", "FifoServer", "epoch_bytes", "fifo_path", "make_fifo"]
 
 
 def epoch_bytes(pieces: Iterable[Piece], record_wrapper: str, *, inflated: bool = False
                 ) -> Iterator[memoryview]:
     """What one epoch's FIFO carries, as buffers to write in order.
 
-    With ``"RecordIO"`` each object becomes one RecordIO record, streamed:
-    the encoder holds an object's bytes only until the part they belong to
-    ends (for most objects, the object's end; RecordIO caps a part below
-    512 MiB). ``inflated`` says the pieces are inflated Gzip objects, whose
-    length the listing does not tell.
+    With ``"RecordIO"`` each object becomes one whole RecordIO record: its
+    header, then its bytes as they stream, uncopied. ``inflated`` says the
+    pieces are inflated Gzip objects, whose length the listing does not
+    tell: each is then held until its end (below 512 MiB, RecordIO's limit
+    for a record) to put its length in the header.
+
+    Raises:
+        RecordError: an object of 512 MiB or more (named in the message).
     """
     pieces = iter(pieces)
     try:
@@ -215,7 +104,7 @@ def epoch_bytes(pieces: Iterable[Piece], record_wrapper: str, *, inflated: bool 
         for piece in pieces:
             if encoder is None:
                 known = piece.ref.inline is not None or not inflated
-                encoder = RecordIOStreamEncoder(piece.ref.size if known else None)
+                encoder = RecordIOStreamEncoder(piece.ref.size if known else None, name=piece.ref.url)
             for out in encoder.feed(piece.data):
                 yield memoryview(out)
             if piece.last:
@@ -259,20 +148,43 @@ class ChannelWriter(threading.Thread):
         self.early_closes = 0
         self.bytes_written = 0
         self.error: BaseException | None = None
-        self.current: Path | None = None  # the FIFO that exists now, if any
+        # Invariant: ``current`` is the FIFO of the epoch being served (None
+        # between epochs) and ``ahead`` the next epoch's, made once a reader
+        # opened ``current``; each is removed here, and only here.
+        self.current: Path | None = None
+        self.ahead: Path | None = None
 
     def run(self) -> None:
         try:
+            self._check_sizes()
             epoch = 0
-            while (self.epochs is None or epoch < self.epochs) and not self.stop_event.is_set():
+            while self._serves(epoch) and not self.stop_event.is_set():
                 self._serve_epoch(epoch)
                 epoch += 1
-        except _Stopped:
+        except Stopped:
             pass
         except BaseException as exc:  # reported by FifoServer.serve
             self.error = exc
             log.debug("channel %s failed", self.channel, exc_info=True)
             self.stop_event.set()
+        finally:
+            if self.ahead is not None:  # stopped: a reader may be waiting on it
+                release(self.ahead)
+                self.ahead = None
+
+    def _serves(self, epoch: int) -> bool:
+        return self.epochs is None or epoch < self.epochs
+
+    def _check_sizes(self) -> None:
+        """Fail before any FIFO exists if an object cannot be one RecordIO record."""
+        source = self.reader.source
+        if source.record_wrapper != "RecordIO" or source.compression == "Gzip":
+            return
+        big = [r for r in self.reader.listing.refs if r.inline is None and r.size > MAX_LENGTH]
+        if big:
+            err = too_large(big[0].url, big[0].size)
+            more = f" ({len(big) - 1} more object(s) of the channel are too)" if len(big) > 1 else ""
+            raise type(err)(f"channel {self.channel}: {err}{more}", **err.details)
 
     def _serve_epoch(self, epoch: int) -> None:
         path = fifo_path(self.data_dir, self.channel, epoch)
@@ -281,10 +193,17 @@ class ChannelWriter(threading.Thread):
                           inflated=source.compression == "Gzip")
         try:
             first = next(out, None)  # start fetching while the reader is not there yet
-            make_fifo(path, self.mode)
-            self.current = path
+            if self.ahead == path:  # made while the previous epoch was read
+                self.current, self.ahead = path, None
+            else:
+                make_fifo(path, self.mode)
+                self.current = path
             fd = open_writer(path, self.stop_event)
             try:
+                if self._serves(epoch + 1):  # the next FIFO exists before this one ends
+                    ahead = fifo_path(self.data_dir, self.channel, epoch + 1)
+                    make_fifo(ahead, self.mode)
+                    self.ahead = ahead
                 poller = select.poll()
                 poller.register(fd, select.POLLOUT)
                 try:
@@ -303,7 +222,7 @@ class ChannelWriter(threading.Thread):
             out.close()
             made, self.current = self.current, None
             if made is not None:  # unlinking one never made could hide why (EROFS)
-                _unlink(made)
+                unlink_quietly(made)
 
     def _write(self, fd: int, buf: memoryview, poller: select.poll) -> None:
         write_all(fd, buf, self.stop_event, poller)
@@ -387,8 +306,9 @@ class FifoServer:
         self._stop.set()
         self.wait()
         for writer in self.writers:
-            if writer.current is not None:  # pragma: no cover - a writer stuck outside its loop
-                _unlink(writer.current)
+            for left in (writer.current, writer.ahead):  # pragma: no cover - a writer stuck outside its loop
+                if left is not None:
+                    release(left)
         for reader in self.readers.values():
             reader.close()
 
@@ -415,10 +335,3 @@ class FifoServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _unlink(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

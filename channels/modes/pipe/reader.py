@@ -38,6 +38,28 @@ Record lifetime: a record is a ``memoryview`` into the transport's reusable
 buffers, valid until the next record is requested; it is released after
 that (touching it then raises ValueError). Copy (``bytes(record)``) what
 must outlive the step, or iterate ``reader.records(copy=True)``.
+
+Resuming mid-epoch: :meth:`PipeReader.state_dict` is a small dict (epoch,
+seed, plan, a fingerprint of the objects, and the position: object, record,
+and the last record boundary passed). :meth:`PipeReader.load_state_dict`
+checks it against the channel (another seed, framing or plan, other objects
+or changed ETags raise :class:`~channels.errors.ResumeStateError` naming what
+differs) and the next iteration of that epoch continues at the next record:
+an uncompressed object is fetched with a ranged read from the record
+boundary, so nothing delivered is read again beyond one chunk. Resuming on
+another host count is the adapters' work (:mod:`channels.adapters`).
+
+With a local cache (``config=TransportConfig(cache=CacheConfig(dir, size))``),
+later epochs read kept objects from disk. The cache keys an object by URL
+and ETag, so the reader must know each object's current ETag: at the start
+of every epoch after the first it reads, a reader that listed the source
+itself lists it again (one LIST request per 1,000 objects) and reads each
+planned object in its newest version; the plan (which objects, in which
+order, on which host) stays that of the first listing, so hosts stay in
+step. An object overwritten between epochs is then fetched again; one
+unchanged is served from the cache with no request. ``relist=False`` keeps
+the first listing's versions (a job plan or a listing given is never
+listed again): the cache then serves the version listed.
 """
 
 from __future__ import annotations
@@ -45,16 +67,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from channels.errors import ResumeStateError
 from channels.listing import Listing, ObjectRef, list_source
+from channels.modes.pipe.framing import OBJECT, PARQUET, RAW, Item, frame_items
+from channels.modes.pipe.resume import (
+    STATE_VERSION,
+    Cursor,
+    Start,
+    check_fingerprint,
+    check_settings,
+    fingerprint,
+)
 from channels.modes.pipe.source import Piece, PipeSource, iter_pieces
-from channels.records import framer, framer_names
+from channels.records import framer_names
 from channels.sharding import check_host, plan
 from channels.store import Store
 from channels.transport import Transport, TransportConfig
 
-RAW = "raw"
-OBJECT = "object"
-PARQUET = "parquet"
 #: Every framing the reader takes.
 FRAMINGS = (RAW, OBJECT, "recordio", "tfrecord", "lines", PARQUET)
 
@@ -83,6 +112,16 @@ class PipeReader:
         config: transport tuning (budget, part size, workers).
         transport: a transport to share (the reader then does not close it);
             by default the reader makes and owns one.
+        listing: the source's listing, made already (by a parent process:
+            a DataLoader worker need not list again); by default listed on
+            first use.
+        plan: read the objects from a job plan instead of listing the
+            source: its URL (one GET), a :class:`channels.plan.JobPlan`
+            already read, or a :class:`~channels.listing.Listing`.
+        relist: list the source again at the start of each later epoch, to
+            read the newest version of each planned object (see the module
+            docstring). Default: when the transport has a cache and the
+            reader lists the source itself (no ``listing``, no ``plan``).
 
     Raises:
         ValueError: an unknown framing, compression, wrapper or distribution
@@ -97,7 +136,8 @@ class PipeReader:
                  distribution: str | None = None, data_type: str | None = None,
                  attribute_names: tuple[str, ...] | None = None, check_crc: bool = True,
                  store: Store | None = None, config: TransportConfig | None = None,
-                 transport: Transport | None = None) -> None:
+                 transport: Transport | None = None, listing: Listing | None = None,
+                 plan: Any = None, relist: bool | None = None) -> None:
         self.source = _source(channel_or_uri, compression=compression, record_wrapper=record_wrapper,
                               shuffle_seed=shuffle_seed, distribution=distribution, data_type=data_type,
                               attribute_names=attribute_names)
@@ -119,9 +159,24 @@ class PipeReader:
         self.store = store if store is not None else Store.from_env()
         self._owns_transport = transport is None
         self.transport = transport if transport is not None else Transport(self.store, config)
-        self._listing: Listing | None = None
-        #: Work counters: objects, bytes_in (fetched), bytes_out (inflated), records.
-        self.counts: dict[str, int] = {"objects": 0, "bytes_in": 0, "bytes_out": 0, "records": 0}
+        self._listing: Listing | None = listing
+        self._plan = plan
+        self.relist = (self.transport.cache is not None and listing is None and plan is None
+                       if relist is None else relist)
+        # The epoch the newest versions were listed for, and those versions by URL
+        # (None: the first listing's are the newest known).
+        self._versions_epoch: int | None = None
+        self._versions: dict[str, ObjectRef] | None = None
+        self._fingerprint: dict | None = None
+        # The epoch and cursor of the latest iteration (what state_dict saves),
+        # and a loaded position waiting for the next iteration of its epoch.
+        self._position: tuple[int, Cursor] | None = None
+        self._resume: tuple[int, Cursor] | None = None
+        #: Work counters: objects, bytes_in (fetched), bytes_out (inflated), records,
+        #: skipped (framed again after a resume, not yielded), relists (listings made
+        #: again for a later epoch).
+        self.counts: dict[str, int] = {"objects": 0, "bytes_in": 0, "bytes_out": 0, "records": 0, "skipped": 0,
+                                       "relists": 0}
 
     @classmethod
     def from_channel(cls, channel: Any, **kwargs: Any) -> PipeReader:
@@ -132,7 +187,11 @@ class PipeReader:
 
     @property
     def listing(self) -> Listing:
-        """The source's objects, listed on first use and then reused by every epoch."""
+        """The source's objects, listed (or read from the plan) on first use, then reused by every epoch."""
+        if self._listing is None and self._plan is not None:
+            from channels.plan import listing_from
+
+            self._listing = listing_from(self._plan, self.source, store=self.store)
         if self._listing is None:
             s = self.source
             self._listing = list_source(s.uri, s.data_type, attribute_names=s.attribute_names, store=self.store)
@@ -144,7 +203,25 @@ class PipeReader:
         listing = self.listing
         p = plan(listing.unit_sizes(), self.hosts, self.source.strategy, seed=self.source.shuffle_seed,
                  epoch=epoch)
-        return listing.expand(p.units_for(self.host_index))
+        return self._newest(listing.expand(p.units_for(self.host_index)), epoch)
+
+    def _newest(self, refs: list[ObjectRef], epoch: int) -> list[ObjectRef]:
+        """``refs`` in their newest versions for ``epoch``: with :attr:`relist`, listed again per epoch."""
+        if not self.relist:
+            return refs
+        if self._versions_epoch is None:  # the first listing is the newest for the first epoch read
+            self._versions_epoch = epoch
+        elif epoch != self._versions_epoch:
+            s = self.source
+            fresh = list_source(s.uri, s.data_type, attribute_names=s.attribute_names, store=self.store)
+            self._versions = {r.url: r for r in fresh.refs if r.inline is None}
+            self._versions_epoch = epoch
+            self.counts["relists"] += 1
+        versions = self._versions
+        if versions is None:
+            return refs
+        # An object gone from the new listing keeps its old version (reading it says what happened).
+        return [r if r.inline is not None else versions.get(r.url, r) for r in refs]
 
     # ------------------------------------------------------------ reading
 
@@ -155,16 +232,84 @@ class PipeReader:
         """The records of ``epoch`` (memoryviews valid until the next record).
 
         Stopping early is fine: closing the iterator (or dropping it) cancels
-        the reads still in flight.
+        the reads still in flight. After :meth:`load_state_dict`, the first
+        iteration of the saved epoch continues where the state was saved.
         """
-        pieces = self.pieces(epoch)
-        if self.framing == RAW:
-            return self._raw(pieces)
-        if self.framing == OBJECT:
-            return self._objects(pieces)
-        if self.framing == PARQUET:
-            return self._parquet(pieces)
-        return self._framed(pieces)
+        refs = self.refs(epoch)
+        cursor = Cursor()
+        if self._resume is not None and self._resume[0] == epoch:
+            cursor, self._resume = self._resume[1], None
+            if cursor.item > len(refs):
+                raise ResumeStateError(f"the state's position (object {cursor.item}) is past this host's "
+                                       f"{len(refs)} objects of epoch {epoch}", field="position")
+        self._position = (epoch, cursor)
+        return self.read([(r, Start()) for r in refs], cursor)
+
+    def read(self, items: list[Item], cursor: Cursor | None = None) -> Iterator[Any]:
+        """The records of an explicit list of objects, each from its :class:`Start`.
+
+        ``cursor`` (default: the first object's start) is where to begin, and
+        is kept up to date as records go out: save ``cursor.state()``.
+        """
+        if cursor is None:
+            cursor = Cursor()
+            if items:
+                cursor.at(0, items[0][1])
+        gzip = self.source.compression == "Gzip"
+
+        def pieces_of(targets: list[tuple[ObjectRef, int]]) -> Iterator[Piece]:
+            return iter_pieces(self.transport, targets, gzip=gzip, counts=self.counts)
+
+        return frame_items(items, cursor, pieces_of, self.framing, gzip=gzip, check_crc=self.check_crc,
+                           counts=self.counts)
+
+    # ------------------------------------------------------------ resume
+
+    def fingerprint(self) -> dict:
+        """The listing's fingerprint (:func:`channels.modes.pipe.resume.fingerprint`), made once."""
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(self.listing.refs)
+        return self._fingerprint
+
+    def _settings(self) -> dict:
+        s = self.source
+        return {"reader": "PipeReader", "seed": s.shuffle_seed, "framing": self.framing,
+                "compression": s.compression, "strategy": s.strategy, "hosts": self.hosts,
+                "host_index": self.host_index}
+
+    def state_dict(self) -> dict:
+        """Where the latest iteration stands (before any: the start of the default epoch).
+
+        A small dict of plain values (picklable, JSON-able): ``version``,
+        ``epoch``, the settings that shape the plan (``seed``, ``framing``,
+        ``compression``, ``strategy``, ``hosts``, ``host_index``), ``objects``
+        (a fingerprint of the listing, about 1 KiB) and ``position``
+        (``[object, record, offset, before]``, see
+        :class:`~channels.modes.pipe.resume.Cursor`).
+        """
+        epoch, cursor = self._position or self._resume or (self.default_epoch, Cursor())
+        return {"version": STATE_VERSION, "epoch": epoch, **self._settings(), "objects": self.fingerprint(),
+                "position": cursor.state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue the saved epoch where ``state`` stood, at its next iteration.
+
+        Sets :attr:`default_epoch` to the saved epoch (``iter(reader)`` resumes it).
+
+        Raises:
+            ResumeStateError: the state does not fit this reader or channel:
+                another seed, framing, compression, plan or host; other
+                objects, or objects whose ETag or size changed (named).
+        """
+        label = f"this reader of {self.source.label}"
+        check_settings(state, self._settings(), label)
+        check_fingerprint(state.get("objects"), self.listing.refs, self.source.label)
+        epoch = state.get("epoch")
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+            raise ResumeStateError(f"the state's epoch must be an integer >= 0, got {epoch!r}", field="epoch")
+        self._resume = (epoch, Cursor.from_state(state.get("position")))
+        self._position = None
+        self.default_epoch = epoch
 
     def records(self, epoch: int | None = None, *, copy: bool = True) -> Iterator[Any]:
         """The records of ``epoch`` as ``bytes`` the caller keeps (``copy=True``).
@@ -183,8 +328,11 @@ class PipeReader:
                            counts=self.counts)
 
     def stats(self) -> dict[str, int]:
-        """The reader's counters and its transport's (requests, retries, buffer_peak...)."""
+        """The reader's counters and its transport's (requests, retries, buffer_peak...), and its cache's
+        (``cache_hits``, ``cache_hit_bytes``...) when it has one."""
         out = {f"transport_{k}": v for k, v in self.transport.stats.snapshot().items()}
+        if self.transport.cache_stats is not None:
+            out.update({f"cache_{k}": v for k, v in self.transport.cache_stats.snapshot().items()})
         out.update(self.counts)
         return out
 
@@ -202,81 +350,6 @@ class PipeReader:
     def __repr__(self) -> str:
         return (f"PipeReader({self.source.label!r}, framing={self.framing!r}, "
                 f"host_index={self.host_index}, hosts={self.hosts})")
-
-    # ------------------------------------------------------------ framings
-
-    def _raw(self, pieces: Iterator[Piece]) -> Iterator[memoryview]:
-        counts = self.counts
-        with _closing(pieces):
-            for piece in pieces:
-                if piece.data:
-                    counts["records"] += 1
-                    yield piece.data
-
-    def _objects(self, pieces: Iterator[Piece]) -> Iterator[memoryview]:
-        counts = self.counts
-        with _closing(pieces):
-            joined: bytearray | None = None
-            for piece in pieces:
-                if joined is None:
-                    if piece.last:  # the whole object in one piece: no copy
-                        counts["records"] += 1
-                        yield piece.data
-                        continue
-                    joined = bytearray()
-                joined += piece.data
-                if piece.last:
-                    record, joined = joined, None
-                    counts["records"] += 1
-                    yield memoryview(record)
-
-    def _framed(self, pieces: Iterator[Piece]) -> Iterator[memoryview]:
-        counts = self.counts
-        name, check_crc = self.framing, self.check_crc
-        with _closing(pieces):
-            f = None
-            for piece in pieces:
-                if f is None:
-                    f = framer(name, piece.ref.url, check_crc=check_crc)
-                for record in f.feed(piece.data):
-                    counts["records"] += 1
-                    yield record
-                if piece.last:
-                    for record in f.finish():
-                        counts["records"] += 1
-                        yield record
-                    f = None
-
-    def _parquet(self, pieces: Iterator[Piece]) -> Iterator[Any]:
-        import pyarrow as pa
-
-        from channels.records import iter_parquet_batches
-
-        counts = self.counts
-        with _closing(pieces):
-            buf = bytearray()
-            for piece in pieces:
-                buf += piece.data
-                if piece.last:
-                    data, buf = pa.BufferReader(pa.py_buffer(buf)), bytearray()  # no copy
-                    for batch in iter_parquet_batches(data, url=piece.ref.url):
-                        counts["records"] += 1
-                        yield batch
-
-
-class _closing:
-    """Close a generator on exit, so an abandoned epoch cancels its reads."""
-
-    def __init__(self, gen: Iterator[Any]) -> None:
-        self.gen = gen
-
-    def __enter__(self) -> Iterator[Any]:
-        return self.gen
-
-    def __exit__(self, *exc: object) -> None:
-        close = getattr(self.gen, "close", None)
-        if close is not None:
-            close()
 
 
 def _source(channel_or_uri: Any, **overrides: Any) -> PipeSource:

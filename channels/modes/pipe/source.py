@@ -111,7 +111,7 @@ class Piece:
     last: bool
 
 
-def iter_pieces(transport: Transport, refs: Iterable[ObjectRef], *, gzip: bool = False,
+def iter_pieces(transport: Transport, refs: Iterable[ObjectRef | tuple[ObjectRef, int]], *, gzip: bool = False,
                 counts: dict[str, int] | None = None) -> Iterator[Piece]:
     """Every byte of ``refs``, object by object, as :class:`Piece` s.
 
@@ -126,7 +126,9 @@ def iter_pieces(transport: Transport, refs: Iterable[ObjectRef], *, gzip: bool =
 
     Args:
         transport: the engine that fetches.
-        refs: the objects, in the order to deliver them.
+        refs: the objects, in the order to deliver them; ``(ref, offset)``
+            for an object's bytes from ``offset`` on (a resumed read; not
+            with ``gzip``, whose objects are inflated from their start).
         gzip: inflate fetched objects.
         counts: when given, ``objects``, ``bytes_in`` (fetched or inline) and
             ``bytes_out`` (delivered) are added to it as pieces go out.
@@ -136,13 +138,15 @@ def iter_pieces(transport: Transport, refs: Iterable[ObjectRef], *, gzip: bool =
         TransportError, SourceNotFoundError, ObjectChangedError: as the
             transport raises them, when the object is reached.
     """
-    refs = refs if isinstance(refs, (list, tuple)) else list(refs)
+    targets = [t if isinstance(t, tuple) else (t, 0) for t in refs]
     counts = counts if counts is not None else {}
     for key in ("objects", "bytes_in", "bytes_out"):
         counts.setdefault(key, 0)
-    stream = transport.stream(r for r in refs if r.inline is None)
+    if gzip and any(offset for _, offset in targets):
+        raise ValueError("a Gzip object cannot be read from an offset: inflate it from its start")
+    stream = transport.stream((r, o) if o else r for r, o in targets if r.inline is None)
     try:
-        for ref in refs:
+        for ref, _ in targets:
             counts["objects"] += 1
             if ref.inline is not None:
                 counts["bytes_in"] += len(ref.inline)

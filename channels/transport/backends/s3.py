@@ -27,7 +27,7 @@ import urllib3
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from channels.errors import ChannelsError, ObjectChangedError, SourceNotFoundError, TransportError
-from channels.store import Store, endpoint_from_env
+from channels.store import Store, aws_identity, endpoint_from_env
 from channels.transport.backends.base import Backend, OnData, Progress
 from channels.transport.config import TransportConfig
 from channels.transport.errors import AccessDeniedError, Cancelled, PartialRead, TransientHTTPError
@@ -75,6 +75,11 @@ class S3Backend(Backend):
 
     name = "s3"
 
+    @property
+    def verifies_etag(self) -> bool:
+        """Every read sends ``If-Match`` with the listed ETag (``TransportConfig.verify_etag``)."""
+        return self.config.verify_etag
+
     def __init__(self, store: Store, config: TransportConfig, stats: TransportStats) -> None:
         super().__init__(store, config, stats)
         self._options = dict(store.options)
@@ -100,36 +105,10 @@ class S3Backend(Backend):
                 return
             from botocore.auth import S3SigV4Auth
             from botocore.awsrequest import AWSRequest
-            from botocore.credentials import Credentials, EnvProvider
 
-            # botocore is imported on first use only: it costs ~0.2 s of start-up. Its session
-            # (with botocore.client and its docs machinery, ~60 ms more) only when the environment
-            # does not settle the question: botocore's own chain starts with the environment's
-            # credentials unless a profile is named, and reads the region from AWS_DEFAULT_REGION
-            # before any config file.
+            # botocore is imported on first use only: it costs ~0.2 s of start-up.
             self._auth_class, self._request_class = S3SigV4Auth, AWSRequest
-            opts = self._options
-            session = None
-
-            def config_region() -> str | None:
-                nonlocal session
-                if os.environ.get("AWS_DEFAULT_REGION"):
-                    return os.environ["AWS_DEFAULT_REGION"]
-                session = session or _session(opts.get("profile"))
-                return session.get_config_variable("region")
-
-            client_kwargs = dict(opts.get("client_kwargs") or {})
-            if not self._region:
-                self._region = (client_kwargs.get("region_name") or os.environ.get("AWS_REGION")
-                                or config_region() or "us-east-1")
-            if opts.get("anon"):
-                creds = None
-            elif opts.get("key") and opts.get("secret"):
-                creds = Credentials(opts["key"], opts["secret"], opts.get("token"))
-            else:
-                creds = None if opts.get("profile") else EnvProvider().load()
-                if creds is None:
-                    creds = (session or _session(opts.get("profile"))).get_credentials()
+            creds, self._region = aws_identity(self._options, self._region)
             if creds is None:
                 log.info("no AWS credentials found: sending unsigned S3 requests")
             self._credentials = creds
@@ -146,25 +125,23 @@ class S3Backend(Backend):
     # ------------------------------------------------------------ requests
 
     def _locate(self, bucket: str, key: str) -> tuple[str, str, str]:
-        """``(scheme, netloc, path)`` of an object, or of the bucket when ``key`` is "" (path already quoted)."""
+        """``(scheme, netloc, path)`` of an object (path already quoted)."""
         qkey = quote_key(key)
         if self._endpoint is not None:
-            base = f"{self._endpoint.path.rstrip('/')}/{bucket}"
-            return self._endpoint.scheme, self._endpoint.netloc, f"{base}/{qkey}" if qkey else base
+            base = self._endpoint.path.rstrip("/")
+            return self._endpoint.scheme, self._endpoint.netloc, f"{base}/{bucket}/{qkey}"
         region = self._bucket_region.get(bucket, self._region)
         host = f"s3.{region}.amazonaws.com" + (".cn" if region.startswith("cn-") else "")
         if _VIRTUAL_OK.match(bucket):
             return "https", f"{bucket}.{host}", f"/{qkey}"
-        return "https", host, f"/{bucket}/{qkey}" if qkey else f"/{bucket}"
+        return "https", host, f"/{bucket}/{qkey}"
 
-    def _send(self, method: str, bucket: str, key: str, headers: dict[str, str], query: str = ""):
-        """One request (plus one re-send if AWS names another region); ``query``: encoded, without ``?``."""
+    def _send(self, method: str, bucket: str, key: str, headers: dict[str, str]):
+        """One request (plus one re-send if AWS names another region)."""
         if not self._resolved:
             self._resolve()
         for _ in range(2):
             scheme, netloc, path = self._locate(bucket, key)
-            if query:
-                path = f"{path}?{query}"
             send = dict(headers)
             signer = self._signer(bucket)
             if signer is not None:
@@ -257,21 +234,7 @@ class S3Backend(Backend):
 
     def _get(self, url: str) -> bytes:
         bucket, key = parse_s3_url(url)
-        return self._body(url, bucket, key)
-
-    def list_page(self, bucket: str, query: str) -> bytes:
-        """One attempt at a bucket listing (``query``: ListObjectsV2's parameters, encoded as
-        SigV4 signs them): the XML body. Paging and parsing are :mod:`channels.transport.listing`'s.
-
-        Raises:
-            PartialRead: a transient failure.
-            SourceNotFoundError, AccessDeniedError, TransportError: as the store says.
-        """
-        return self._body(f"s3://{bucket}/", bucket, "", query)
-
-    def _body(self, url: str, bucket: str, key: str, query: str = "") -> bytes:
-        """One GET's whole body (a small object, a listing page)."""
-        resp = self._send("GET", bucket, key, {}, query)
+        resp = self._send("GET", bucket, key, {})
         try:
             if resp.status != 200:
                 self._raise_for_status(resp, url, 0, None, bucket, key)
@@ -358,12 +321,6 @@ class S3Backend(Backend):
 
     def close(self) -> None:
         self._manager.clear()
-
-
-def _session(profile: str | None):
-    import botocore.session
-
-    return botocore.session.Session(profile=profile)
 
 
 class _ConsumerFailed(Exception):

@@ -1,110 +1,29 @@
-"""Data sources become ordered lists of object refs (listing layer).
+"""Data sources become ordered lists of object refs: prefixes, manifests, augmented manifests.
 
-A source is listed once per channel (not per epoch): S3Prefix with one
-paginated listing call and no per-object HEAD; manifests by reading the
-manifest and listing the entries' common prefix once.
+A source is listed once per channel (not per epoch), with no per-object
+HEAD: an S3Prefix by :mod:`channels.listing.fanout` (LIST requests fanned
+out over the prefix's common prefixes, merged into key order), any other
+fsspec URL by one ``find``; manifests by reading the manifest and listing the
+entries' common prefix once.
 """
 
 from __future__ import annotations
 
 import json
 import posixpath
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Sequence
 
 from channels.errors import AccessDeniedError, EmptyChannelError, ManifestError, SourceNotFoundError
+from channels.listing.fanout import ListConfig, ListProgress, ListStats, list_s3_keys
+from channels.listing.refs import (
+    AUGMENTED_MANIFEST_FILE,
+    DATA_TYPES,
+    MANIFEST_FILE,
+    S3_PREFIX,
+    Listing,
+    ObjectRef,
+)
 from channels.store import Store, join_url, protocol_of, split_url, strip_protocol
-
-if TYPE_CHECKING:
-    import numpy as np  # imported where sizes become arrays: a one-host download never needs it
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectRef:
-    """One object: where it is, how big, and its version tag.
-
-    Attributes:
-        url: full URL (``s3://bucket/key``, ``file:///abs/path``, ...).
-        size: bytes.
-        etag: the store's ETag (quotes stripped) or None where it has none.
-        key: the object's path below the channel's prefix ("" when not under one);
-            File mode writes the object there, FastFile shows it there.
-        inline: the bytes themselves, for values that live in a manifest line
-            rather than in an object (augmented manifests); no request is made.
-    """
-
-    url: str
-    size: int
-    etag: str | None = None
-    key: str = ""
-    inline: bytes | None = None
-
-
-S3_PREFIX = "S3Prefix"
-MANIFEST_FILE = "ManifestFile"
-AUGMENTED_MANIFEST_FILE = "AugmentedManifestFile"
-DATA_TYPES = (S3_PREFIX, MANIFEST_FILE, AUGMENTED_MANIFEST_FILE)
-
-
-@dataclass(frozen=True)
-class Listing:
-    """A data source's objects in their documented order, plus its units.
-
-    The unit is what sharding and shuffling move as a whole: one object for
-    S3Prefix and ManifestFile, one line (all its selected attributes) for an
-    AugmentedManifestFile. ``unit_starts[i]`` is the index in ``refs`` where
-    unit ``i`` begins; None means one ref per unit.
-
-    Attributes:
-        source: the URL that was listed (prefix or manifest).
-        refs: every object (or inline value) in order.
-        unit_starts: int64 array of unit start indices, or None.
-    """
-
-    source: str
-    refs: tuple[ObjectRef, ...]
-    unit_starts: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.refs)
-
-    @property
-    def unit_count(self) -> int:
-        return len(self.refs) if self.unit_starts is None else len(self.unit_starts)
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(r.size for r in self.refs)
-
-    def sizes(self) -> np.ndarray:
-        """Bytes per object (int64)."""
-        import numpy as np
-
-        return np.fromiter((r.size for r in self.refs), dtype=np.int64, count=len(self.refs))
-
-    def unit_sizes(self) -> np.ndarray:
-        """Bytes per unit (int64): what the planner balances."""
-        import numpy as np
-
-        sizes = self.sizes()
-        if self.unit_starts is None:
-            return sizes
-        return np.add.reduceat(sizes, self.unit_starts) if len(sizes) else sizes
-
-    def expand(self, units: Sequence[int] | np.ndarray) -> list[ObjectRef]:
-        """The refs of the given units, in the given unit order."""
-        if self.unit_starts is None and isinstance(units, range):
-            return list(self.refs[units.start:units.stop:units.step])
-        import numpy as np
-
-        if self.unit_starts is None:
-            return [self.refs[i] for i in np.asarray(units, dtype=np.int64).tolist()]
-        ends = np.append(self.unit_starts[1:], len(self.refs))
-        out: list[ObjectRef] = []
-        for u in np.asarray(units, dtype=np.int64).tolist():
-            out.extend(self.refs[self.unit_starts[u]:ends[u]])
-        return out
 
 
 def list_source(uri: str, data_type: str = S3_PREFIX, *, attribute_names: Sequence[str] = (),
@@ -133,27 +52,44 @@ def list_source(uri: str, data_type: str = S3_PREFIX, *, attribute_names: Sequen
     raise ValueError(f"unknown S3DataType {data_type!r}: use one of {', '.join(DATA_TYPES)}")
 
 
-def list_prefix(uri: str, *, store: Store | None = None) -> Listing:
+def list_prefix(uri: str, *, store: Store | None = None, config: ListConfig | None = None,
+                progress: bool | Callable[..., None] | None = None) -> Listing:
     """Every object whose key starts with the prefix, in key order.
 
-    One paginated listing call, no per-object HEAD. As in S3, the prefix is a
-    key prefix, not a folder: ``s3://b/train`` also matches ``train-2/x``.
-    An object's ``key`` is its path below the prefix's last ``/``. Folder
-    markers (keys ending in ``/``) are skipped.
+    No per-object HEAD. On S3 the LIST requests fan out over the prefix's
+    common prefixes, at most ``config.streams`` at once, and merge into key
+    order (:mod:`channels.listing.fanout`); the listing's counters are in
+    ``listing.stats``. Other stores: one fsspec ``find``. As in S3, the
+    prefix is a key prefix, not a folder: ``s3://b/train`` also matches
+    ``train-2/x``. An object's ``key`` is its path below the prefix's last
+    ``/``. Folder markers (keys ending in ``/``) are skipped.
+
+    Args:
+        uri: the prefix.
+        store: endpoint and options (default: from the environment).
+        config: streams, page size, attempts (S3 only; default ``ListConfig()``).
+        progress: a line on stderr while a long listing runs (None: when
+            stderr is a terminal), or a callable given the counters per page.
     """
     store = store or Store.from_env()
-    fs = store.filesystem(uri)
     protocol = protocol_of(uri)
     path = strip_protocol(uri)
     base, _, rest = path.rpartition("/") if "/" in path else (path, "", "")
+    stats = None
     try:
         if protocol == "s3":
-            found = fs.find(base, prefix=rest, detail=True) if rest else fs.find(base, detail=True)
-        elif fs.isdir(path):
-            base, rest = path.rstrip("/"), ""
-            found = fs.find(base, detail=True)
+            stats = ListStats()
+            bucket, _, key_prefix = path.partition("/")
+            draw = progress if callable(progress) else ListProgress(uri, enabled=progress)
+            keys = list_s3_keys(bucket, key_prefix, store=store, config=config, stats=stats, progress=draw)
+            found = {f"{bucket}/{k}": {"size": size, "ETag": etag} for k, size, etag in keys}
         else:
-            found = {p: i for p, i in fs.find(base, detail=True).items() if p.startswith(path)}
+            fs = store.filesystem(uri)
+            if fs.isdir(path):
+                base = path.rstrip("/")
+                found = fs.find(base, detail=True)
+            else:
+                found = {p: i for p, i in fs.find(base, detail=True).items() if p.startswith(path)}
     except FileNotFoundError as exc:
         bucket = split_url(uri)[1]
         what = f"bucket {bucket!r}" if bucket else "path"
@@ -164,14 +100,14 @@ def list_prefix(uri: str, *, store: Store | None = None) -> Listing:
                                 url=uri) from exc
     base_len = len(base) + 1 if base else 0
     refs = []
-    for name in sorted(found):
+    for name in sorted(found) if stats is None else found:
         info = found[name]
         if name.endswith("/") or info.get("type") == "directory":
             continue
         refs.append(ObjectRef(join_url(protocol, name), int(info["size"]), _etag(info), name[base_len:]))
     if not refs:
         raise EmptyChannelError(f"no objects under {uri}: the channel is empty (is the prefix right?)", url=uri)
-    return Listing(uri, tuple(refs))
+    return Listing(uri, tuple(refs), stats=stats)
 
 
 def _etag(info: dict) -> str | None:
@@ -324,7 +260,7 @@ def list_augmented_manifest(uri: str, attribute_names: Sequence[str], *,
         else:
             url, data = value  # type: ignore[misc]
             refs.append(ObjectRef(url, len(data), None, "", data))
-    import numpy as np
+    import numpy as np  # here: a prefix or a manifest lists without it
 
     return Listing(uri, tuple(refs), np.asarray(starts, dtype=np.int64))
 

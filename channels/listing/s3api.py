@@ -1,0 +1,254 @@
+"""One ListObjectsV2 page over HTTP: signed with botocore's SigV4 signer, parsed without botocore.
+
+Measured here (moto, one page of 1000 keys, 241 KB of XML, CPU seconds,
+medians of 3 to 7 on a loaded 2-core machine): botocore's response parser
+takes 0.14 s per page, ``xml.etree`` 0.008 s to build the tree alone, the
+parse below (one regular expression over the page) 0.0036 s with every
+key, size and ETag extracted (regular expressions per field took 0.010 s).
+At 100 M objects (100,000 pages) that is 3.9 CPU-hours against 6
+CPU-minutes, so pages are fetched with urllib3 and parsed here; only the
+signature comes from botocore, so credentials and signing follow AWS's own
+rules (as the transport does).
+
+Keys are asked for with ``encoding-type=url`` (S3 percent-encodes them), so
+that keys holding characters XML 1.0 cannot carry still list. Transient
+failures (connection errors, a body cut short, 429 and 5xx) are retried with
+full-jitter backoff; 404 NoSuchBucket raises FileNotFoundError, 403
+PermissionError.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import quote, unquote, urlsplit
+
+import urllib3
+from urllib3.exceptions import HTTPError as Urllib3HTTPError
+
+from channels.store import Store, aws_identity, endpoint_from_env
+
+#: Key, ETag and Size of one object. A page where this finds fewer matches than
+#: ``<Contents>`` (a field missing or in another order makes a match swallow the
+#: next object) is parsed block by block instead.
+_OBJECT = re.compile(r"<Key>([^<]*)</Key>(?:<[^E][^<]*)*<ETag>([^<]*)</ETag>(?:<[^S][^<]*|<S[^i][^<]*)*"
+                     r"<Size>(\d+)</Size>")
+_PREFIX = re.compile(rb"<CommonPrefixes>\s*<Prefix>(.*?)</Prefix>\s*</CommonPrefixes>", re.S)
+_TRUNCATED = re.compile(rb"<IsTruncated>(true|false)</IsTruncated>")
+_TOKEN = re.compile(rb"<NextContinuationToken>(.*?)</NextContinuationToken>", re.S)
+_ENCODED = re.compile(rb"<EncodingType>url</EncodingType>")
+_CODE = re.compile(rb"<Code>([^<]{1,200})</Code>")
+_MESSAGE = re.compile(rb"<Message>([^<]{1,500})</Message>")
+_RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_NETWORK_ERRORS = (OSError, Urllib3HTTPError, http.client.HTTPException)
+_XML_ENTITIES = {"&amp;": "&", "&lt;": "<", "&gt;": ">", "&quot;": '"', "&apos;": "'"}
+
+
+class _Transient(Exception):
+    """A failure worth another try."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One ListObjectsV2 response.
+
+    Attributes:
+        keys: ``(key, size, etag)`` of each object, in key order.
+        prefixes: the common prefixes (with a delimiter), in key order.
+        next_token: the continuation token when the listing goes on, else None.
+        nbytes: bytes of the response body.
+        attempts: requests it took (1 unless retried).
+    """
+
+    keys: list[tuple[str, int, str | None]]
+    prefixes: list[str]
+    next_token: str | None
+    nbytes: int
+    attempts: int = 1
+
+
+def _text(raw: bytes, encoded: bool) -> str:
+    text = raw.decode("utf-8")
+    if "&" in text:
+        text = re.sub(r"&(#x?[0-9a-fA-F]+|\w+);", _entity, text)
+    return unquote(text) if encoded and "%" in text else text
+
+
+def _entity(m: re.Match) -> str:
+    name = m.group(1)
+    if name.startswith("#x"):
+        return chr(int(name[2:], 16))
+    if name.startswith("#"):
+        return chr(int(name[1:]))
+    return _XML_ENTITIES.get(m.group(0), m.group(0))
+
+
+def _field(block: bytes, name: bytes) -> bytes | None:
+    """The text of ``<name>...</name>`` in ``block`` (bytes.find: C speed, any field order)."""
+    start = block.find(b"<" + name + b">")
+    if start < 0:
+        return None
+    start += len(name) + 2
+    return block[start:block.find(b"</" + name + b">", start)]
+
+
+def parse_page(body: bytes) -> Page:
+    """A ListObjectsV2 response body as a :class:`Page`.
+
+    Fast path: one regular expression over the body for every object's Key,
+    ETag and Size, in the order S3 (and moto, MinIO) writes them. When it
+    does not find one match per ``<Contents>`` (another order, a missing
+    field), each block is cut out with ``bytes.split`` and its fields found
+    with ``bytes.find``, in any order.
+
+    Raises:
+        ValueError: the body is not a whole ListBucketResult (cut short).
+    """
+    if b"</ListBucketResult>" not in body[-64:]:
+        raise ValueError("the listing page ends before </ListBucketResult>")
+    encoded = _ENCODED.search(body) is not None
+    found = _OBJECT.findall(body.decode("utf-8"))
+    if len(found) == body.count(b"<Contents>"):
+        keys = [(_key(k, encoded) if "%" in k or "&" in k else k, int(size),
+                 e.replace("&quot;", "").replace("&#34;", "").strip('"') or None) for k, e, size in found]
+    else:
+        keys = []
+        for block in body.split(b"<Contents>")[1:]:
+            block = block[:block.find(b"</Contents>")]
+            keys.append((_text(_field(block, b"Key") or b"", encoded), int(_field(block, b"Size") or 0),
+                         _etag(_field(block, b"ETag"))))
+    prefixes = [_text(p, encoded) for p in _PREFIX.findall(body)]
+    truncated = _TRUNCATED.search(body)
+    token = _TOKEN.search(body)
+    more = truncated is not None and truncated.group(1) == b"true"
+    return Page(keys, prefixes, _text(token.group(1), False) if more and token else None, len(body))
+
+
+def _key(text: str, encoded: bool) -> str:
+    """A key found in the decoded page: XML entities replaced, percent-decoding undone."""
+    if "&" in text:
+        text = re.sub(r"&(#x?[0-9a-fA-F]+|\w+);", _entity, text)
+    return unquote(text) if encoded and "%" in text else text
+
+
+def _etag(raw: bytes | None) -> str | None:
+    if not raw:
+        return None
+    tag = raw.replace(b"&quot;", b"").replace(b"&#34;", b"").strip(b'"').decode("utf-8", "replace")
+    return tag or None
+
+
+class S3Lister:
+    """Signed ListObjectsV2 requests to one endpoint, thread-safe (one connection pool).
+
+    Args:
+        store: endpoint and options (``anon``, ``key``/``secret``/``token``,
+            ``profile`` as s3fs names them; else botocore's credential chain).
+        attempts: tries per page before the last error is raised.
+        timeout: seconds to connect and between bytes of a response.
+        pool: connections kept (one per concurrent stream is enough).
+    """
+
+    def __init__(self, store: Store, *, attempts: int = 5, timeout: float = 30.0, pool: int = 16) -> None:
+        self._options = dict(store.options)
+        endpoint = endpoint_from_env(store.endpoint_url)
+        self._endpoint = urlsplit(endpoint) if endpoint else None
+        self.attempts = attempts
+        self._http = urllib3.PoolManager(
+            num_pools=8, maxsize=pool, block=False, retries=False,
+            timeout=urllib3.Timeout(connect=timeout, read=timeout),
+            ca_certs=os.environ.get("AWS_CA_BUNDLE") or None, headers={"User-Agent": "channels-listing/0.1"})
+        self._lock = threading.Lock()
+        self._signer_args: tuple | None = None
+        self._regions: dict[str, str] = {}
+
+    def _identity(self) -> tuple:
+        with self._lock:
+            if self._signer_args is None:
+                from botocore.auth import S3SigV4Auth
+                from botocore.awsrequest import AWSRequest
+
+                creds, region = aws_identity(self._options)
+                self._signer_args = (S3SigV4Auth, AWSRequest, creds, region)
+            return self._signer_args
+
+    def _url(self, bucket: str, region: str) -> str:
+        if self._endpoint is not None:
+            base = self._endpoint.path.rstrip("/")
+            return f"{self._endpoint.scheme}://{self._endpoint.netloc}{base}/{bucket}"
+        host = f"s3.{region}.amazonaws.com" + (".cn" if region.startswith("cn-") else "")
+        if re.fullmatch(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", bucket):
+            return f"https://{bucket}.{host}/"
+        return f"https://{host}/{bucket}"
+
+    def page(self, bucket: str, prefix: str, *, delimiter: str | None = None, token: str | None = None,
+             start_after: str | None = None, max_keys: int = 1000) -> Page:
+        """One page of the keys under ``prefix`` (after ``start_after``, or from ``token``).
+
+        Raises:
+            FileNotFoundError: the bucket does not exist.
+            PermissionError: the store refused the request.
+            OSError: the page could not be had after ``attempts`` tries, or
+                the store answered another error (its code and message quoted).
+        """
+        params = {"list-type": "2", "prefix": prefix, "encoding-type": "url", "max-keys": str(max_keys)}
+        if delimiter:
+            params["delimiter"] = delimiter
+        if token:
+            params["continuation-token"] = token
+        elif start_after:
+            params["start-after"] = start_after
+        query = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
+        last: BaseException | None = None
+        for attempt in range(1, self.attempts + 1):
+            try:
+                page = self._once(bucket, query)
+                return Page(page.keys, page.prefixes, page.next_token, page.nbytes, attempt)
+            except _Transient as exc:
+                last = exc.__cause__ or exc
+                if attempt < self.attempts:
+                    time.sleep(random.uniform(0, min(2.0, 0.05 * 2 ** attempt)))
+        raise OSError(f"listing s3://{bucket}/{prefix} failed after {self.attempts} attempts: {last}") from last
+
+    def _once(self, bucket: str, query: str) -> Page:
+        auth, request_class, creds, default_region = self._identity()
+        region = self._regions.get(bucket, default_region)
+        url = f"{self._url(bucket, region)}?{query}"
+        headers: dict[str, str] = {}
+        if creds is not None:
+            request = request_class(method="GET", url=url, headers=headers)
+            auth(creds.get_frozen_credentials(), "s3", region).add_auth(request)
+            headers = dict(request.headers.items())
+        try:
+            resp = self._http.request("GET", url, headers=headers, redirect=False)
+            body = resp.data
+        except _NETWORK_ERRORS as exc:
+            raise _Transient() from exc
+        moved = resp.headers.get("x-amz-bucket-region")
+        if self._endpoint is None and moved and moved != region and resp.status in (301, 307, 400):
+            self._regions[bucket] = moved
+            raise _Transient() from OSError(f"bucket {bucket} is in {moved}")
+        if resp.status in _RETRY_STATUS:
+            raise _Transient() from OSError(f"HTTP {resp.status}")
+        if resp.status != 200:
+            code = _CODE.search(body or b"")
+            message = _MESSAGE.search(body or b"")
+            detail = (f"HTTP {resp.status}" + (f" {code.group(1).decode()}" if code else "")
+                      + (f": {message.group(1).decode(errors='replace')}" if message else ""))
+            if resp.status == 404:
+                raise FileNotFoundError(f"s3://{bucket}: {detail}")
+            if resp.status == 403:
+                raise PermissionError(f"s3://{bucket}: {detail}")
+            raise OSError(f"listing s3://{bucket}: {detail}")
+        try:
+            return parse_page(body)
+        except ValueError as exc:  # a body cut short with a clean close
+            raise _Transient() from exc
+
+    def close(self) -> None:
+        self._http.clear()
