@@ -18,10 +18,9 @@ injected fault costs the client exactly one retry, and the tests assert
 record (Pipe), every file (File, FastFile) against the source bytes.
 
 Listing requests are not counted by the 5% policy (listing goes through
-s3fs, or for File mode the transport's lister, each with its own retries);
-``tests/test_faults_targeted.py`` and ``tests/test_transport_listing.py``
-break them on purpose, and one request at a time: a stalled response, a spent
-retry budget, an object overwritten mid-read.
+s3fs, with its own retries); ``tests/test_faults_targeted.py`` breaks them on
+purpose, and one request at a time: a stalled response, a spent retry budget,
+an object overwritten mid-read.
 """
 
 from __future__ import annotations
