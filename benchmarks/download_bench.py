@@ -5,7 +5,7 @@ any client), uploads a large set (64 x 16 MiB) and a small one
 (2000 x 64 KiB), then downloads each, interleaved, ``--rounds`` times with:
 
 * ``channels``: :func:`channels.modes.file.download` (listing included):
-  the ``file`` runner of :mod:`channels.bench.ours`, with ``relist=True``;
+  the ``file`` runner of :mod:`channels.bench.ours`;
 * ``boto3``: list, then ``download_file`` per object on 8 threads
   (ThreadPoolExecutor over objects, default TransferConfig):
   :func:`channels.bench.peers.boto3_download`;
@@ -19,9 +19,20 @@ table of medians (MB/s with 1 MB = 10**6 bytes, objects/s, client CPU
 seconds per GB) and the ratios the issue asks for, and writes every run to
 JSON for a notebook.
 
+``--exec`` times the commands instead, as processes from exec to exit
+(:mod:`exec_clients`): ``channels download URI DEST`` against
+``s5cmd cp 'URI*' DEST/`` (its defaults), interleaved, through the
+``--profile`` (``local``: the loopback proxy in pass-through, the harness's
+``local``; ``direct``: no proxy). Besides the wall time it reports each
+client's time to its first file and, for ``channels``, the start-up a bare
+interpreter and the imports take (``python -X importtime``) and its own
+listing-and-checks seconds: where the time before the first byte goes.
+
 Usage:
     python benchmarks/download_bench.py [--rounds 5] [--only large|small]
         [--large 64x16MiB] [--small 2000x64KiB] [--json PATH] [--dest-dir DIR]
+    python benchmarks/download_bench.py --exec --only large [--rounds 5] [--profile local|direct]
+        [--variant '--max-workers 8']
 """
 
 from __future__ import annotations
@@ -31,7 +42,6 @@ import functools
 import json
 import os
 import resource
-import statistics
 import sys
 import tempfile
 import time
@@ -39,6 +49,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from medians import client_medians  # noqa: E402  benchmarks/medians.py
 from sets import chosen, set_parser, upload  # noqa: E402  benchmarks/sets.py
 
 from channels.bench import ours, peers  # noqa: E402
@@ -49,7 +60,7 @@ from channels.testing.services import start_endpoint  # noqa: E402
 
 #: Each client, a runner of channels.bench and the setting this comparison reads it with.
 CLIENTS = {
-    "channels": functools.partial(ours.file, relist=True),
+    "channels": ours.file,
     "boto3": peers.boto3_download,
     "s5cmd": functools.partial(peers.s5cmd_cp, workers=None),
 }
@@ -84,7 +95,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = set_parser(__doc__, tuple(CLIENTS))
     ap.add_argument("--json", default=".benchmarks/download_bench.json", help="where to write every run")
     ap.add_argument("--dest-dir", help="parent of the download directories (default: the temp dir)")
+    ap.add_argument("--exec", action="store_true",
+                    help="time `channels download` and `s5cmd cp` as processes, from exec to exit")
+    ap.add_argument("--profile", choices=["local", "direct"], default="local",
+                    help="with --exec: through the pass-through proxy (local) or straight to the endpoint")
+    ap.add_argument("--variant", action="append", default=[], metavar="ARGS",
+                    help="with --exec: also time `channels download ... ARGS` (e.g. '--max-workers 8'); repeatable")
     args = ap.parse_args(argv)
+    if args.exec:
+        import exec_bench
+
+        return exec_bench.main(ap, args)
     os.environ.update(DUMMY_CREDENTIALS)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -134,14 +155,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def summarize(runs: list[dict], sets: dict, clients: list[str]) -> dict:
     table: dict = {}
-    for name in sets:
-        row = {}
-        for who in clients:
-            mine = [r for r in runs if r["set"] == name and r["client"] == who]
-            if mine:
-                row[who] = {k: statistics.median(r[k] for r in mine)
-                            for k in ("seconds", "mb_per_s", "objects_per_s", "cpu_seconds")}
-                row[who]["cpu_s_per_gb"] = row[who]["cpu_seconds"] / (mine[0]["bytes"] / 1e9)
+    for name, (count, size) in sets.items():
+        row = client_medians(runs, name, clients, ("seconds", "mb_per_s", "objects_per_s", "cpu_seconds"))
+        for m in row.values():
+            m["cpu_s_per_gb"] = m["cpu_seconds"] / (count * size / 1e9)
         for base in ("boto3", "s5cmd"):
             if "channels" in row and base in row:
                 key = "mb_per_s" if name == "large" else "objects_per_s"

@@ -4,11 +4,14 @@ What it measures (MB/s are medians over rounds, modes interleaved per round):
 
 - sequential reads of every object, ``cat``-like (1 MiB ``readinto`` a reused buffer):
   through the Python view (one reader thread, and ``--threads`` readers),
-  through the FUSE mount (same two), and through a second mount with
-  ``--direct-io`` (no page cache; same two), against Pipe mode's reader
+  through FUSE mounts (same two; ``--mounts`` picks them: the default mount,
+  ``--page-cache``, ``--direct-io``, and the default mount over the system's
+  libfuse where ``make system-deps`` built 3.17), against Pipe mode's reader
   (``PipeReader(framing="raw")``; ``Transport.stream`` if pipe.py is absent,
-  labelled so) and s3fs ``open().read()`` one object after another (the
-  ``s3fs`` peer of :mod:`channels.bench.peers`, as ``channels bench`` runs it);
+  labelled so) and s3fs ``open().read()`` one object after another; each
+  mode's ratio to Pipe and each mount's to the view, and the CPU seconds per
+  GiB each process spent (this one: the reader, and the view when it is in
+  process; the mount's; moto's);
 - random 4 KiB reads through the view: bytes fetched per byte returned;
 - time from starting ``channels mount`` to the first listing of its root, on
   a prefix of ``--list-objects`` objects (100,000 by default; uploading them
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes.util
 import json
 import os
 import random
@@ -44,6 +48,8 @@ from pathlib import Path
 from channels.bench import peers
 from channels.bench.base import Target, reader, s3_client
 from channels.bench.report import format_versions, versions
+from channels.modes.fastfile.libfuse import ENV as LIBFUSE_ENV
+from channels.modes.fastfile.libfuse import project_library
 from channels.modes.fastfile.mount import is_mounted, wait_mounted
 from channels.modes.fastfile.readahead import KIB, MIB, ReadaheadConfig
 from channels.modes.fastfile.view import FastFileView
@@ -74,6 +80,13 @@ def timed(fn):
     t0 = time.perf_counter()
     n = fn()
     return n, time.perf_counter() - t0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of every thread of process ``pid`` so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def read_pipe(uri: str) -> tuple[str, int]:
@@ -116,9 +129,23 @@ def read_view(uri: str, threads: int, config: ReadaheadConfig | None = None) -> 
     return n, time.perf_counter() - t0
 
 
-def start_mount(uri: str, mountpoint: str, extra: tuple[str, ...] = ()) -> subprocess.Popen:
+#: Mounts ``--mounts`` can name: (``channels mount`` flags, extra environment).
+MOUNTS = {
+    "mount": ((), {}),
+    "mount --page-cache": (("--page-cache",), {}),
+    "mount --direct-io": (("--direct-io",), {}),
+    "mount (system libfuse)": ((), {LIBFUSE_ENV: ctypes.util.find_library("fuse3") or "libfuse3.so.3"}),
+}
+
+
+def default_mounts() -> str:
+    """The default mount and the page-cache one; the system's libfuse too where 3.17 was built beside it."""
+    return ",".join(["mount", "mount --page-cache"] + (["mount (system libfuse)"] if project_library() else []))
+
+
+def start_mount(uri: str, mountpoint: str, extra: tuple[str, ...] = (), env: dict | None = None) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "channels", "mount", uri, mountpoint, "--foreground",
-                             *extra], stdin=subprocess.DEVNULL)
+                             *extra], stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     if not wait_mounted(mountpoint, 900, alive=lambda: proc.poll() is None):
         raise RuntimeError(f"mount of {uri} did not come up (exit {proc.poll()})")
     return proc
@@ -222,12 +249,12 @@ def peak_rss(uri: str, budget: int) -> dict:
 
 # ---------------------------------------------------------------- main
 
-def sequential(uri: str, endpoint: str, mnt: str, args) -> dict:
+def sequential(uri: str, endpoint: str, mnt: str, args, server_pid: int) -> dict:
     """Every mode once per round, interleaved, each in its steady state; medians.
 
     As over a training job's epochs, each reader is made once and warmed by
     an untimed pass: the Pipe reader (its transport keeps its buffers between
-    epochs), each view (its budget keeps its windows' buffers), and the mount
+    epochs), each view (its budget keeps its windows' buffers), and each mount
     (one process for the whole run; after each pass every file's pages are
     dropped from the page cache with ``posix_fadvise(DONTNEED)``, so that the
     next pass reads through FUSE again, which the mount process's bytes
@@ -235,6 +262,10 @@ def sequential(uri: str, endpoint: str, mnt: str, args) -> dict:
     this VM's first touch of fresh memory instead (about 0.6 CPU-s per GiB:
     Pipe's 512 MiB of buffers alone cost ~0.3 s), and how much of it
     malloc's heap happens to spare depends on what ran before.
+
+    Around each pass the CPU seconds of this process (the reader; the view
+    too when it runs here), of the pass's mount process and of moto are
+    taken from /proc.
     """
     total = args.objects * args.size_mib * MIB
     config, extra = None, ()
@@ -247,16 +278,18 @@ def sequential(uri: str, endpoint: str, mnt: str, args) -> dict:
         pipe = stack.enter_context(PipeReader(uri, framing="raw"))
         s3fs_read = s3fs_reader(endpoint, "seq/", stack)
         views = {n: stack.enter_context(FastFileView(uri, config=config)) for n in (1, args.threads)}
-        direct = mnt + "-direct"
-        os.makedirs(direct, exist_ok=True)
-        stack.callback(os.rmdir, direct)  # last: after both are unmounted
         mounts = {}
-        for kind, point, flags in (("mount", mnt, extra), ("mount --direct-io", direct, (*extra, "--direct-io"))):
-            mounts[kind] = (start_mount(uri, point, flags), point)
+        for i, kind in enumerate(k for k in args.mounts.split(",") if k):
+            flags, env = MOUNTS[kind]
+            point = f"{mnt}-{i}"
+            os.makedirs(point, exist_ok=True)
+            stack.callback(os.rmdir, point)  # after the unmount below
+            mounts[kind] = (start_mount(uri, point, (*extra, *flags), env), point)
             stack.callback(stop_mount, *mounts[kind])
-        names = sorted(os.listdir(mnt))
+        points = [point for _, point in mounts.values()]
+        names = sorted(os.listdir(points[0])) if points else []
 
-        def mount_pass(threads: int, kind: str = "mount") -> tuple[int, float]:
+        def mount_pass(threads: int, kind: str) -> tuple[int, float]:
             proc, point = mounts[kind]
             written = fuse_bytes_written(proc.pid)
             got = cat(lambda n: open(os.path.join(point, n), "rb", buffering=0), names, threads)
@@ -268,31 +301,45 @@ def sequential(uri: str, endpoint: str, mnt: str, args) -> dict:
             return got
 
         modes = {
-            "Pipe (PipeReader raw)": lambda: timed(lambda: sum(len(p) for p in pipe.epoch(0))),
-            "s3fs open().read()": lambda: timed(s3fs_read),
-            "view, 1 reader": lambda: cat(views[1].open, views[1].listdir(""), 1),
-            f"view, {args.threads} readers": lambda: cat(views[args.threads].open,
-                                                         views[args.threads].listdir(""), args.threads),
-            "mount, 1 reader": lambda: mount_pass(1),
-            f"mount, {args.threads} readers": lambda: mount_pass(args.threads),
-            "mount --direct-io, 1 reader": lambda: mount_pass(1, "mount --direct-io"),
-            f"mount --direct-io, {args.threads} readers": lambda: mount_pass(args.threads, "mount --direct-io"),
+            "Pipe (PipeReader raw)": (lambda: timed(lambda: sum(len(p) for p in pipe.epoch(0))), None),
+            "s3fs open().read()": (lambda: timed(s3fs_read), None),
+            "view, 1 reader": (lambda: cat(views[1].open, views[1].listdir(""), 1), None),
+            f"view, {args.threads} readers": (lambda: cat(views[args.threads].open, views[args.threads].listdir(""),
+                                                          args.threads), None),
         }
+        for kind, (proc, _) in mounts.items():
+            for n in (1, args.threads):
+                modes[f"{kind}, {n} reader{'s' if n > 1 else ''}"] = (lambda n=n, k=kind: mount_pass(n, k), proc.pid)
         times: dict[str, list[float]] = {m: [] for m in modes}
+        cpu: dict[str, dict[str, list[float]]] = {m: {"reader": [], "mount": [], "moto": []} for m in modes}
         for round_ in range(args.rounds + 1):  # round 0 warms every reader up, untimed
-            for name, fn in modes.items():
+            for name, (fn, mount_pid) in modes.items():
+                pids = {"reader": os.getpid(), "moto": server_pid, "mount": mount_pid}
+                before = {k: cpu_seconds(pid) for k, pid in pids.items() if pid}
                 got, seconds = fn()
                 if got != total:
                     raise RuntimeError(f"{name} read {got} bytes, expected {total}")
                 if round_:
                     times[name].append(seconds)
+                    for k, pid in pids.items():
+                        if pid:
+                            cpu[name][k].append((cpu_seconds(pid) - before[k]) / (total / 2**30))
     pipe_label = "Pipe (PipeReader raw)"
     mbs = {m: total / statistics.median(t) / 1e6 for m, t in times.items()}
     # Each round's ratio to the same round's Pipe pass: what drifts between
     # rounds on a shared machine (Pipe alone ranges 2.9 to 3.3 GB/s) cancels.
     paired = {m: statistics.median(p / s for p, s in zip(times[pipe_label], t)) for m, t in times.items()}
+    # Each mount against the view with as many readers, the same two ways.
+    vs_view, vs_view_paired = {}, {}
+    for m, t in times.items():
+        if m.startswith("mount"):
+            view = f"view, {m.rpartition(', ')[2]}"
+            vs_view[m] = mbs[m] / mbs[view]
+            vs_view_paired[m] = statistics.median(v / s for v, s in zip(times[view], t))
+    cpu_per_gib = {m: {k: statistics.median(v) for k, v in d.items() if v} for m, d in cpu.items()}
     return {"objects": args.objects, "size_mib": args.size_mib, "rounds": args.rounds, "mb_per_s": mbs,
             "vs_pipe": {m: v / mbs[pipe_label] for m, v in mbs.items()}, "vs_pipe_paired": paired,
+            "mount_vs_view": vs_view, "mount_vs_view_paired": vs_view_paired, "cpu_s_per_gib": cpu_per_gib,
             "seconds": times}
 
 
@@ -320,6 +367,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--prefetch-files", type=int, default=None,
                    help="ReadaheadConfig.prefetch_files for the view and the mount (default: its default)")
     p.add_argument("--list-objects", type=int, default=int(os.environ.get("FASTFILE_BENCH_LIST_N", 100_000)))
+    p.add_argument("--mounts", default=default_mounts(),
+                   help=f"comma-separated mounts to measure, of: {', '.join(MOUNTS)} (default: %(default)s)")
     p.add_argument("--only", default="sequential,random,rss,listing",
                    help="comma-separated parts to run (default: %(default)s)")
     p.add_argument("--json", default=".benchmarks/fastfile-summary.json")
@@ -333,7 +382,7 @@ def main(argv: list[str] | None = None) -> dict:
         if parts & {"sequential", "random", "rss"}:
             upload(endpoint, "seq/", uniform_sizes(args.objects, args.size_mib * MIB))
         if "sequential" in parts:
-            results["sequential"] = sequential(uri, endpoint, mnt, args)
+            results["sequential"] = sequential(uri, endpoint, mnt, args, server.pid)
         if "random" in parts:
             results["random_4k"] = random_ratio(uri)
         if "rss" in parts:
@@ -358,7 +407,14 @@ def report(r: dict) -> None:
         print(f"sequential reads, {s['objects']} x {s['size_mib']} MiB, 1 MiB reads, median of {s['rounds']} "
               "(x Pipe: ratio of the medians; paired: median of each round's ratio):")
         for m, v in s["mb_per_s"].items():
-            print(f"  {m:<34} {v:8.0f} MB/s  {s['vs_pipe'][m]:5.2f}x Pipe  paired {s['vs_pipe_paired'][m]:5.2f}x")
+            line = f"  {m:<38} {v:6.0f} MB/s {s['vs_pipe'][m]:5.2f}x Pipe (paired {s['vs_pipe_paired'][m]:4.2f})"
+            if m in s["mount_vs_view"]:
+                line += f" {s['mount_vs_view'][m]:5.2f}x view (paired {s['mount_vs_view_paired'][m]:4.2f})"
+            print(line)
+        print("  CPU-s per GiB read (medians): reader process (with the view when in process) / mount / moto:")
+        for m, c in s["cpu_s_per_gib"].items():
+            mount = f"{c['mount']:5.2f}" if "mount" in c else "    -"
+            print(f"  {m:<38} {c['reader']:5.2f} / {mount} / {c['moto']:5.2f}")
     if q := r.get("random_4k"):
         print(f"random 4 KiB reads: {q['reads']} reads, fetched {q['fetched_per_read']:.2f}x the bytes returned "
               f"({q['requests']} requests)")

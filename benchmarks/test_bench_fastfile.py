@@ -110,7 +110,7 @@ def test_view(benchmark, summary, data, readers):
 
 @fuse
 @pytest.mark.parametrize("readers", [1, THREADS])
-@pytest.mark.parametrize("flags", [(), ("--direct-io",)], ids=["cached", "direct-io"])
+@pytest.mark.parametrize("flags", [(), ("--page-cache",)], ids=["default", "page-cache"])
 def test_mount(benchmark, summary, data, mountpoint, readers, flags):
     uri, _, total = data
     procs: list = []

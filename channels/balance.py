@@ -14,20 +14,27 @@ For a plan over ``n`` hosts with ``total`` bytes:
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-
+from channels.errors import ShardingError
 from channels.sharding import (
     FULLY_REPLICATED,
     SIZE_BALANCED,
     SKEW_THRESHOLD,
     STRATEGIES,
     Plan,
+    check_host,
     host_name,
     plan,
+    strategy_name,
 )
 from channels.units import human_bytes
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -79,9 +86,22 @@ def figures(plan_: Plan) -> tuple[float, float, float]:
     return imbalance, lower_bound, cv
 
 
-def report(sizes: np.ndarray, hosts: int, strategy: str, *, seed: int | None = None,
+def report(sizes: np.ndarray | Sequence[int], hosts: int, strategy: str, *, seed: int | None = None,
            epoch: int = 0, source: str | None = None) -> BalanceReport:
-    """Plan ``strategy`` and report its balance, with a recommendation."""
+    """Plan ``strategy`` and report its balance, with a recommendation.
+
+    One host with at least one unit needs no plan (it reads everything):
+    its figures are worked out directly, without numpy, the same as a
+    plan's (what ``channels download`` on one host prints at start).
+    """
+    check_host(0, hosts)
+    if hosts == 1 and len(sizes) and getattr(sizes, "ndim", 1) == 1:
+        return _one_host(sizes, strategy, source)
+    return _planned(sizes, hosts, strategy, seed, epoch, source)
+
+
+def _planned(sizes, hosts: int, strategy: str, seed: int | None, epoch: int, source: str | None) -> BalanceReport:
+    """:func:`report` from a plan."""
     p = plan(sizes, hosts, strategy, seed=seed, epoch=epoch)
     imbalance, lower_bound, cv = figures(p)
     skewed = bool(imbalance >= SKEW_THRESHOLD)
@@ -92,18 +112,44 @@ def report(sizes: np.ndarray, hosts: int, strategy: str, *, seed: int | None = N
                          round(lower_bound, 4), round(cv, 4), skewed, SKEW_THRESHOLD, rec, p.warnings, source)
 
 
+def _one_host(sizes: Sequence[int], strategy: str, source: str | None) -> BalanceReport:
+    """:func:`report` for one host and a non-empty list: every unit on it, imbalance 1.0."""
+    strategy = strategy_name(strategy)
+    sizes = [int(s) for s in sizes]
+    if min(sizes) < 0:
+        i = sizes.index(min(sizes))
+        raise ShardingError(f"object sizes must be >= 0; got {sizes[i]} at index {i}")
+    total, n = sum(sizes), len(sizes)
+    mean = total / n
+    cv = math.sqrt(sum((s - mean) ** 2 for s in sizes) / n) / mean if total > 0 else 0.0
+    rec = _replicated_text(n, total) if strategy == FULLY_REPLICATED else _balanced_text(0, 1.0)
+    return BalanceReport(strategy, (HostShare(host_name(0), 0, n, total),), n, total, 1.0, 1.0, round(cv, 4),
+                         False, SKEW_THRESHOLD, rec, (), source)
+
+
 def compare(sizes: np.ndarray, hosts: int, *, seed: int | None = None, epoch: int = 0,
             source: str | None = None) -> list[BalanceReport]:
     """Every strategy's report, in STRATEGIES order."""
     return [report(sizes, hosts, s, seed=seed, epoch=epoch, source=source) for s in STRATEGIES]
 
 
+def _replicated_text(objects: int, total: int) -> str:
+    return (f"every host reads all {objects} objects ({human_bytes(total)}): balanced by "
+            "construction, but nothing is split; use ShardedByS3Key (or size-balanced) to divide the work")
+
+
+def _balanced_text(busiest: int, imbalance: float) -> str:
+    return (f"balanced: the busiest host ({host_name(busiest)}) reads {imbalance:.2f}x the mean "
+            f"(skewed at {SKEW_THRESHOLD:.2f}x)")
+
+
 def _recommend(p: Plan, imbalance: float, lower_bound: float, cv: float, skewed: bool,
                seed: int | None, epoch: int) -> str:
+    import numpy as np
+
     n, total = p.hosts, int(p.sizes.sum())
     if p.strategy == FULLY_REPLICATED:
-        return (f"every host reads all {len(p.sizes)} objects ({human_bytes(total)}): balanced by "
-                "construction, but nothing is split; use ShardedByS3Key (or size-balanced) to divide the work")
+        return _replicated_text(len(p.sizes), total)
     busiest = int(np.argmax(p.host_bytes()))
     if lower_bound >= SKEW_THRESHOLD:
         fair = total / n
@@ -111,8 +157,7 @@ def _recommend(p: Plan, imbalance: float, lower_bound: float, cv: float, skewed:
                 f"({human_bytes(int(fair))}): no plan that keeps objects whole can balance {n} hosts; split objects "
                 f"larger than {human_bytes(int(fair / 4))} into smaller ones, or use fewer hosts")
     if not skewed:
-        return (f"balanced: the busiest host ({host_name(busiest)}) reads {imbalance:.2f}x the mean "
-                f"(skewed at {SKEW_THRESHOLD:.2f}x)")
+        return _balanced_text(busiest, imbalance)
     alternative = plan(p.sizes, n, SIZE_BALANCED, seed=seed, epoch=epoch)
     alt_imbalance = figures(alternative)[0]
     return (f"skewed: {host_name(busiest)} reads {imbalance:.2f}x the mean host bytes, so the job waits on it "

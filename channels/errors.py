@@ -96,6 +96,10 @@ class MountError(ChannelsError, OSError):
     """FUSE is unavailable or the mount point is unusable."""
 
 
+class CacheDirError(ChannelsError, OSError):
+    """A cache directory that cannot be made, written or locked; ``details["path"]`` names it."""
+
+
 class ResumeStateError(ChannelsError, ValueError):
     """A saved reader state that does not fit the channel or the reader it is loaded into.
 

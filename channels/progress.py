@@ -17,8 +17,6 @@ import threading
 from dataclasses import dataclass
 from typing import TextIO
 
-from tqdm import tqdm
-
 from channels.units import human_bytes, mb_per_s
 
 
@@ -52,10 +50,14 @@ class Progress:
         self.bytes = 0
         self.objects = 0
         self._lock = threading.Lock()
-        # Decimal units (unit_scale, divisor 1000): MB/s as network tools and our summaries print them.
-        self._bar = tqdm(total=max(0, int(total_bytes)), desc=label or None, unit="B", unit_scale=True,
-                         unit_divisor=1000, file=stream, disable=not enabled, mininterval=interval,
-                         leave=True, dynamic_ncols=True, postfix=self._objects_text(), bar_format=BAR_FORMAT)
+        self._bar = None  # no bar, and no tqdm import (a tenth of a second at start-up), when not drawing
+        if enabled:
+            from tqdm import tqdm
+
+            # Decimal units (unit_scale, divisor 1000): MB/s as network tools and our summaries print them.
+            self._bar = tqdm(total=max(0, int(total_bytes)), desc=label or None, unit="B", unit_scale=True,
+                             unit_divisor=1000, file=stream, mininterval=interval, leave=True,
+                             dynamic_ncols=True, postfix=self._objects_text(), bar_format=BAR_FORMAT)
 
     def _objects_text(self) -> str:
         return f"{self.objects}/{self.total_objects} objects"
@@ -64,8 +66,10 @@ class Progress:
         """Count work done; redraws when due."""
         with self._lock:
             self.bytes += nbytes
+            self.objects += objects
+            if self._bar is None:
+                return
             if objects:
-                self.objects += objects
                 self._bar.set_postfix_str(self._objects_text(), refresh=False)
             if nbytes:
                 self._bar.update(nbytes)
@@ -74,7 +78,8 @@ class Progress:
         """Draw the final state and end the line (when enabled); idempotent."""
         with self._lock:
             try:
-                self._bar.close()
+                if self._bar is not None:
+                    self._bar.close()
             except (OSError, ValueError):  # a closed terminal must not stop the work
                 pass
             self.enabled = False

@@ -26,11 +26,18 @@ no coordination):
 from __future__ import annotations
 
 import heapq
+import numbers
 from dataclasses import dataclass, field
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from channels.errors import ShardingError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy is imported by the functions that plan, not here: the names above
+# (strategies, host names, checks) are what `channels download` imports at
+# start, and one host needs no plan (channels.balance.report).
 
 SHARDED_BY_S3_KEY = "sharded-by-s3-key"
 SIZE_BALANCED = "size-balanced"
@@ -66,15 +73,17 @@ def strategy_name(name: str) -> str:
 
 # ------------------------------------------------------------------ ordering
 
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = 0xBF58476D1CE4E5B9
+_M2 = 0x94D049BB133111EB
+_GOLDEN = 0x9E3779B97F4A7C15
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
-    x = x + _GOLDEN
-    x = (x ^ (x >> np.uint64(30))) * _M1
-    x = (x ^ (x >> np.uint64(27))) * _M2
+    import numpy as np
+
+    x = x + np.uint64(_GOLDEN)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(_M1)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(_M2)
     return x ^ (x >> np.uint64(31))
 
 
@@ -85,6 +94,8 @@ def epoch_order(count: int, seed: int | None, epoch: int = 0) -> np.ndarray:
     only on (seed, epoch, count): no random generator whose stream could
     change between numpy versions, so hosts with different installs agree.
     """
+    import numpy as np
+
     if seed is None:
         return np.arange(count, dtype=np.int64)
     with np.errstate(over="ignore"):
@@ -119,6 +130,8 @@ class Plan:
 
     def units_for(self, host: int) -> np.ndarray:
         """Unit indices host ``host`` reads, in this epoch's order."""
+        import numpy as np
+
         check_host(host, self.hosts)
         if self.host_of is None:
             return self.order
@@ -131,21 +144,26 @@ class Plan:
 
     def host_objects(self) -> np.ndarray:
         """Units per host (int64, length ``hosts``)."""
+        import numpy as np
+
         if self.host_of is None:
             return np.full(self.hosts, len(self.sizes), dtype=np.int64)
         return np.bincount(self.host_of, minlength=self.hosts).astype(np.int64)
 
     def host_bytes(self) -> np.ndarray:
         """Bytes per host (int64, length ``hosts``)."""
+        import numpy as np
+
         if self.host_of is None:
             return np.full(self.hosts, int(self.sizes.sum()), dtype=np.int64)
         return np.bincount(self.host_of, weights=self.sizes, minlength=self.hosts).round().astype(np.int64)
 
 
 def check_host(host: int, hosts: int) -> None:
-    if not isinstance(hosts, (int, np.integer)) or hosts < 1:
+    # numbers.Integral: int and numpy's integers (numpy registers them), without importing numpy.
+    if not isinstance(hosts, numbers.Integral) or hosts < 1:
         raise ShardingError(f"host count {hosts!r} must be a positive integer", hosts=hosts)
-    if not isinstance(host, (int, np.integer)) or not 0 <= host < hosts:
+    if not isinstance(host, numbers.Integral) or not 0 <= host < hosts:
         raise ShardingError(f"host index {host!r} is out of range for {hosts} host(s): use 0..{hosts - 1}",
                             host=host, hosts=hosts)
 
@@ -161,6 +179,8 @@ def plan(sizes: np.ndarray, hosts: int, strategy: str = SHARDED_BY_S3_KEY, *,
         seed: ShuffleConfig seed; None keeps the listing order.
         epoch: epoch number (0-based); only matters with a seed.
     """
+    import numpy as np
+
     strategy = strategy_name(strategy)
     check_host(0, hosts)
     sizes = np.asarray(sizes, dtype=np.int64)
@@ -185,6 +205,8 @@ def plan(sizes: np.ndarray, hosts: int, strategy: str = SHARDED_BY_S3_KEY, *,
 
 
 def _by_count(order: np.ndarray, hosts: int) -> np.ndarray:
+    import numpy as np
+
     n = len(order)
     # Position p in the epoch's order goes to host h with
     # bounds[h] <= p < bounds[h+1], bounds = array_split's cut points.
@@ -198,6 +220,8 @@ def _by_count(order: np.ndarray, hosts: int) -> np.ndarray:
 
 
 def _by_size(sizes: np.ndarray, order: np.ndarray, hosts: int) -> np.ndarray:
+    import numpy as np
+
     n = len(sizes)
     host_of = np.empty(n, dtype=np.int64)
     if n == 0:

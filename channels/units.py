@@ -7,12 +7,18 @@ every peer tool and benchmark of the field reports it.
 
 from __future__ import annotations
 
+import re
+
 KIB = 1024
 MIB = 1024 * KIB
 GIB = 1024 * MIB
 MB = 1_000_000
 
-__all__ = ["GIB", "KIB", "MB", "MIB", "human_bytes", "human_seconds", "mb_per_s"]
+__all__ = ["GIB", "KIB", "MB", "MIB", "human_bytes", "human_seconds", "mb_per_s", "parse_size"]
+
+#: A size as people write it: a number, then an optional unit.
+_SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([kmgtp]?)(i?)(b?)", re.IGNORECASE)
+_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 
 
 def human_bytes(n: float) -> str:
@@ -39,3 +45,26 @@ def human_seconds(seconds: float) -> str:
 def mb_per_s(nbytes: int, seconds: float) -> float:
     """Throughput in MB/s (10**6 bytes per second); 0 for no time."""
     return nbytes / MB / seconds if seconds > 0 else 0.0
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from a size as people write it: ``20GiB``, ``500MB``, ``1.5T``, ``1048576``.
+
+    ``KiB``/``MiB``/``GiB``/``TiB`` (and ``K``, ``M``, ``G``, ``T`` alone, as
+    ``du`` and ``sort`` read them) are binary; ``KB``/``MB``/``GB``/``TB`` are
+    decimal; a bare number or ``B`` is bytes. Case is ignored.
+
+    Raises:
+        ValueError: not a size, or a negative one; the message gives examples.
+    """
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text < 0:
+            raise ValueError(f"a size must be >= 0 bytes, got {text}")
+        return text
+    match = _SIZE.fullmatch(text.strip()) if isinstance(text, str) else None
+    if match is None or (match.group(3) and not match.group(2)):
+        raise ValueError(f"{text!r} is not a size: give bytes or a number with a unit, e.g. 500MiB, 20GiB "
+                         f"or 1.5TB (KiB, MiB, GiB, TiB and K, M, G, T are binary; KB, MB, GB, TB decimal)")
+    number, prefix, binary, byte = match.groups()
+    base = 1000 if prefix and byte and not binary else 1024
+    return int(float(number) * base ** _POWERS[prefix.lower()])

@@ -12,7 +12,7 @@ import json
 import pytest
 
 from channels.bench import report
-from channels.bench.base import MODE, PEER, Target
+from channels.bench.base import DOWNLOAD, JOBS, MODE, PEER, READ, Runner, Target, missing
 from channels.bench.catalog import get_runner, names
 from channels.bench.datasets import KIB, BenchDataset, ensure
 from channels.bench.harness import Services, measure
@@ -27,9 +27,28 @@ TINY = BenchDataset("tiny", 6, 64 * KIB, KIB)
 
 def test_registry_names_and_errors():
     assert names(MODE) == ["pipe", "file", "fastfile"]
-    assert {"boto3", "s3fs", "pyarrow", "s5cmd"} <= set(names(PEER))
+    assert {"boto3", "s3fs", "pyarrow", "s3torchconnector", "obstore", "s5cmd", "boto3-download"} <= set(names(PEER))
     with pytest.raises(ValueError, match="boto3"):
         get_runner("nope")
+
+
+def test_each_mode_has_peers_doing_its_job():
+    # File writes files: its peers are the download tools; Pipe and FastFile read into memory.
+    by_job = {job: {n for n in names(PEER) if get_runner(n).job == job} for job in JOBS}
+    assert get_runner("file").job == DOWNLOAD and by_job[DOWNLOAD] == {"s5cmd", "boto3-download"}
+    assert get_runner("pipe").job == get_runner("fastfile").job == READ
+    assert by_job[READ] == {"boto3", "s3fs", "pyarrow", "s3torchconnector", "obstore"}
+    with pytest.raises(ValueError, match="job 'teleport'"):
+        Runner("x", PEER, "d", get_runner("boto3").prepare, job="teleport")
+
+
+def test_the_fast_clients_are_installed():
+    # obstore comes with the test extra; s3torchconnector with torch (make install adds it once torch is
+    # there). test_every_runner_reads_every_byte then reads through each from moto over plain HTTP.
+    assert get_runner("obstore").unavailable is None
+    if get_runner("s3torchconnector").unavailable and missing("torch"):
+        pytest.skip(f"s3torchconnector needs torch, which is not installed here ({missing('torch')})")
+    assert get_runner("s3torchconnector").unavailable is None
 
 
 def test_dataset_content_is_recordio_with_exact_counts():
@@ -109,7 +128,36 @@ def test_summary_ratios_and_checks():
     assert c["ratio_near"] == pytest.approx(1000 / 450) and c["ratio_far"] == pytest.approx(10.0)
     assert c["ratio_grows"]
     text = report.format_table(rows)
-    assert "vs best peer" in text and "1.25x boto3" in text
+    assert "vs best like peer" in text and "1.25x boto3" in text
+
+
+def test_a_disk_writer_is_never_measured_against_a_reader():
+    def run(runner, kind, job, mbs):
+        return {"profile": "local", "dataset": "large", "runner": runner, "kind": kind, "job": job,
+                "mb_per_s": mbs, "bytes": 10**9, "seconds": 1000 / mbs, "objects_per_s": 1.0,
+                "records_per_s": None, "ttfb_s": 0.01, "client_cpu_s": 0.5, "server_cpu_s": 1.0,
+                "proxy_cpu_s": None, "complete": True, "error": None}
+
+    runs = [run("file", "mode", "download", 600), run("pipe", "mode", "read", 900),
+            run("obstore", "peer", "read", 1500), run("boto3", "peer", "read", 1000),
+            run("s5cmd", "peer", "download", 500), run("boto3-download", "peer", "download", 300)]
+    rows = report.summarize(runs)
+    file = report.find(rows, "local", "large", "file")
+    assert file["best_peer"] == "s5cmd" and file["ratio_to_best_peer"] == pytest.approx(1.2)
+    assert file["ratios"] == pytest.approx({"s5cmd": 1.2, "boto3-download": 2.0})
+    pipe = report.find(rows, "local", "large", "pipe")
+    assert pipe["best_peer"] == "obstore" and set(pipe["ratios"]) == {"obstore", "boto3"}
+    text = report.format_table(rows)
+    assert "file vs its like peers: 1.20x s5cmd, 2.00x boto3-download" in text
+    assert "pipe vs its like peers: 0.60x obstore, 0.90x boto3" in text
+    legend = report.format_peers({"pipe": {"kind": "mode", "job": "read", "description": "reads"},
+                                  "file": {"kind": "mode", "job": "download", "description": "downloads"},
+                                  "boto3": {"kind": "peer", "job": "read", "description": "get_object"},
+                                  "s5cmd": {"kind": "peer", "job": "download", "description": "s5cmd cp"}})
+    lines = legend.splitlines()
+    assert f"  pipe: {JOBS[READ]}" in lines and f"  file: {JOBS[DOWNLOAD]}" in lines
+    assert lines.index("    peer s5cmd            s5cmd cp") > lines.index(f"  file: {JOBS[DOWNLOAD]}")
+    assert lines.index("    peer boto3            get_object") < lines.index(f"  file: {JOBS[DOWNLOAD]}")
 
 
 def test_run_bench_end_to_end_writes_the_json(tmp_path):

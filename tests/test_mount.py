@@ -4,80 +4,25 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import io
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import threading
 from pathlib import Path
 
 import pytest
+from mounting import FUSE_MISSING, Mount, needs_fuse, put_files
 
 from channels.errors import MountError
-from channels.modes.fastfile.mount import check_fuse, is_mounted, wait_mounted
+from channels.modes.fastfile.mount import check_fuse, is_mounted
 from channels.testing import MIB, object_bytes, wait_for
-
-FUSE_MISSING = [why for ok, why in ((os.path.exists("/dev/fuse"), "/dev/fuse is missing"),
-                                    (shutil.which("fusermount3") is not None, "fusermount3 is not installed"))
-                if not ok]
-needs_fuse = pytest.mark.skipif(bool(FUSE_MISSING), reason="FUSE unavailable: " + "; ".join(FUSE_MISSING))
-
-
-class Mount:
-    """``python -m channels mount ... --foreground`` as a child process."""
-
-    def __init__(self, args: list[str], mountpoints: list[Path]) -> None:
-        self.mountpoints = mountpoints
-        self.proc = subprocess.Popen([sys.executable, "-m", "channels", "mount", *args, "--foreground"],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
-        for mp in mountpoints:
-            if not wait_mounted(str(mp), 60, alive=lambda: self.proc.poll() is None):
-                out, err = self.stop()
-                pytest.fail(f"{mp} was not mounted (exit {self.proc.returncode}): {err}")
-
-    def stop(self, sig: int = signal.SIGTERM) -> tuple[str, str]:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            out, err = self.proc.communicate(timeout=30)
-        finally:
-            for mp in self.mountpoints:  # never leave a stale mount behind a failed test
-                if is_mounted(str(mp)):
-                    subprocess.run(["fusermount3", "-u", "-z", str(mp)], check=False)
-        return out, err
 
 
 @pytest.fixture
 def files(s3_client, bucket):
     """Objects of every kind a script meets: nested, empty, Parquet, tar, several MiB."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.table({"id": list(range(1000)), "name": [f"row {i}" for i in range(1000)]})
-    parquet = io.BytesIO()
-    pq.write_table(table, parquet)
-    tar = io.BytesIO()
-    with tarfile.open(fileobj=tar, mode="w") as t:
-        for name in ("a.txt", "dir/b.txt"):
-            data = name.encode() * 100
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-    contents = {
-        "big.bin": object_bytes("big", 5 * MIB + 3),
-        "empty.bin": b"",
-        "nested/deeper/x.bin": object_bytes("x", 300_000),
-        "nested/y.bin": b"y" * 10,
-        "table.parquet": parquet.getvalue(),
-        "archive.tar": tar.getvalue(),
-    }
-    for key, body in contents.items():
-        s3_client.put_object(Bucket=bucket, Key=f"ch/{key}", Body=body)
-    return f"s3://{bucket}/ch/", contents
+    return put_files(s3_client, bucket)
 
 
 def test_check_fuse_says_what_is_missing(tmp_path):
@@ -173,7 +118,14 @@ def test_mount_serves_unchanged_programs(tmp_path, files, sig, flags):
 @pytest.mark.fuse
 @needs_fuse
 def test_mount_job_root_mounts_each_fastfile_channel(tmp_path, files):
-    from channels.spec import Channel, Job, OutputDataConfig, ResourceConfig, S3DataSource, StoppingCondition
+    from channels.spec import (
+        Channel,
+        Job,
+        OutputDataConfig,
+        ResourceConfig,
+        S3DataSource,
+        StoppingCondition,
+    )
 
     uri, contents = files
     job = Job(channels=(Channel("train", S3DataSource("S3Prefix", uri), input_mode="FastFile"),
@@ -217,8 +169,8 @@ def test_background_mount_returns_once_mounted(tmp_path, files):
 
 def test_fuse_reads_in_listing_order_find_the_next_files_fetched_ahead(s3_client, bucket):
     """The FUSE callbacks (no kernel needed): open, 1 MiB reads as the kernel makes them, release."""
-    from channels.modes.fastfile.view import FastFileView
     from channels.modes.fastfile.mount import FastFileOperations
+    from channels.modes.fastfile.view import FastFileView
 
     bodies = {f"f{i}.bin": object_bytes(f"f{i}", MIB + i) for i in range(5)}
     for key, body in bodies.items():
@@ -237,46 +189,6 @@ def test_fuse_reads_in_listing_order_find_the_next_files_fetched_ahead(s3_client
     finally:
         ops.destroy("/")
         ops.view.close()
-
-
-def written(pid: int) -> int:
-    """Bytes a process wrote: a mount's replies to /dev/fuse."""
-    with open(f"/proc/{pid}/io") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("wchar:"))
-
-
-@pytest.mark.fuse
-@needs_fuse
-def test_direct_io_bypasses_the_page_cache_and_refuses_shared_mmap(tmp_path, files):
-    import numpy as np
-
-    uri, contents = files
-    body = contents["big.bin"]
-    cached, direct = tmp_path / "cached", tmp_path / "direct"
-    cached.mkdir()
-    direct.mkdir()
-    mounts = [Mount([uri, str(cached)], [cached]), Mount([uri, str(direct), "--direct-io"], [direct])]
-    try:
-        for mp, m in zip((cached, direct), mounts):
-            passes = []
-            for _ in range(2):
-                before = written(m.proc.pid)
-                assert (mp / "big.bin").read_bytes() == body
-                passes.append(written(m.proc.pid) - before)
-            if mp == direct:  # every pass goes through the mount process
-                assert min(passes) >= len(body), passes
-            else:  # the second pass comes from the page cache
-                assert passes[0] >= len(body) > passes[1], passes
-        mm = np.memmap(cached / "big.bin", mode="r")  # a shared mmap: served by the page cache
-        assert bytes(mm) == body
-        del mm
-        with pytest.raises(OSError) as exc:
-            np.memmap(direct / "big.bin", mode="r")
-        assert exc.value.errno == errno.ENODEV  # the documented price of --direct-io
-    finally:
-        results = [m.stop() for m in mounts]
-    assert all(m.proc.returncode == 0 for m in mounts), results
-    assert not is_mounted(str(cached)) and not is_mounted(str(direct))
 
 
 @pytest.mark.fuse

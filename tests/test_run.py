@@ -141,3 +141,22 @@ def test_upload_failure_is_reported_and_the_archive_kept(dataset, bucket, tmp_pa
     assert "uploading to s3://no-such-output-bucket/jobs failed" in result.message
     assert result.model is not None and result.model.members == ("w.bin",) and result.model.path.is_file()
     assert "ClientError" in (tmp_path / "r" / "output" / "failure").read_text()
+
+
+@pytest.mark.parametrize("mode", ["Pipe", needs_fuse("FastFile")])
+def test_a_cache_keeps_each_hosts_objects_for_later_epochs(mode, dataset, bucket, s3_client, tmp_path):
+    from channels.cache import CacheConfig
+
+    job = make_job(mode, bucket, name=f"cached-{mode.lower()}")
+    cache = CacheConfig(tmp_path / "cache", "16MiB")
+    result = run_job(RunOptions(job, (sys.executable, str(EXAMPLE)), root=tmp_path / "run", grace_seconds=5,
+                                cache=cache))
+    assert result.exit_code == EXIT_OK, result.message
+    want = {"bytes": len(dataset), "sha256": hashlib.sha256(dataset).hexdigest()}
+    model = json.loads(model_archive(s3_client, result.job_name)["model.json"])
+    assert [{k: e[k] for k in want} for e in model["epochs"]] == [want, want]
+    # The host's own cache directory (each instance has its own disk) holds every object, whole.
+    kept = [p for p in (tmp_path / "cache" / "algo-1" / "objects").rglob("*") if p.is_file()]
+    assert sorted(p.stat().st_size for p in kept) == sorted(s3_client.head_object(
+        Bucket=bucket, Key=f"train/{k}")["ContentLength"] for k in KEYS)
+    assert list((tmp_path / "cache" / "algo-1" / "tmp").iterdir()) == []

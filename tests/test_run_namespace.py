@@ -93,7 +93,8 @@ JOB = {"TrainingInputMode": "File", "InputDataConfig": [{"ChannelName": "train",
 def test_without_a_namespace_the_run_says_what_it_cannot_do(tmp_path, monkeypatch):
     monkeypatch.setattr(namespace, "probe", lambda hosts, scratch: "unshare: Operation not permitted")
     job = Job.from_dict(JOB)
-    run = Run(RunOptions(job, ("true",), root=tmp_path, hosts=2, mount_namespace=True))
+    # shared_plan=False: preparing the hosts lists nothing (the job's bucket does not exist here).
+    run = Run(RunOptions(job, ("true",), root=tmp_path, hosts=2, mount_namespace=True, shared_plan=False))
     assert not run.namespaced
     [note] = run.warnings
     assert "Operation not permitted" in note and "needs root" in note

@@ -147,3 +147,25 @@ def test_bad_parameters_are_refused_with_the_fix():
         plan([1, 2], 2).units_for(2)
     with pytest.raises(ShardingError, match="must be >= 0"):
         plan([1, -2], 2)
+
+
+@pytest.mark.parametrize("strategy", [*STRATEGIES, "ShardedByS3Key", "FullyReplicated"])
+@given(sizes=st.lists(st.integers(0, 2**40), min_size=1, max_size=200))
+@settings(max_examples=40, deadline=None)
+def test_one_host_report_without_a_plan_is_the_planned_one(strategy, sizes):
+    # report() skips the plan (and numpy) for one host: the figures must be the plan's.
+    from channels.balance import _one_host, _planned
+
+    quick, planned = _one_host(sizes, strategy, "s3://b/p/"), _planned(sizes, 1, strategy, None, 0, "s3://b/p/")
+    assert quick.cv == pytest.approx(planned.cv, abs=2e-4)
+    assert quick == planned.__class__(**{**planned.__dict__, "cv": quick.cv})
+    assert report(np.asarray(sizes), 1, strategy) == report(sizes, 1, strategy)
+
+
+def test_one_host_report_refuses_what_the_plan_refuses():
+    with pytest.raises(ShardingError, match="must be >= 0; got -2 at index 1"):
+        report([1, -2], 1, SHARDED_BY_S3_KEY)
+    with pytest.raises(ValueError, match="use one of sharded-by-s3-key"):
+        report([1], 1, "round-robin")
+    with pytest.raises(ShardingError, match="positive integer"):
+        report([1], 1.0, SHARDED_BY_S3_KEY)

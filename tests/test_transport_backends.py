@@ -41,6 +41,31 @@ def test_aws_addressing_is_virtual_hosted_except_dotted_buckets(monkeypatch):
     assert custom._locate("b", "k") == ("http", "127.0.0.1:9000", "/base/b/k")
 
 
+def test_credentials_and_region_as_botocore_resolves_them(monkeypatch, tmp_path):
+    # channels.store.aws_identity, which the transport and the S3 listing sign with: the
+    # environment's credentials and AWS_DEFAULT_REGION need no botocore session; a profile, or a
+    # region only in the config file, still go through one.
+    (tmp_path / "config").write_text("[default]\nregion = eu-west-3\n[profile other]\nregion = ap-south-1\n")
+    (tmp_path / "credentials").write_text("[other]\naws_access_key_id = FROMFILE\naws_secret_access_key = s\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "FROMENV")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
+    for var in ("AWS_REGION", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CREDENTIAL_EXPIRATION"):
+        monkeypatch.delenv(var, raising=False)
+
+    def resolved(*options):
+        backend = S3Backend(Store("http://127.0.0.1:9", options), TransportConfig(), None)
+        backend._resolve()
+        return backend._credentials.access_key, backend._region
+
+    assert resolved() == ("FROMENV", "us-west-2")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    assert resolved() == ("FROMENV", "eu-west-3")  # the config file's default profile
+    assert resolved(("profile", "other")) == ("FROMFILE", "ap-south-1")  # a named profile: not the environment
+
+
 # ---------------------------------------------------------------- single reads, other backends
 
 

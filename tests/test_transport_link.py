@@ -175,9 +175,10 @@ def test_a_sink_stream_far_uses_more_connections_and_writes_every_byte_once(s3_c
 
 
 def test_a_late_part_far_is_cut_into_ranges_and_reads_right(s3_client, bucket, s3):
-    # Three 4 MiB objects and room for two: the third waits for room, behind parts that
-    # have landed, and the consumer wants it at once: it comes in parallel ranges.
-    data = [os.urandom(4 * MIB) for _ in range(3)]
+    # 4 MiB, 64 KiB, 4 MiB and room for 8 MiB: the third waits for room until the first is
+    # used; by then the second has long landed, and the consumer wants the third at once:
+    # it comes in parallel ranges.
+    data = [os.urandom(4 * MIB), os.urandom(64 * KIB), os.urandom(4 * MIB)]
     refs = [put(s3_client, bucket, f"late/{i}", d) for i, d in enumerate(data)]
     cfg = TransportConfig(part_size=4 * MIB, budget_bytes=8 * MIB, max_workers=4, first_part_size=0,
                           min_part_size=MIB)

@@ -205,13 +205,16 @@ class FastFileSource(_TreeSource):
         framing, shuffle_seed, scope: as :class:`DirectorySource` (a view shows
             the whole prefix, so the scope is "job").
         store: endpoint and options (default: from the environment).
+        cache: a :class:`channels.cache.CacheConfig`: each process's view keeps
+            the files it reads whole there (processes may share the directory).
     """
 
     def __init__(self, uri: Any, *, framing: str = OBJECT, shuffle_seed: int | None = None,
-                 scope: str = "job", store: Any = None) -> None:
+                 scope: str = "job", store: Any = None, cache: Any = None) -> None:
         super().__init__(framing, shuffle_seed, scope)
         self.uri = uri if isinstance(uri, str) else uri.data_source.s3_uri
         self.store = store
+        self.cache = cache
         self._view: Any = None
         self._pid = -1
 
@@ -225,7 +228,7 @@ class FastFileSource(_TreeSource):
         if self._view is None or self._pid != os.getpid():
             from channels.modes.fastfile.view import FastFileView
 
-            self._view, self._pid = FastFileView(self.uri, self.store), os.getpid()
+            self._view, self._pid = FastFileView(self.uri, self.store, cache=self.cache), os.getpid()
         return self._view
 
     @property
@@ -264,7 +267,9 @@ class PipeReaderSource(Source):
         scope: "job" or "host".
         **reader_kwargs: PipeReader's options (``framing``, ``shuffle_seed``,
             ``compression``, ``distribution``, ``store``, ``config``...),
-            except the host identity, which the consumers set.
+            except the host identity, which the consumers set. A cache goes
+            in ``config`` (``TransportConfig(cache=CacheConfig(dir, size))``):
+            each process's reader keeps the objects it reads whole there.
     """
 
     def __init__(self, channel_or_uri: Any, *, scope: str = "job", **reader_kwargs: Any) -> None:

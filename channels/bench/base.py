@@ -35,6 +35,12 @@ MODE = "mode"
 PEER = "peer"
 READ_SIZE = 1 << 20
 
+#: A runner's job, what the user gets at the end: the bytes in memory, or every object in a file.
+#: A mode is measured against the peers doing the same job, never a disk writer against a reader.
+READ = "read"
+DOWNLOAD = "download"
+JOBS = {READ: "read each object's bytes into memory", DOWNLOAD: "write each object of the prefix to a file"}
+
 
 class Meter:
     """What a body has read, and when its first byte came.
@@ -139,6 +145,8 @@ class Runner:
         description: what the body does, in a phrase.
         prepare: ``prepare(target)`` -> context manager yielding the body.
         unavailable: why it cannot run here (missing package), or None.
+        job: ``read`` (bytes into memory) or ``download`` (files on disk): the
+            runners a mode is compared with do the same job.
     """
 
     name: str
@@ -147,6 +155,13 @@ class Runner:
     prepare: Callable[[Target], ContextManager[Body]]
     unavailable: str | None = None
     extra: dict = field(default_factory=dict)
+    job: str = READ
+
+    def __post_init__(self) -> None:
+        if self.kind not in (MODE, PEER):
+            raise ValueError(f"runner {self.name}: kind {self.kind!r} is not {MODE!r} or {PEER!r}")
+        if self.job not in JOBS:
+            raise ValueError(f"runner {self.name}: job {self.job!r} is not one of {', '.join(JOBS)}")
 
 
 def read_once(body: Body) -> Meter:

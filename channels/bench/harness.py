@@ -18,7 +18,8 @@ Method (DESIGN.md: measure against the limit, peers in the same run):
    A soft cap (``max_seconds``) stops slow runners from starting new
    objects; such runs are marked incomplete and rate over what they read.
 5. Rows summarise each (profile, dataset, runner): median, min and max MB/s,
-   medians of the rest, and the ratio to the best peer's median.
+   medians of the rest, and the ratios to the peers doing the same job
+   (reading into memory, or writing files: :data:`~channels.bench.base.JOBS`).
 """
 
 from __future__ import annotations
@@ -205,7 +206,7 @@ def run_throughput(config: ThroughputConfig, services: Services, *, log: Log = p
                         target, body = cases[(profile.name, ds.name, runner.name)]
                         r = measure(body, target, services, config.max_seconds)
                         r.update(repeat=rep, profile=profile.name, dataset=ds.name, runner=runner.name,
-                                 kind=runner.kind)
+                                 kind=runner.kind, job=runner.job)
                         runs.append(r)
                         log(_progress_line(r))
     rows = report.summarize(runs)
@@ -214,7 +215,7 @@ def run_throughput(config: ThroughputConfig, services: Services, *, log: Log = p
                    "max_seconds": config.max_seconds, "bucket": config.bucket},
         "profiles": {p.name: p.to_dict() for p in profiles},
         "datasets": {ds.name: ds.to_dict() for ds in config.datasets},
-        "runners": {r.name: {"kind": r.kind, "description": r.description} for r in runners},
+        "runners": {r.name: {"kind": r.kind, "job": r.job, "description": r.description} for r in runners},
         "runs": runs,
         "summary": rows,
         "checks": report.checks(rows) if {"local", "s3-like"} <= set(config.profiles) else None,
@@ -223,5 +224,5 @@ def run_throughput(config: ThroughputConfig, services: Services, *, log: Log = p
 
 def _progress_line(r: dict) -> str:
     status = "" if r["complete"] else " (capped)" if not r["error"] else f" FAILED: {r['error']}"
-    return (f"  [{r['repeat'] + 1}] {r['profile']:<8} {r['dataset']:<6} {r['runner']:<9}"
+    return (f"  [{r['repeat'] + 1}] {r['profile']:<8} {r['dataset']:<6} {r['runner']:<17}"
             f"{r['mb_per_s']:>9,.0f} MB/s {r['seconds']:>6.2f} s{status}")

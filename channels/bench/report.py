@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 #: Packages whose versions every result carries.
 PACKAGES = ("channels", "numpy", "pyarrow", "fsspec", "s3fs", "aiobotocore", "boto3", "botocore", "urllib3",
-            "moto", "crc32c")
+            "moto", "crc32c", "s3torchconnector", "s3torchconnectorclient", "torch", "obstore")
 
 SCHEMA = "channels-bench/1"
 
@@ -90,8 +90,11 @@ def _median(values: Iterable[float | None]) -> float | None:
 def summarize(runs: list[dict]) -> list[dict]:
     """One row per (profile, dataset, runner): medians, min, max, ratios.
 
-    ``ratio_to_best_peer`` divides the row's median MB/s by the best peer's
-    median MB/s in the same profile and dataset (``best_peer`` names it).
+    A row is compared only with the peers doing its job (``job``: ``read``
+    into memory, or ``download`` to files; runs without one, from older
+    JSON, all share one): ``ratio_to_best_peer`` divides the row's median
+    MB/s by the best such peer's in the same profile and dataset
+    (``best_peer`` names it), and ``ratios`` holds its ratio to each of them.
     Failed runs are counted in ``errors`` and left out of the figures.
     """
     groups: dict[tuple, list[dict]] = {}
@@ -103,7 +106,7 @@ def summarize(runs: list[dict]) -> list[dict]:
         mbs = [r["mb_per_s"] for r in ok]
         gb = [r["bytes"] / 1e9 for r in ok]
         row = {
-            "profile": profile, "dataset": dataset, "runner": runner, "kind": rs[0]["kind"],
+            "profile": profile, "dataset": dataset, "runner": runner, "kind": rs[0]["kind"], "job": rs[0].get("job"),
             "runs": len(rs), "errors": len(rs) - len(ok), "complete": all(r.get("complete") for r in ok),
             "mb_per_s": {"median": _median(mbs), "min": min(mbs) if mbs else None, "max": max(mbs) if mbs else None},
             "objects_per_s": _median(r["objects_per_s"] for r in ok),
@@ -117,11 +120,13 @@ def summarize(runs: list[dict]) -> list[dict]:
         rows.append(row)
     for row in rows:
         peers = [p for p in rows if p["kind"] == "peer" and p["profile"] == row["profile"]
-                 and p["dataset"] == row["dataset"] and p["mb_per_s"]["median"]]
+                 and p["dataset"] == row["dataset"] and p["job"] == row["job"] and p["mb_per_s"]["median"]]
         best = max(peers, key=lambda p: p["mb_per_s"]["median"], default=None)
         row["best_peer"] = best["runner"] if best else None
         med = row["mb_per_s"]["median"]
         row["ratio_to_best_peer"] = (med / best["mb_per_s"]["median"]) if best and med is not None else None
+        row["ratios"] = {p["runner"]: med / p["mb_per_s"]["median"] for p in peers
+                         if med is not None and p["runner"] != row["runner"]}
     return rows
 
 
@@ -163,9 +168,10 @@ def _num(v: float | None, fmt: str, width: int) -> str:
 
 
 def format_table(rows: list[dict], datasets: dict[str, dict] | None = None) -> str:
-    """The summary as a text table, grouped by profile and dataset."""
-    head = (f"{'runner':<9}{'kind':<5}{'MB/s':>8}{'[min':>7}{'max]':>7}{'obj/s':>9}{'rec/s':>10}"
-            f"{'TTFB ms':>9}{'cli s/GB':>9}{'srv s/GB':>9}{'prx s/GB':>9}  vs best peer")
+    """The summary as a text table, grouped by profile and dataset; under each group, every mode's
+    ratio to each of its like peers (same job)."""
+    head = (f"{'runner':<17}{'kind':<5}{'job':<9}{'MB/s':>7}{'[min':>7}{'max]':>7}{'obj/s':>8}{'rec/s':>10}"
+            f"{'TTFB ms':>9}{'cli s/GB':>9}{'srv s/GB':>9}{'prx s/GB':>9}  vs best like peer")
     lines = []
     order = sorted({(r["profile"], r["dataset"]) for r in rows}, key=lambda k: (_profile_rank(k[0]), k[1]))
     for profile, dataset in order:
@@ -183,13 +189,38 @@ def format_table(rows: list[dict], datasets: dict[str, dict] | None = None) -> s
             if r["errors"]:
                 flags += f" ({r['errors']} failed)"
             lines.append(
-                f"{r['runner']:<9}{r['kind']:<5}{_num(m['median'], ',.0f', 8)}{_num(m['min'], ',.0f', 7)}"
-                f"{_num(m['max'], ',.0f', 7)}{_num(r['objects_per_s'], ',.0f', 9)}"
+                f"{r['runner']:<17}{r['kind']:<5}{r.get('job') or '-':<9}{_num(m['median'], ',.0f', 7)}"
+                f"{_num(m['min'], ',.0f', 7)}{_num(m['max'], ',.0f', 7)}{_num(r['objects_per_s'], ',.0f', 8)}"
                 f"{_num(r['records_per_s'], ',.0f', 10)}"
                 f"{_num(None if r['ttfb_s'] is None else r['ttfb_s'] * 1000, ',.1f', 9)}"
                 f"{_num(r['client_cpu_s_per_gb'], '.2f', 9)}{_num(r['server_cpu_s_per_gb'], '.2f', 9)}"
                 f"{_num(r['proxy_cpu_s_per_gb'], '.2f', 9)}  {vs}{flags}")
+        for r in group:
+            if r["kind"] == "mode" and r.get("ratios"):
+                like = sorted(r["ratios"].items(), key=lambda kv: kv[1])
+                lines.append(f"  {r['runner']} vs its like peers: " + ", ".join(f"{v:.2f}x {k}" for k, v in like))
     return "\n".join(lines).lstrip("\n")
+
+
+def format_peers(runners: dict[str, dict]) -> str:
+    """Each mode, its job and its like peers, one line per peer saying what it does.
+
+    Args:
+        runners: ``{name: {"kind", "job", "description"}}`` (the throughput JSON's ``runners``).
+    """
+    from channels.bench.base import JOBS
+
+    lines = ["each mode against the peers doing the same job (vs best like peer, and the ratios under each table):"]
+    jobs = dict.fromkeys(r.get("job") for r in runners.values() if r["kind"] == "mode")
+    for job in jobs:
+        modes = [n for n, r in runners.items() if r["kind"] == "mode" and r.get("job") == job]
+        peers = [n for n, r in runners.items() if r["kind"] == "peer" and r.get("job") == job]
+        lines.append(f"  {', '.join(modes)}: {JOBS.get(job, job or 'any job')}")
+        for name in modes + peers:
+            lines.append(f"    {runners[name]['kind']:<5}{name:<17}{runners[name]['description']}")
+        if not peers:
+            lines.append("    (no peer doing this job in this run)")
+    return "\n".join(lines)
 
 
 def _profile_rank(name: str) -> int:

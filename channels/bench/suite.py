@@ -8,23 +8,25 @@ The document (schema ``channels-bench/1``)::
       "machine": {"cpu_count", "cpu_model", "memory_bytes", "kernel", "system",
                   "machine", "python", "load_average", "load_average_end"},
       "versions": {"python", "channels", "numpy", "pyarrow", "fsspec", "s3fs",
-                   "aiobotocore", "boto3", "botocore", "urllib3", "moto", "crc32c"},
+                   "aiobotocore", "boto3", "botocore", "urllib3", "moto", "crc32c",
+                   "s3torchconnector", "s3torchconnectorclient", "torch", "obstore", "s5cmd"},
       "endpoint": {"url", "embedded", "server"},
       "skipped": {"s5cmd": "the s5cmd binary is not on PATH"},
       "throughput": {                      # null when not run
         "config": {"runners", "profiles", "repeat", "max_seconds", "bucket"},
         "profiles": {name: Profile fields}, "datasets": {name: {...}},
-        "runners": {name: {"kind", "description"}},
-        "runs": [{"repeat", "profile", "dataset", "runner", "kind", "seconds",
+        "runners": {name: {"kind", "job", "description"}},
+        "runs": [{"repeat", "profile", "dataset", "runner", "kind", "job", "seconds",
                   "bytes", "objects", "records", "mb_per_s", "objects_per_s",
                   "records_per_s", "ttfb_s", "complete", "error",
                   "client_cpu_s", "server_cpu_s", "proxy_cpu_s", "counters",
                   "load_average"}],
-        "summary": [{"profile", "dataset", "runner", "kind", "runs", "errors",
+        "summary": [{"profile", "dataset", "runner", "kind", "job", "runs", "errors",
                      "complete", "mb_per_s": {"median", "min", "max"},
                      "objects_per_s", "records_per_s", "ttfb_s", "seconds",
                      "client_cpu_s_per_gb", "server_cpu_s_per_gb",
-                     "proxy_cpu_s_per_gb", "best_peer", "ratio_to_best_peer"}],
+                     "proxy_cpu_s_per_gb", "best_peer", "ratio_to_best_peer",
+                     "ratios": {peer: ratio}}],
         "checks": {"keep", "ratio_near", "ratio_far", "keep_ok", "ratio_grows", ...}
       },
       "imbalance": {                       # null when not run
@@ -41,7 +43,9 @@ The document (schema ``channels-bench/1``)::
     }
 
 Rates are MB/s with MB = 10^6 bytes; CPU figures are seconds (per GB =
-10^9 bytes in the summary).
+10^9 bytes in the summary). ``job`` is ``read`` (bytes into memory) or
+``download`` (files on disk); ``best_peer`` and ``ratios`` compare a row only
+with peers of its job.
 """
 
 from __future__ import annotations
@@ -195,6 +199,7 @@ def format_report(doc: dict) -> str:
     parts = []
     tp = doc.get("throughput")
     if tp:
+        parts.append(report.format_peers(tp["runners"]))
         parts.append(report.format_table(tp["summary"], tp["datasets"]))
         parts.append("MB/s: median [min max] of the repeats; TTFB: first byte the consumer holds; cli/srv/prx "
                      "s/GB: CPU seconds of client, endpoint and proxy per GB moved; (capped): the run hit the "

@@ -10,3 +10,49 @@ def add_endpoint_argument(parser: argparse.ArgumentParser) -> None:
         "--endpoint-url",
         help="S3 endpoint (default: $AWS_ENDPOINT_URL_S3, then $AWS_ENDPOINT_URL, then AWS)",
     )
+
+
+def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--cache-dir`` and ``--cache-size``: a local cache of whole objects for later epochs."""
+    parser.add_argument("--cache-dir", metavar="DIR",
+                        help="keep whole objects in DIR (a local disk) so that later epochs read them from "
+                             "there; needs --cache-size. Processes may share one DIR")
+    parser.add_argument("--cache-size", metavar="SIZE", type=_size,
+                        help="the most bytes the cache keeps, e.g. 20GiB or 500MB; needs --cache-dir")
+
+
+def cache_config(args: argparse.Namespace, command: str):
+    """The :class:`~channels.cache.CacheConfig` the arguments ask for, or None.
+
+    Raises:
+        ValueError: one of the two flags without the other (the message says which).
+    """
+    from channels.cache import CacheConfig
+
+    directory, size = getattr(args, "cache_dir", None), getattr(args, "cache_size", None)
+    if directory is None and size is None:
+        return None
+    if directory is None or size is None:
+        missing = "--cache-dir DIR" if directory is None else "--cache-size SIZE (e.g. 20GiB)"
+        raise ValueError(f"a cache needs a directory and a size limit: add {missing} "
+                         f"(channels {command} ... --cache-dir DIR --cache-size 20GiB)")
+    return CacheConfig(directory, size)
+
+
+def cache_argv(args: argparse.Namespace) -> list[str]:
+    """The cache flags again, for a child ``channels`` command."""
+    if getattr(args, "cache_dir", None) is None or getattr(args, "cache_size", None) is None:
+        return []
+    return ["--cache-dir", args.cache_dir, "--cache-size", str(args.cache_size)]
+
+
+def _size(text: str) -> int:
+    from channels.units import parse_size
+
+    try:
+        size = parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is 0 bytes: a cache needs room for at least one object")
+    return size

@@ -26,8 +26,9 @@ from channels.bench.suite import (
 )
 
 NAME = "bench"
-HELP = ("Benchmark Pipe, File and FastFile against boto3, s3fs, pyarrow (and s5cmd) on the same data, "
-        "with latency profiles and a host-imbalance run; prints medians and ratios, writes JSON.")
+HELP = ("Benchmark Pipe and FastFile against streaming readers (boto3, s3fs, pyarrow, s3torchconnector, obstore) "
+        "and File against download tools (s5cmd cp, boto3 download_file) on the same data, with latency profiles "
+        "and a host-imbalance run; prints medians and ratios, writes JSON.")
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -39,7 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="small datasets, 3 repeats, 1.5 s cap per measurement (2-3 minutes on 2 cores)")
     p.add_argument("--modes", type=_names, metavar="LIST", help="our modes (default: pipe,file,fastfile)")
     p.add_argument("--peers", type=_names, metavar="LIST",
-                   help="peer clients (default: boto3,s3fs,pyarrow,s5cmd; missing ones are skipped with a note)")
+                   help="peer clients (default: boto3,s3fs,pyarrow,s3torchconnector,obstore,s5cmd,boto3-download; "
+                        "missing ones are skipped with a note)")
     p.add_argument("--profile", type=_names, metavar="LIST",
                    help="latency profiles: direct, local, s3-like, s3-far (default: local,s3-like)")
     p.add_argument("--repeat", type=int, metavar="K", help="measurements per case (default: 5; 3 with --quick)")

@@ -14,6 +14,7 @@ a rerun fetches only the rest. Exit status 143 after SIGTERM, 130 after Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -82,9 +83,14 @@ def run(args: argparse.Namespace) -> int:
     common = dict(hosts=count, host_index=index, host=host, volume_size_gb=args.volume_size_gb, store=store,
                   config=config, progress=False if args.quiet else None, log=None if args.quiet else _say,
                   fsync=args.fsync)
-    from channels.plan import load_plan, stale_plan_hint
+    # channels.plan reads Parquet (pyarrow, numpy: a fifth of a second at start): only with --plan.
+    if args.plan is not None:
+        from channels.plan import load_plan, stale_plan_hint
 
-    with _sigterm_raises(), stale_plan_hint(args.plan):
+        plan_hint = stale_plan_hint(args.plan)
+    else:
+        plan_hint = contextlib.nullcontext()
+    with _sigterm_raises(), plan_hint:
         try:
             if job_path is not None:
                 from channels.modes.file.job import download_job

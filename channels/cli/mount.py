@@ -8,18 +8,25 @@ With ``--foreground`` the command serves until SIGTERM or Ctrl-C and then
 unmounts; without it the mounts are served by background processes and the
 command returns once every mount is up (unmount with ``fusermount3 -u`` or by
 signalling the pid it prints).
+
+By default a mount bypasses the kernel's page cache where the libfuse it
+loads (3.17+, which ``make system-deps`` builds where the system's is older)
+and the kernel allow shared mmap under direct I/O, and reads through the page
+cache otherwise; ``--direct-io`` and ``--page-cache`` choose. ``--verbose``
+says which libfuse was loaded and what the kernel granted.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 
-from channels.cli.args import add_endpoint_argument
+from channels.cli.args import add_cache_arguments, add_endpoint_argument, cache_argv, cache_config
 from channels.cli.plan import add_plan_argument
 from channels.errors import MountError
 
@@ -42,10 +49,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: 8)")
     p.add_argument("--threads", type=_int_at_least(1), default=None, metavar="N",
                    help="FUSE worker threads, the reads served at once (default: 8)")
-    p.add_argument("--direct-io", action="store_true",
-                   help="bypass the kernel's page cache: faster for programs that stream files in large "
-                        "reads, but mmap of a mounted file (np.memmap, pyarrow.memory_map) fails with "
-                        "ENODEV and each small read is a round trip to the mount process")
+    io = p.add_mutually_exclusive_group()
+    io.add_argument("--direct-io", action="store_const", dest="io", const="direct",
+                    help="bypass the kernel's page cache even where mmap of a mounted file (np.memmap, "
+                         "pyarrow.memory_map) then fails with ENODEV (libfuse older than 3.17); "
+                         "default: bypass it only where mmap still works")
+    io.add_argument("--page-cache", action="store_const", dest="io", const="page-cache",
+                    help="read through the kernel's page cache: a file read twice comes from memory the "
+                         "second time, but each byte costs a copy more")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="log which libfuse is loaded and how the kernel reads (on stderr, or in the log file)")
+    p.add_argument("--debug", action="store_true", help="--verbose, and libfuse's trace of every request")
+    add_cache_arguments(p)
     add_plan_argument(p)
     add_endpoint_argument(p)
 
@@ -66,6 +81,10 @@ def is_job_file(source: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        cache_config(args, NAME)  # both flags or neither, before anything is mounted
+    except ValueError as exc:
+        raise MountError(str(exc)) from None
     if is_job_file(args.source):
         if args.mountpoint or not args.root:
             raise MountError(f"with a job definition give --root DIR and no MOUNTPOINT "
@@ -118,13 +137,20 @@ def serve(uri: str, mountpoint: str, args: argparse.Namespace) -> int:
     from channels.modes.fastfile.view import FastFileView
     from channels.store import Store
 
+    if args.verbose or args.debug:  # our messages only: botocore's would drown them
+        logging.basicConfig(level=logging.WARNING, format="channels mount: %(message)s")
+        logging.getLogger("channels").setLevel(logging.DEBUG if args.debug else logging.INFO)
     check_fuse(mountpoint)  # before the listing: a bad mount point fails fast
     budget = args.budget_mib * MIB
     ahead = {} if args.prefetch_files is None else {"prefetch_files": args.prefetch_files}
     config = ReadaheadConfig(budget_bytes=budget, max_window=min(64 * MIB, max(MIB, budget // 4)), **ahead)
-    view = FastFileView(uri, Store.from_env(args.endpoint_url), config, plan=args.plan)
+    view = FastFileView(uri, Store.from_env(args.endpoint_url), config, plan=args.plan,
+                        cache=cache_config(args, NAME))
+    if view.cache is not None:
+        view.transport  # noqa: B018 - opens the cache: a directory that cannot be written fails before the mount
     threads = {} if args.threads is None else {"threads": args.threads}
-    mount(view, mountpoint, direct_io=args.direct_io, **threads)
+    io = {} if args.io is None else {"io": args.io}
+    mount(view, mountpoint, debug=args.debug, **io, **threads)
     return 0
 
 
@@ -167,8 +193,10 @@ def _start_and_wait(targets, args, children: list, stopping: list[int]) -> int:
             cmd += ["--prefetch-files", str(args.prefetch_files)]
         if args.threads is not None:
             cmd += ["--threads", str(args.threads)]
-        if args.direct_io:
-            cmd.append("--direct-io")
+        if args.io is not None:
+            cmd.append({"direct": "--direct-io", "page-cache": "--page-cache"}[args.io])
+        cmd += [flag for flag, on in (("--verbose", args.verbose), ("--debug", args.debug)) if on]
+        cmd += cache_argv(args)
         if args.plan:
             cmd += ["--plan", args.plan]
         if args.endpoint_url:

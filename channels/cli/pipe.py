@@ -11,7 +11,7 @@ import argparse
 import signal
 import sys
 
-from channels.cli.args import add_endpoint_argument
+from channels.cli.args import add_cache_arguments, add_endpoint_argument, cache_config
 from channels.cli.plan import add_plan_argument
 from channels.container import Layout, merge_input_data_config
 from channels.errors import ChannelsError
@@ -46,6 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="bytes per ranged GET of a large object, MiB (default: %(default)s)")
     p.add_argument("--mode", default="600", help="FIFO permission bits, octal: 600 or 640 (default: %(default)s)")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per epoch served")
+    add_cache_arguments(p)
     add_plan_argument(p)
     add_endpoint_argument(p)
 
@@ -61,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         mode = int(args.mode, 8)
-        config = TransportConfig(part_size=args.part_size_mib * MIB, budget_bytes=args.budget_mib * MIB)
+        config = TransportConfig(part_size=args.part_size_mib * MIB, budget_bytes=args.budget_mib * MIB,
+                                 cache=cache_config(args, NAME))
         store = Store.from_env(args.endpoint_url)
         plan = None
         if args.plan is not None:  # read once for every channel, checked against the job
@@ -107,6 +109,11 @@ def run(args: argparse.Namespace) -> int:
         for w in server.writers:
             print(f"channels pipe: {w.channel}: {w.epochs_done} epoch(s), {w.early_closes} closed early, "
                   f"{w.bytes_written} bytes", file=sys.stderr)
+            cache = server.readers[w.channel].transport.cache_stats
+            if cache is not None:
+                print(f"channels pipe: {w.channel}: cache: {cache.hit_bytes} bytes served in {cache.hits} "
+                      f"read(s), {cache.miss_bytes} bytes from the store, {cache.admitted} object(s) kept, "
+                      f"{cache.evicted} evicted", file=sys.stderr)
     if stopped_by:
         print(f"channels pipe: stopped by {signal.Signals(stopped_by[0]).name}; FIFOs removed",
               file=sys.stderr)

@@ -33,7 +33,7 @@ import signal
 import sys
 from pathlib import Path
 
-from channels.cli.args import add_endpoint_argument
+from channels.cli.args import add_cache_arguments, add_endpoint_argument, cache_config
 from channels.cli.plan import add_plan_argument
 from channels.run.runner import DEFAULT_GRACE_SECONDS, Run, RunOptions, install_signal_handlers
 from channels.spec import Job
@@ -76,6 +76,7 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mount-namespace", action="store_true",
                    help="each host's script in a mount namespace of its own: its root bound on /opt/ml, "
                         "algo-1..N in a private /etc/hosts, host name algo-K (needs root or user namespaces)")
+    add_cache_arguments(p)  # Pipe and FastFile channels; each host gets DIR/algo-k with the whole SIZE
     add_endpoint_argument(p)
 
 
@@ -112,12 +113,17 @@ def run(args: argparse.Namespace) -> int:
         print("channels run: error: no command: give --entry-point train.py, or the command after --, e.g. "
               "channels run job.json -- python train.py", file=sys.stderr)
         return 2
+    try:
+        cache = cache_config(args, NAME)
+    except ValueError as exc:
+        print(f"channels run: error: {exc}", file=sys.stderr)
+        return 2
     job = Job.load(job_path)
     options = RunOptions(job, tuple(command), root=args.root, hosts=args.hosts, job_name=args.job_name,
                          grace_seconds=args.grace_seconds, max_runtime_seconds=args.max_runtime_seconds,
                          endpoint_url=args.endpoint_url, pipe_epochs=args.pipe_epochs,
                          upload=not args.no_upload, plan=args.plan, shared_plan=not args.no_plan,
-                         entry_point=args.entry_point, mount_namespace=args.mount_namespace)
+                         entry_point=args.entry_point, mount_namespace=args.mount_namespace, cache=cache)
     runner = Run(options)
     previous = install_signal_handlers(runner)
     try:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np  # imported where sizes become arrays: a one-host download never needs it
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +77,14 @@ class Listing:
         fast = getattr(self.refs, "sizes", None)
         if fast is not None:
             return fast()
+        import numpy as np
+
         return np.fromiter((r.size for r in self.refs), dtype=np.int64, count=len(self.refs))
 
     def unit_sizes(self) -> np.ndarray:
         """Bytes per unit (int64): what the planner balances."""
+        import numpy as np
+
         sizes = self.sizes()
         if self.unit_starts is None:
             return sizes
@@ -87,6 +92,10 @@ class Listing:
 
     def expand(self, units: Sequence[int] | np.ndarray) -> list[ObjectRef]:
         """The refs of the given units, in the given unit order."""
+        if self.unit_starts is None and isinstance(units, range):
+            return [self.refs[i] for i in units]
+        import numpy as np
+
         if self.unit_starts is None:
             return [self.refs[i] for i in np.asarray(units, dtype=np.int64).tolist()]
         ends = np.append(self.unit_starts[1:], len(self.refs))

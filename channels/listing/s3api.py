@@ -31,7 +31,7 @@ from urllib.parse import quote, unquote, urlsplit
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
-from channels.store import Store, endpoint_from_env
+from channels.store import Store, aws_identity, endpoint_from_env
 
 #: Key, ETag and Size of one object. A page where this finds fewer matches than
 #: ``<Contents>`` (a field missing or in another order makes a match swallow the
@@ -170,22 +170,10 @@ class S3Lister:
     def _identity(self) -> tuple:
         with self._lock:
             if self._signer_args is None:
-                import botocore.session
                 from botocore.auth import S3SigV4Auth
                 from botocore.awsrequest import AWSRequest
-                from botocore.credentials import Credentials
 
-                opts = self._options
-                session = botocore.session.Session(profile=opts.get("profile"))
-                client_kwargs = dict(opts.get("client_kwargs") or {})
-                region = (client_kwargs.get("region_name") or os.environ.get("AWS_REGION")
-                          or session.get_config_variable("region") or "us-east-1")
-                if opts.get("anon"):
-                    creds = None
-                elif opts.get("key") and opts.get("secret"):
-                    creds = Credentials(opts["key"], opts["secret"], opts.get("token"))
-                else:
-                    creds = session.get_credentials()
+                creds, region = aws_identity(self._options)
                 self._signer_args = (S3SigV4Auth, AWSRequest, creds, region)
             return self._signer_args
 

@@ -13,8 +13,6 @@ import json
 import posixpath
 from collections.abc import Callable, Iterator, Sequence
 
-import numpy as np
-
 from channels.errors import AccessDeniedError, EmptyChannelError, ManifestError, SourceNotFoundError
 from channels.listing.fanout import ListConfig, ListProgress, ListStats, list_s3_keys
 from channels.listing.refs import (
@@ -262,6 +260,8 @@ def list_augmented_manifest(uri: str, attribute_names: Sequence[str], *,
         else:
             url, data = value  # type: ignore[misc]
             refs.append(ObjectRef(url, len(data), None, "", data))
+    import numpy as np  # here: a prefix or a manifest lists without it
+
     return Listing(uri, tuple(refs), np.asarray(starts, dtype=np.int64))
 
 

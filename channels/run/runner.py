@@ -43,6 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from channels.cache import CacheConfig
 from channels.container import SAGEMAKER_ROOT, Layout, write_config, write_failure
 from channels.errors import ChannelsError
 from channels.run import namespace
@@ -107,6 +108,10 @@ class RunOptions:
             arguments, in the script's folder.
         mount_namespace: run each host's script in a mount namespace of its
             own: its root on ``/opt/ml``, ``algo-1..N`` in ``/etc/hosts``.
+        cache: a local cache for the Pipe and FastFile channels
+            (:class:`channels.cache.CacheConfig`); each host keeps its own in
+            ``<directory>/<host>`` with the whole size limit, as each
+            instance has its own disk. File channels are on disk already.
     """
 
     job: Job
@@ -124,6 +129,7 @@ class RunOptions:
     shared_plan: bool = True
     entry_point: Path | None = None
     mount_namespace: bool = False
+    cache: CacheConfig | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "command", tuple(self.command))
@@ -240,7 +246,7 @@ class Run:
             if o.endpoint_url:
                 env["AWS_ENDPOINT_URL_S3"] = o.endpoint_url
             spec = HostSpec(o.job, job_path, layout, index, count, env, self.runner_dir,
-                            o.endpoint_url, o.pipe_epochs, plan)
+                            o.endpoint_url, o.pipe_epochs, plan, o.cache)
             remove_stale_fifos(layout, spec.channels_in("Pipe"))
             command = self.command
             if self.namespaced:

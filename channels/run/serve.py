@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from channels.cache import CacheConfig
 from channels.container import Layout
 from channels.errors import ChannelsError
 from channels.modes.file.keys import STATE_PREFIX as JOURNAL_PREFIX
@@ -66,6 +67,8 @@ class HostSpec:
         endpoint_url: ``--endpoint-url`` for the services, if given.
         pipe_epochs: epochs the Pipe server serves (None: until stopped).
         plan: the job plan every service reads instead of listing (``--plan``).
+        cache: the local cache of the Pipe and FastFile services; this host's is
+            ``<directory>/<host>`` (each instance has its own disk).
     """
 
     job: Job
@@ -78,10 +81,18 @@ class HostSpec:
     endpoint_url: str | None = None
     pipe_epochs: int | None = None
     plan: str | None = None
+    cache: CacheConfig | None = None
 
     @property
     def host(self) -> str:
         return f"algo-{self.host_index + 1}"
+
+    def cache_arguments(self) -> list[str]:
+        """``--cache-dir``/``--cache-size`` for this host's Pipe and FastFile services (none without a cache)."""
+        if self.cache is None:
+            return []
+        return ["--cache-dir", os.path.join(self.cache.directory, self.host), "--cache-size",
+                str(self.cache.size_bytes)]
 
     def channels_in(self, mode: str) -> list[str]:
         return [c.name for c in self.job.channels if self.job.mode_of(c) == mode]
@@ -220,7 +231,7 @@ class PipeService(Service):
         out = ["--hosts", str(s.hosts), "--host-index", str(s.host_index)]
         if s.pipe_epochs is not None:
             out += ["--epochs", str(s.pipe_epochs)]
-        return out
+        return out + s.cache_arguments()
 
     def is_ready(self) -> bool:
         return all(_is_fifo(self.spec.layout.fifo_path(c, 0)) for c in self.channels)
@@ -267,7 +278,7 @@ class FastFileService(Service):
     command = "mount"
 
     def arguments(self) -> list[str]:
-        return ["--foreground"]  # serves until SIGTERM, then unmounts
+        return ["--foreground", *self.spec.cache_arguments()]  # serves until SIGTERM, then unmounts
 
     def is_ready(self) -> bool:
         return all(os.path.ismount(self.spec.layout.channel_dir(c)) for c in self.channels)

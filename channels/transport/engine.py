@@ -15,11 +15,13 @@ import threading
 import weakref
 from collections.abc import Iterable
 
+from channels.cache import CacheStats, ObjectCache
 from channels.listing import ObjectRef
 from channels.memory.pool import SpareShelf
 from channels.store import Store
 from channels.transport.backends import Backend, backend_class
 from channels.transport.backends.base import Progress
+from channels.transport.cached import CachingFetcher
 from channels.transport.config import TransportConfig
 from channels.transport.fetch import Fetcher
 from channels.transport.link import LinkMonitor
@@ -36,9 +38,17 @@ class Transport:
     buffers for the next stream (no fresh page faults per epoch);
     :meth:`close` frees them.
 
+    With ``config.cache``, every read goes through a local cache of whole
+    objects (:mod:`channels.transport.cached`): kept objects are served from
+    disk, others read from the store and kept as they stream by, within the
+    cache's size limit; :attr:`cache_stats` counts hits and misses.
+
     Args:
         store: endpoint rules and fsspec options (default: from the environment).
         config: tuning knobs (default: ``TransportConfig()``).
+
+    Raises:
+        CacheDirError: ``config.cache`` names a directory that cannot be written.
 
     Example:
         >>> with Transport() as t:                       # doctest: +SKIP
@@ -51,7 +61,10 @@ class Transport:
         self.config = config if config is not None else TransportConfig()
         backend_class(self.config.s3_backend)  # an unknown name fails here, not mid-stream
         self.stats = TransportStats()
-        self._fetcher = Fetcher(self.store, self.config, self.stats)
+        #: The local cache (None without ``config.cache``).
+        self.cache = ObjectCache(self.config.cache) if self.config.cache is not None else None
+        self._fetcher = (Fetcher(self.store, self.config, self.stats) if self.cache is None
+                         else CachingFetcher(self.store, self.config, self.stats, self.cache))
         self._lock = threading.Lock()
         self._streams: weakref.WeakSet[ChunkStream] = weakref.WeakSet()
         # Free buffers a finished stream left for the next one (first touch of
@@ -87,6 +100,8 @@ class Transport:
         objects (nothing to fetch).
         """
         self._check_open()
+        if isinstance(self._fetcher, CachingFetcher):
+            refs = self._fetcher.accessing(refs)
         stream = ChunkStream(refs, self.config, self._fetcher, self.stats, spare=self._spare, sink=sink)
         with self._lock:
             self._streams.add(stream)
@@ -121,6 +136,8 @@ class Transport:
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B")
         url, size, etag = _target(ref)
+        if start == 0 and isinstance(self._fetcher, CachingFetcher) and isinstance(ref, ObjectRef):
+            self._fetcher.access(ref)  # a reader from the start: keep the object if it reads on
         self._fetcher.read(url, start, view, size, etag, cancel, progress)
 
     def read_range(self, ref: ObjectRef | str, start: int, end: int) -> memoryview:
@@ -135,6 +152,11 @@ class Transport:
         """A whole object of unknown size (a manifest), retried from scratch."""
         self._check_open()
         return self._fetcher.get(url)
+
+    @property
+    def cache_stats(self) -> CacheStats | None:
+        """The cache's counters (hits, misses, bytes served...); None without a cache."""
+        return None if self.cache is None else self.cache.stats
 
     def backend_for(self, url: str) -> Backend:
         """The backend serving ``url``: S3 fast path, local files, or fsspec."""
@@ -155,6 +177,8 @@ class Transport:
         for stream in streams:
             stream.close()
         self._fetcher.close()
+        if self.cache is not None:
+            self.cache.close()
 
     def __enter__(self) -> Transport:
         return self

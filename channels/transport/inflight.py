@@ -101,7 +101,7 @@ class Inflight:
             return length
         demand = self.demand.rate
         due = max(wait, ahead / demand) + length / demand
-        queued = est.queued(max(self.link.pending, inflight) + length)
+        queued = est.queued(max(self.link.pending, inflight))
         k = parts_needed(length, due, demand, est, min_part=self._min_part, max_parts=length // self._min_part,
                          queued=queued)
         piece = length if k == 1 else max(self._min_part, floor_pow2(-(-length // k)))

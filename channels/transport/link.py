@@ -297,10 +297,11 @@ def parts_needed(n: int, due: float, demand: float, link: LinkEstimate | None, *
     or, if that is too soon to make at all, wants them at least as fast as
     it reads (``demand`` bytes/s). So ``k = n / (rate * max(due - ttfb,
     n / demand, queued))``, rounded up, at most ``max_parts`` and no part
-    under ``min_part`` bytes, where ``queued`` is how long the bytes already
-    asked for (these included) take to land at the link's throughput over
-    all connections: cutting does not beat that (behind a first wave of
-    many parts, on an endpoint that serves them in turn). It is 1 without
+    under ``min_part`` bytes, where ``queued`` is how long the bytes asked
+    for before these take to land at the link's throughput over all
+    connections: cutting these does not beat that (behind a first wave of
+    many parts, on an endpoint that serves them in turn), while their own
+    ranges, on connections of their own, add to the throughput. It is 1 without
     an estimate, when one GET lands in time (within :data:`LATE` of its own
     time: a near store, bytes due late enough, far ahead in a stream), and
     when one connection is faster than the consumer.

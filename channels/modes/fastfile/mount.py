@@ -1,10 +1,23 @@
 """A read-only FUSE mount of a FastFile view, so scripts that only know paths need no change.
 
-Built on Debian's libfuse3 through ``mfusepy`` (ctypes bindings for the
-high-level libfuse API, 2 and 3). libfuse runs the loop multithreaded, so
-several programs read at once; each ``open`` gets its own
-:class:`~channels.modes.fastfile.readahead.ReadaheadFile`, so readahead adapts per
-handle, and all handles share the view's byte budget.
+Built on libfuse 3 through ``mfusepy`` (ctypes bindings for the high-level
+libfuse API, 2 and 3); :mod:`channels.modes.fastfile.libfuse` picks the
+library (3.17 built by ``make system-deps`` before the system's 3.14).
+libfuse runs the loop multithreaded, so several programs read at once; each
+``open`` gets its own :class:`~channels.modes.fastfile.readahead.ReadaheadFile`, so
+readahead adapts per handle, and all handles share the view's byte budget.
+
+How the kernel reads (``io``), settled when the kernel sends INIT:
+
+- ``direct``: each read(2) goes to the mount as it is, up to 1 MiB per
+  request, with no copy into the page cache (a fifth more MB/s here). A
+  shared mmap (``np.memmap``, ``pyarrow.memory_map``, safetensors) still
+  works where libfuse 3.17+ and the kernel (6.6+) agree on
+  FUSE_DIRECT_IO_ALLOW_MMAP: mapped pages then go through the page cache.
+  Without it a shared mmap fails with ENODEV.
+- ``page-cache``: reads fill the kernel's page cache first, 1 MiB of
+  readahead at a time; a second pass over a file comes from memory.
+- ``auto`` (the default): ``direct`` where mmap is allowed, else ``page-cache``.
 
 Reads go straight from a readahead window into the kernel's buffer (one copy):
 :class:`_FUSE` overrides mfusepy's ``read`` wrapper, which would otherwise
@@ -27,6 +40,11 @@ import threading
 import time
 
 from channels.errors import MountError
+from channels.modes.fastfile.libfuse import (
+    CAP_DIRECT_IO_ALLOW_MMAP,
+    load_binding,
+    loaded,
+)
 from channels.modes.fastfile.readahead import ReadaheadFile
 from channels.modes.fastfile.view import FastFileView
 
@@ -44,6 +62,8 @@ KERNEL_READAHEAD_KIB = 1024
 #: Measured (one reader, 64 x 16 MiB, --direct-io): 0.60x Pipe's MB/s with 32, 0.65x with 8,
 #: the same with 2; through the page cache no difference.
 MAX_THREADS = 8
+#: How the kernel reads a mounted file (see the module's docstring); the first is the default.
+IO_MODES = ("auto", "direct", "page-cache")
 
 
 def check_fuse(mountpoint: str, *, device: str = "/dev/fuse", fusermount: str = "fusermount3") -> None:
@@ -71,20 +91,6 @@ def check_fuse(mountpoint: str, *, device: str = "/dev/fuse", fusermount: str = 
     if os.listdir(mountpoint):
         raise MountError(f"mount point {mountpoint} is not empty: mount on an empty directory "
                          "(its files would be hidden)", mountpoint=mountpoint)
-
-
-def load_binding():
-    """The ``mfusepy`` module, or a MountError naming what to install."""
-    try:
-        import mfusepy
-    except ImportError as exc:
-        raise MountError("the FUSE binding is missing: pip install mfusepy (or reinstall channels)") from exc
-    except OSError as exc:  # mfusepy raises this when libfuse cannot be found
-        raise MountError(f"libfuse3 could not be loaded ({exc}): apt-get install fuse3 libfuse3-dev") from exc
-    if mfusepy.fuse_version_major != 3:
-        raise MountError(f"found libfuse {mfusepy.fuse_version_major}, FastFile mounts need libfuse 3: "
-                         "apt-get install fuse3 libfuse3-dev (or set FUSE_LIBRARY_NAME=fuse3)")
-    return mfusepy
 
 
 def mount_table(path: str = "/proc/mounts") -> list[tuple[str, str]]:
@@ -122,11 +128,23 @@ class FastFileOperations:
 
     Args:
         view: the channel's tree (listed at construction if not yet).
+        io: one of :data:`IO_MODES`: how the kernel should read, settled at INIT.
+
+    Attributes:
+        direct_io: whether files are opened for direct I/O (set at INIT).
+        mmap_allowed: whether the kernel granted FUSE_DIRECT_IO_ALLOW_MMAP (set at INIT).
+        reads: read requests served.
+        largest_read: the most bytes one read request asked for (the kernel's request size).
     """
 
     use_ns = True  # times in nanoseconds (mfusepy's current convention)
 
-    def __init__(self, view: FastFileView) -> None:
+    def __init__(self, view: FastFileView, io: str = IO_MODES[0]) -> None:
+        if io not in IO_MODES:
+            raise ValueError(f"unknown io mode {io!r}: valid modes are {', '.join(IO_MODES)}")
+        self.io = io
+        self.direct_io = self.mmap_allowed = False
+        self.reads = self.largest_read = 0
         self.view = view.load()
         self._uid, self._gid = os.getuid(), os.getgid()
         self._time_ns = time.time_ns()
@@ -141,6 +159,25 @@ class FastFileOperations:
             return {"st_mode": stat.S_IFDIR | 0o555, "st_nlink": 2 + entry.subdirs, "st_size": 0, **common}
         return {"st_mode": stat.S_IFREG | 0o444, "st_nlink": 1, "st_size": entry.size,
                 "st_blocks": (entry.size + BLOCK - 1) // BLOCK, "st_blksize": 1 << 20, **common}
+
+    def init_with_config(self, conn, config) -> None:
+        """At the kernel's INIT: ask for mmap under direct I/O where offered, then choose the I/O mode.
+
+        ``conn`` is libfuse's ``fuse_conn_info`` and ``config`` its
+        ``fuse_config``, both edited in place. Only libfuse 3.17+ has
+        ``capable_ext``/``want_ext``, the 64-bit flags the request needs
+        (what its inline ``fuse_set_feature_flag`` does); ``config.direct_io``
+        is read by libfuse at every ``open``.
+        """
+        offered = getattr(conn, "capable_ext", 0) & CAP_DIRECT_IO_ALLOW_MMAP  # 0 before 3.17
+        if offered and self.io != "page-cache":
+            conn.want_ext |= CAP_DIRECT_IO_ALLOW_MMAP
+            self.mmap_allowed = True
+        self.direct_io = self.io == "direct" or (self.io == "auto" and self.mmap_allowed)
+        if config is not None:
+            config.direct_io = int(self.direct_io)
+        log.info("%s; %s", describe_io(self.direct_io, self.mmap_allowed),
+                 f"asked for io={self.io}" if self.io != "auto" else "chosen by io=auto")
 
     def getattr(self, path: str, fh=None) -> dict:
         try:
@@ -175,6 +212,9 @@ class FastFileOperations:
         f = self._handles.get(fh)
         if f is None:
             raise _oserror(errno.EBADF)
+        with self._lock:
+            self.reads += 1
+            self.largest_read = max(self.largest_read, len(dest))
         try:
             return f.preadinto(offset, dest)
         except OSError as exc:
@@ -201,6 +241,7 @@ class FastFileOperations:
             handles, self._handles = list(self._handles.values()), {}
         for f in handles:
             f.close()
+        log.info("served %d read requests, the largest of %d bytes", self.reads, self.largest_read)
 
 
 def kernel_readahead(mountpoint: str, kib: int, timeout: float = 30.0) -> bool:
@@ -230,6 +271,15 @@ def kernel_readahead(mountpoint: str, kib: int, timeout: float = 30.0) -> bool:
     return True
 
 
+def describe_io(direct_io: bool, mmap_allowed: bool) -> str:
+    """One phrase for the log: how the kernel reads and whether a shared mmap works."""
+    if not direct_io:
+        return "reads through the page cache (shared mmap works)"
+    if mmap_allowed:
+        return "direct I/O, shared mmap allowed by the kernel (FUSE_DIRECT_IO_ALLOW_MMAP)"
+    return "direct I/O; a shared mmap fails with ENODEV (needs libfuse 3.17+ and a 6.6+ kernel)"
+
+
 def _oserror(code: int) -> OSError:
     return OSError(code, os.strerror(code))
 
@@ -248,7 +298,7 @@ def _fuse_class():
 
 
 def mount(view: FastFileView, mountpoint: str, *, allow_other: bool | None = None, debug: bool = False,
-          direct_io: bool = False, threads: int = MAX_THREADS) -> None:
+          io: str = IO_MODES[0], threads: int = MAX_THREADS) -> None:
     """Serve ``view`` at ``mountpoint`` until a signal ends it; blocks.
 
     SIGTERM, SIGINT (Ctrl-C) and SIGHUP unmount cleanly. The view is closed
@@ -259,24 +309,24 @@ def mount(view: FastFileView, mountpoint: str, *, allow_other: bool | None = Non
             prefix fails here and not as EIO later).
         mountpoint: an existing, empty directory.
         allow_other: let other users read the mount (default: when root).
-        direct_io: bypass the kernel's page cache: each read(2) goes to the
-            view's readahead as it is, with no kernel readahead and no copy
-            into the page cache (for programs that stream files in large
-            reads, about a fifth more MB/s here). The price: a shared mmap of
-            a mounted file fails with ENODEV (``np.memmap``,
-            ``pyarrow.memory_map``, safetensors): the kernel allows it only
-            when asked (FUSE_DIRECT_IO_ALLOW_MMAP), which Debian 12's
-            libfuse 3.14 cannot do (3.17 can); every small read is a round trip
-            to this process; nothing read stays cached for a second pass.
+        debug: libfuse's trace of every request, on stderr.
+        io: one of :data:`IO_MODES` (see the module's docstring). ``auto``
+            bypasses the page cache where libfuse and the kernel allow shared
+            mmap under direct I/O, and reads through it otherwise. ``direct``
+            bypasses it even where a shared mmap then fails with ENODEV;
+            with direct I/O every small read is a round trip to this process
+            and nothing read stays cached for a second pass.
         threads: FUSE worker threads at most: reads served at once.
 
     Raises:
+        ValueError: ``io`` is not one of :data:`IO_MODES`.
         MountError: FUSE is unavailable, or the mount point is unusable.
         SourceNotFoundError, EmptyChannelError: the prefix cannot be listed.
     """
     check_fuse(mountpoint)
+    log.info("using %s", loaded())
     try:
-        operations = FastFileOperations(view)
+        operations = FastFileOperations(view, io)
     except BaseException:
         view.close()
         raise
@@ -288,11 +338,9 @@ def mount(view: FastFileView, mountpoint: str, *, allow_other: bool | None = Non
                "negative_timeout": CACHE_SECONDS, "allow_other": allow_other, "default_permissions": True,
                "max_threads": threads, "max_idle_threads": threads}
     fuse = _fuse_class()
-    if direct_io:
-        options["direct_io"] = True
-    else:
-        threading.Thread(target=kernel_readahead, args=(mountpoint, KERNEL_READAHEAD_KIB), daemon=True,
-                         name="channels-mount-readahead").start()
+    # Page-cache reads, and mapped pages under direct I/O, are read ahead by the kernel.
+    threading.Thread(target=kernel_readahead, args=(mountpoint, KERNEL_READAHEAD_KIB), daemon=True,
+                     name="channels-mount-readahead").start()
     try:
         fuse(operations, os.path.realpath(mountpoint), foreground=True, debug=debug, **options)
     except RuntimeError as exc:

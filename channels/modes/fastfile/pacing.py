@@ -95,7 +95,7 @@ class Pacing:
         with self._lock:
             due = max(self._landing - now, ahead / rate) + n / rate
             k = parts_needed(n, due, rate, est, min_part=self.min_part, max_parts=max(1, n // self.min_part),
-                             queued=est.queued(self.link.pending + n))
+                             queued=est.queued(self.link.pending))
             self._landing = max(self._landing, now + est.seconds(-(-n // k)))
         return k
 

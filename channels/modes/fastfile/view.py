@@ -148,12 +148,19 @@ class FastFileView:
             with the view).
         plan: take the tree from a job plan instead of listing the prefix:
             its URL, a :class:`channels.plan.JobPlan` or a ``Listing``.
+        cache: a local cache of whole objects (a
+            :class:`channels.cache.CacheConfig`) for the transport the view
+            makes: a file read from its start to its end is kept, and any
+            read of a kept file is served from disk. The view is a snapshot
+            of its listing: it serves the versions listed (remount to see
+            new ones). Ignored with ``transport`` (give that one the cache).
     """
 
     def __init__(self, uri: str, store: Store | None = None, config: ReadaheadConfig | None = None,
-                 *, transport=None, plan=None) -> None:
+                 *, transport=None, plan=None, cache=None) -> None:
         self.uri = uri
         self.plan = plan
+        self.cache = cache
         self.store = store if store is not None else Store.from_env()
         self.config = config or ReadaheadConfig()
         self.stats = ReadStats()
@@ -340,7 +347,8 @@ class FastFileView:
                 if self._transport is None:
                     from channels.transport import Transport, TransportConfig
 
-                    self._transport = Transport(self.store, TransportConfig(max_workers=self.config.max_workers))
+                    self._transport = Transport(self.store, TransportConfig(max_workers=self.config.max_workers,
+                                                                            cache=self.cache))
         return self._transport
 
     @property

@@ -13,13 +13,16 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from channels.modes.file.disk import check_space
 from channels.modes.file.download import DownloadResult, Share, fetch, prepare
 from channels.sharding import strategy_name
-from channels.spec import Job
 from channels.store import Store
 from channels.transport import TransportConfig
+
+if TYPE_CHECKING:
+    from channels.spec import Job
 
 FILE_MODE = "File"
 
@@ -56,6 +59,8 @@ def download_job(job: Job | str | os.PathLike, root: str | os.PathLike, *, hosts
         Channel name to its result, in the job's channel order (empty when the
         job has no File channel).
     """
+    from channels.spec import Job  # here: `channels download URI DEST` never needs the job's parser
+
     started = time.monotonic()
     if not isinstance(job, Job):
         job = Job.load(job)

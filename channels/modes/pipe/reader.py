@@ -48,6 +48,18 @@ differs) and the next iteration of that epoch continues at the next record:
 an uncompressed object is fetched with a ranged read from the record
 boundary, so nothing delivered is read again beyond one chunk. Resuming on
 another host count is the adapters' work (:mod:`channels.adapters`).
+
+With a local cache (``config=TransportConfig(cache=CacheConfig(dir, size))``),
+later epochs read kept objects from disk. The cache keys an object by URL
+and ETag, so the reader must know each object's current ETag: at the start
+of every epoch after the first it reads, a reader that listed the source
+itself lists it again (one LIST request per 1,000 objects) and reads each
+planned object in its newest version; the plan (which objects, in which
+order, on which host) stays that of the first listing, so hosts stay in
+step. An object overwritten between epochs is then fetched again; one
+unchanged is served from the cache with no request. ``relist=False`` keeps
+the first listing's versions (a job plan or a listing given is never
+listed again): the cache then serves the version listed.
 """
 
 from __future__ import annotations
@@ -106,6 +118,10 @@ class PipeReader:
         plan: read the objects from a job plan instead of listing the
             source: its URL (one GET), a :class:`channels.plan.JobPlan`
             already read, or a :class:`~channels.listing.Listing`.
+        relist: list the source again at the start of each later epoch, to
+            read the newest version of each planned object (see the module
+            docstring). Default: when the transport has a cache and the
+            reader lists the source itself (no ``listing``, no ``plan``).
 
     Raises:
         ValueError: an unknown framing, compression, wrapper or distribution
@@ -121,7 +137,7 @@ class PipeReader:
                  attribute_names: tuple[str, ...] | None = None, check_crc: bool = True,
                  store: Store | None = None, config: TransportConfig | None = None,
                  transport: Transport | None = None, listing: Listing | None = None,
-                 plan: Any = None) -> None:
+                 plan: Any = None, relist: bool | None = None) -> None:
         self.source = _source(channel_or_uri, compression=compression, record_wrapper=record_wrapper,
                               shuffle_seed=shuffle_seed, distribution=distribution, data_type=data_type,
                               attribute_names=attribute_names)
@@ -145,14 +161,22 @@ class PipeReader:
         self.transport = transport if transport is not None else Transport(self.store, config)
         self._listing: Listing | None = listing
         self._plan = plan
+        self.relist = (self.transport.cache is not None and listing is None and plan is None
+                       if relist is None else relist)
+        # The epoch the newest versions were listed for, and those versions by URL
+        # (None: the first listing's are the newest known).
+        self._versions_epoch: int | None = None
+        self._versions: dict[str, ObjectRef] | None = None
         self._fingerprint: dict | None = None
         # The epoch and cursor of the latest iteration (what state_dict saves),
         # and a loaded position waiting for the next iteration of its epoch.
         self._position: tuple[int, Cursor] | None = None
         self._resume: tuple[int, Cursor] | None = None
         #: Work counters: objects, bytes_in (fetched), bytes_out (inflated), records,
-        #: skipped (framed again after a resume, not yielded).
-        self.counts: dict[str, int] = {"objects": 0, "bytes_in": 0, "bytes_out": 0, "records": 0, "skipped": 0}
+        #: skipped (framed again after a resume, not yielded), relists (listings made
+        #: again for a later epoch).
+        self.counts: dict[str, int] = {"objects": 0, "bytes_in": 0, "bytes_out": 0, "records": 0, "skipped": 0,
+                                       "relists": 0}
 
     @classmethod
     def from_channel(cls, channel: Any, **kwargs: Any) -> PipeReader:
@@ -179,7 +203,25 @@ class PipeReader:
         listing = self.listing
         p = plan(listing.unit_sizes(), self.hosts, self.source.strategy, seed=self.source.shuffle_seed,
                  epoch=epoch)
-        return listing.expand(p.units_for(self.host_index))
+        return self._newest(listing.expand(p.units_for(self.host_index)), epoch)
+
+    def _newest(self, refs: list[ObjectRef], epoch: int) -> list[ObjectRef]:
+        """``refs`` in their newest versions for ``epoch``: with :attr:`relist`, listed again per epoch."""
+        if not self.relist:
+            return refs
+        if self._versions_epoch is None:  # the first listing is the newest for the first epoch read
+            self._versions_epoch = epoch
+        elif epoch != self._versions_epoch:
+            s = self.source
+            fresh = list_source(s.uri, s.data_type, attribute_names=s.attribute_names, store=self.store)
+            self._versions = {r.url: r for r in fresh.refs if r.inline is None}
+            self._versions_epoch = epoch
+            self.counts["relists"] += 1
+        versions = self._versions
+        if versions is None:
+            return refs
+        # An object gone from the new listing keeps its old version (reading it says what happened).
+        return [r if r.inline is not None else versions.get(r.url, r) for r in refs]
 
     # ------------------------------------------------------------ reading
 
@@ -286,8 +328,11 @@ class PipeReader:
                            counts=self.counts)
 
     def stats(self) -> dict[str, int]:
-        """The reader's counters and its transport's (requests, retries, buffer_peak...)."""
+        """The reader's counters and its transport's (requests, retries, buffer_peak...), and its cache's
+        (``cache_hits``, ``cache_hit_bytes``...) when it has one."""
         out = {f"transport_{k}": v for k, v in self.transport.stats.snapshot().items()}
+        if self.transport.cache_stats is not None:
+            out.update({f"cache_{k}": v for k, v in self.transport.cache_stats.snapshot().items()})
         out.update(self.counts)
         return out
 

@@ -49,6 +49,15 @@ class Backend(ABC):
         self.config = config
         self.stats = stats
 
+    @property
+    def verifies_etag(self) -> bool:
+        """Whether a read with an ``etag`` gets that version's bytes or fails (never another's).
+
+        Only such reads are kept in a local cache under that ETag (a store
+        that does not check could hand over a mix of two versions).
+        """
+        return False
+
     def read_into(self, url: str, start: int, buf: memoryview, *, size: int | None = None,
                   etag: str | None = None, cancel: threading.Event | None = None,
                   progress: Progress | None = None) -> None:

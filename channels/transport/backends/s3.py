@@ -27,7 +27,7 @@ import urllib3
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from channels.errors import ChannelsError, ObjectChangedError, SourceNotFoundError, TransportError
-from channels.store import Store, endpoint_from_env
+from channels.store import Store, aws_identity, endpoint_from_env
 from channels.transport.backends.base import Backend, OnData, Progress
 from channels.transport.config import TransportConfig
 from channels.transport.errors import AccessDeniedError, Cancelled, PartialRead, TransientHTTPError
@@ -75,6 +75,11 @@ class S3Backend(Backend):
 
     name = "s3"
 
+    @property
+    def verifies_etag(self) -> bool:
+        """Every read sends ``If-Match`` with the listed ETag (``TransportConfig.verify_etag``)."""
+        return self.config.verify_etag
+
     def __init__(self, store: Store, config: TransportConfig, stats: TransportStats) -> None:
         super().__init__(store, config, stats)
         self._options = dict(store.options)
@@ -98,25 +103,12 @@ class S3Backend(Backend):
         with self._lock:
             if self._resolved:
                 return
-            import botocore.session
             from botocore.auth import S3SigV4Auth
             from botocore.awsrequest import AWSRequest
-            from botocore.credentials import Credentials
 
             # botocore is imported on first use only: it costs ~0.2 s of start-up.
             self._auth_class, self._request_class = S3SigV4Auth, AWSRequest
-            opts = self._options
-            session = botocore.session.Session(profile=opts.get("profile"))
-            client_kwargs = dict(opts.get("client_kwargs") or {})
-            if not self._region:
-                self._region = (client_kwargs.get("region_name") or os.environ.get("AWS_REGION")
-                                or session.get_config_variable("region") or "us-east-1")
-            if opts.get("anon"):
-                creds = None
-            elif opts.get("key") and opts.get("secret"):
-                creds = Credentials(opts["key"], opts["secret"], opts.get("token"))
-            else:
-                creds = session.get_credentials()
+            creds, self._region = aws_identity(self._options, self._region)
             if creds is None:
                 log.info("no AWS credentials found: sending unsigned S3 requests")
             self._credentials = creds
