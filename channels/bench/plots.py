@@ -12,7 +12,8 @@ import os
 
 import numpy as np
 
-PROFILE_COLORS = {"direct": "#7f7f7f", "local": "#1f77b4", "s3-like": "#ff7f0e", "s3-far": "#d62728"}
+PROFILE_COLORS = {"direct": "#7f7f7f", "local": "#1f77b4", "s3-like": "#ff7f0e", "s3-40ms": "#9467bd",
+                  "s3-far": "#d62728"}
 STRATEGY_COLORS = {"sharded-by-s3-key": "#d62728", "size-balanced": "#2ca02c", "fully-replicated": "#7f7f7f"}
 
 

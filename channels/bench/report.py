@@ -224,7 +224,7 @@ def format_peers(runners: dict[str, dict]) -> str:
 
 
 def _profile_rank(name: str) -> int:
-    return {"direct": 0, "local": 1, "s3-like": 2, "s3-far": 3}.get(name, 9)
+    return {"direct": 0, "local": 1, "s3-like": 2, "s3-40ms": 3, "s3-far": 4}.get(name, 9)
 
 
 def format_versions(v: dict) -> str:

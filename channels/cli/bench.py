@@ -24,6 +24,7 @@ from channels.bench.suite import (
     run_bench,
     write_json,
 )
+from channels.testing.profiles import PROFILES
 
 NAME = "bench"
 HELP = ("Benchmark Pipe and FastFile against streaming readers (boto3, s3fs, pyarrow, s3torchconnector, obstore) "
@@ -43,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="peer clients (default: boto3,s3fs,pyarrow,s3torchconnector,obstore,s5cmd,boto3-download; "
                         "missing ones are skipped with a note)")
     p.add_argument("--profile", type=_names, metavar="LIST",
-                   help="latency profiles: direct, local, s3-like, s3-far (default: local,s3-like)")
+                   help=f"latency profiles: {', '.join(PROFILES)} (default: local,s3-like)")
     p.add_argument("--repeat", type=int, metavar="K", help="measurements per case (default: 5; 3 with --quick)")
     p.add_argument("--suites", type=_names, default=SUITES, metavar="LIST",
                    help=f"which suites (default: {','.join(SUITES)})")
