@@ -8,12 +8,11 @@ import subprocess
 import sys
 
 import pytest
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from channels.modes.fastfile.view import FastFileView
 from channels.modes.fastfile.readahead import KIB, MIB, ReadaheadConfig
+from channels.modes.fastfile.view import FastFileView
 from channels.testing import Dataset, fill_bucket, uniform_sizes
 from channels.testing.proxy import PROFILES, Proxy
 

@@ -12,8 +12,8 @@ from channels.modes.fastfile.config import ReadaheadConfig
 from channels.modes.fastfile.pacing import Pacing
 from channels.modes.fastfile.view import FastFileView
 from channels.store import Store
-from channels.testing.profiles import Profile
 from channels.testing import wait_for
+from channels.testing.profiles import Profile
 from channels.testing.proxy import Proxy
 from channels.transport.link import LinkMonitor
 from channels.units import KIB, MIB

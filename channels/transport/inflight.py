@@ -34,8 +34,6 @@ from channels.transport.config import TransportConfig
 from channels.transport.link import LinkEstimate, LinkMonitor, RateMeter, parts_needed
 
 
-
-
 def floor_pow2(n: int) -> int:
     """The largest power of two at most ``n`` (``n`` >= 1).
 
