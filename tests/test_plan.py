@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from channels.errors import ObjectChangedError
-from channels.listing import Listing, ObjectRef, list_prefix, list_source
+from channels.listing import Listing, ObjectRef, list_source
 from channels.modes.pipe import PipeReader
 from channels.plan import JobPlan, PlanError, load_plan, make_plan, plan_from_bytes, read_plan, write_plan
 from channels.plan.parquet import plan_bytes

@@ -230,7 +230,7 @@ def test_a_reader_killed_mid_object_leaves_no_partial_entry(s3, s3_client, bucke
             if child.poll() is None:
                 child.kill()
     assert entries(tmp_path) == []  # nothing under an entry's name
-    with ObjectCache(CacheConfig(cache_dir, "64MiB")) as cache:  # the next opener sweeps the temporary file
+    with ObjectCache(CacheConfig(cache_dir, "64MiB")):  # the next opener sweeps the temporary file
         assert os.listdir(cache_dir / "tmp") == []
     with Transport(Store(s3.endpoint_url), config(tmp_path)) as t:  # and the object is read and kept whole
         assert b"".join(bytes(c.data) for c in t.stream([ref])) == objects[PREFIX + "00.bin"]

@@ -37,7 +37,13 @@ The framework-specific part is small: :mod:`channels.adapters.torch`.
 from channels.adapters.consumers import ConsumerRead, Consumers
 from channels.adapters.equalize import POLICIES
 from channels.adapters.plan import SPLITS
-from channels.adapters.sources import OBJECT, DirectorySource, FastFileSource, PipeReaderSource, Source
+from channels.adapters.sources import (
+    OBJECT,
+    DirectorySource,
+    FastFileSource,
+    PipeReaderSource,
+    Source,
+)
 from channels.adapters.split import SCOPES, Split, default_identity, split_for
 from channels.adapters.state import merge_states
 

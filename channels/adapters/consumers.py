@@ -20,11 +20,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import InitVar, dataclass
 from typing import Any
 
 import numpy as np
 
-from channels.adapters.equalize import NONE, PAD, Gather, check_policy, record_counts, share_records, target
+from channels.adapters.equalize import (
+    NONE,
+    PAD,
+    Gather,
+    check_policy,
+    record_counts,
+    share_records,
+    target,
+)
 from channels.adapters.plan import BYTES, Part, check_split, items, level_works
 from channels.adapters.sources import Source
 from channels.adapters.split import Split
@@ -122,6 +131,7 @@ class Consumers:
         return ConsumerRead(self, consumer, epoch, levels, works, position, goal, settings)
 
 
+@dataclass(eq=False)
 class ConsumerRead(Iterator[Any]):
     """One consumer's records of one epoch (bytes; Parquet: batches), with its position.
 
@@ -131,19 +141,20 @@ class ConsumerRead(Iterator[Any]):
         target: the records every consumer yields this level (None: policy none).
     """
 
-    def __init__(self, consumers: Consumers, consumer: Split, epoch: int, levels: list, works: list[list[Part]],
-                 position: list[int], goal: int | None, settings: dict) -> None:
-        self.consumers = consumers
-        self.consumer = consumer
-        self.epoch = epoch
-        self.levels = levels
-        self.works = works
-        self.target = goal
-        self.settings = settings
+    consumers: Consumers
+    consumer: Split
+    epoch: int
+    levels: list
+    works: list[list[Part]]
+    start: InitVar[list[int]]  # the position to resume from: [item, record, offset, before, delivered, pads]
+    target: int | None
+    settings: dict
+
+    def __post_init__(self, start: list[int]) -> None:
         # Invariant: cursor is where the share's read stands; delivered and
         # pads count this level's records and pads out so far.
-        self.cursor = Cursor(*position[:4])
-        self.delivered, self.pads = position[4], position[5]
+        self.cursor = Cursor(*start[:4])
+        self.delivered, self.pads = start[4], start[5]
         self.counts = {"records": 0, "pads": 0, "dropped": 0}
         self._gen = self._run()
 

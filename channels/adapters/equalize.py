@@ -36,6 +36,7 @@ import numpy as np
 
 from channels.adapters.plan import Part, items
 from channels.listing import Listing
+from channels.registry import choose
 from channels.sharding import SIZE_BALANCED, plan
 
 PAD = "pad"
@@ -54,9 +55,8 @@ def check_policy(policy: str, framing: str) -> str:
         ValueError: an unknown policy (the message lists the valid ones), or
             pad/drop with framing ``raw``, whose chunks are not records.
     """
-    if policy not in POLICIES:
-        raise ValueError(f"unknown policy {policy!r}: use one of {', '.join(POLICIES)} (pad repeats records so every "
-                         f"rank takes as many steps as the fullest, drop trims to the emptiest, none leaves it)")
+    choose(policy, POLICIES, "policy", "pad repeats records so every rank takes as many steps as the fullest, "
+           "drop trims to the emptiest, none leaves it")
     if policy != NONE and framing == "raw":
         raise ValueError(f"policy {policy!r} needs records, and framing 'raw' yields chunks of no meaning: use a "
                          "record framing, or policy 'none'")

@@ -30,6 +30,7 @@ from channels.adapters.state import MIX_KIND as KIND
 from channels.adapters.state import found, merge_states
 from channels.errors import ResumeStateError
 from channels.modes.pipe.resume import STATE_VERSION, check_settings
+from channels.registry import choose
 
 STOPS = ("all", "first")
 
@@ -45,8 +46,7 @@ def check_mix(weights: Sequence[float], count: int, stop: str) -> list[float]:
         raise ValueError(f"give one weight per channel: {count} channel(s), {len(weights)} weight(s)")
     if any(not w > 0 for w in weights):
         raise ValueError(f"weights must be > 0, got {weights}")
-    if stop not in STOPS:
-        raise ValueError(f"unknown stop {stop!r}: use one of {', '.join(STOPS)}")
+    choose(stop, STOPS, "stop")
     return weights
 
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from channels.listing import Listing, ObjectRef
 from channels.modes.pipe.resume import Cursor, Start
+from channels.registry import choose
 from channels.sharding import SHARDED_BY_S3_KEY, SIZE_BALANCED, epoch_order, plan
 
 BYTES = "bytes"
@@ -49,10 +50,7 @@ def check_split(split: str) -> str:
     Raises:
         ValueError: an unknown name (the message lists the valid ones).
     """
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}: use one of {', '.join(SPLITS)} "
-                         "('bytes' balances bytes per consumer, 'count' objects per consumer)")
-    return split
+    return choose(split, SPLITS, "split", "'bytes' balances bytes per consumer, 'count' objects per consumer")
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from channels.modes.pipe.framing import Item, frame_items
 from channels.modes.pipe.resume import Cursor, Start
 from channels.modes.pipe.source import Piece
 from channels.records import framer_names
+from channels.registry import choose
 
 #: Whole objects, one record each.
 OBJECT = "object"
@@ -90,8 +91,7 @@ class _TreeSource(Source):
 
     def __init__(self, framing: str, shuffle_seed: int | None, scope: str) -> None:
         _check_framing(framing)
-        if scope not in SCOPES:
-            raise ValueError(f"unknown scope {scope!r}: use one of {', '.join(SCOPES)}")
+        choose(scope, SCOPES, "scope")
         self.framing = framing
         self.shuffle_seed = shuffle_seed
         self.scope = scope
@@ -276,8 +276,7 @@ class PipeReaderSource(Source):
         taken = {"hosts", "host_index", "epoch", "transport"} & set(reader_kwargs)
         if taken:
             raise ValueError(f"{', '.join(sorted(taken))}: set by the consumers' plan, not by the caller")
-        if scope not in SCOPES:
-            raise ValueError(f"unknown scope {scope!r}: use one of {', '.join(SCOPES)}")
+        choose(scope, SCOPES, "scope")
         self.channel_or_uri = channel_or_uri
         self.reader_kwargs = reader_kwargs
         self.scope = scope

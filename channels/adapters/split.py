@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from channels.hosts import Identity, process_identity
+from channels.registry import unknown
 
 SCOPES = ("job", "host")
 
@@ -38,7 +39,7 @@ def split_for(identity: Identity, scope: str, worker: int = 0, workers: int = 1)
     elif scope == "host":
         part, parts = identity.local_rank, identity.local_world_size
     else:
-        raise ValueError(f"unknown scope {scope!r}: use one of {', '.join(SCOPES)}")
+        raise unknown("scope", scope, SCOPES)
     return Split(part * workers + worker, parts * workers)
 
 

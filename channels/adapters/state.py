@@ -29,7 +29,12 @@ from typing import Any
 
 from channels.errors import ResumeStateError
 from channels.listing import ObjectRef
-from channels.modes.pipe.resume import STATE_VERSION, Cursor, check_fingerprint, check_settings
+from channels.modes.pipe.resume import (
+    STATE_VERSION,
+    Cursor,
+    check_fingerprint,
+    check_settings,
+)
 
 KIND = "channels.consumers"
 MIX_KIND = "channels.mix"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from channels.bench import ours, peers
 from channels.bench.base import Runner
+from channels.registry import lookup
 
 RUNNERS: dict[str, Runner] = {}
 
@@ -25,10 +26,7 @@ def get_runner(name: str) -> Runner:
     Raises:
         ValueError: unknown name; the message lists the valid ones.
     """
-    try:
-        return RUNNERS[name]
-    except KeyError:
-        raise ValueError(f"unknown runner {name!r}: use one of {', '.join(sorted(RUNNERS))}") from None
+    return lookup(RUNNERS, name, "runner")
 
 
 def names(kind: str) -> list[str]:

@@ -63,6 +63,7 @@ from channels.bench import report
 from channels.bench.base import MODE, PEER
 from channels.bench.catalog import get_runner, names
 from channels.bench.datasets import BenchDataset, skewed_dataset, throughput_datasets
+from channels.registry import choose
 from channels.testing.profiles import get_profile
 
 SUITES = ("throughput", "imbalance")
@@ -106,8 +107,7 @@ class BenchOptions:
 
     def __post_init__(self) -> None:
         for s in self.suites:
-            if s not in SUITES:
-                raise ValueError(f"unknown suite {s!r}: use one of {', '.join(SUITES)}")
+            choose(s, SUITES, "suite")
         for name in self.profiles or ():
             get_profile(name)
         for kind, wanted in ((MODE, self.modes), (PEER, self.peers)):

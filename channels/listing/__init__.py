@@ -8,21 +8,8 @@
 """
 
 from channels.listing.fanout import ListConfig, ListProgress, ListStats, list_s3_keys
-from channels.listing.refs import (
-    AUGMENTED_MANIFEST_FILE,
-    DATA_TYPES,
-    MANIFEST_FILE,
-    S3_PREFIX,
-    Listing,
-    ObjectRef,
-)
-from channels.listing.sources import (
-    iter_keys,
-    list_augmented_manifest,
-    list_manifest,
-    list_prefix,
-    list_source,
-)
+from channels.listing.refs import AUGMENTED_MANIFEST_FILE, DATA_TYPES, MANIFEST_FILE, S3_PREFIX, Listing, ObjectRef
+from channels.listing.sources import iter_keys, list_augmented_manifest, list_manifest, list_prefix, list_source
 
 __all__ = [
     "AUGMENTED_MANIFEST_FILE", "DATA_TYPES", "MANIFEST_FILE", "S3_PREFIX", "ListConfig", "ListProgress",

@@ -15,14 +15,8 @@ from collections.abc import Callable, Iterator, Sequence
 
 from channels.errors import AccessDeniedError, EmptyChannelError, ManifestError, SourceNotFoundError
 from channels.listing.fanout import ListConfig, ListProgress, ListStats, list_s3_keys
-from channels.listing.refs import (
-    AUGMENTED_MANIFEST_FILE,
-    DATA_TYPES,
-    MANIFEST_FILE,
-    S3_PREFIX,
-    Listing,
-    ObjectRef,
-)
+from channels.listing.refs import AUGMENTED_MANIFEST_FILE, DATA_TYPES, MANIFEST_FILE, S3_PREFIX, Listing, ObjectRef
+from channels.registry import unknown
 from channels.store import Store, join_url, protocol_of, split_url, strip_protocol
 
 
@@ -49,7 +43,7 @@ def list_source(uri: str, data_type: str = S3_PREFIX, *, attribute_names: Sequen
         return list_manifest(uri, store=store)
     if data_type == AUGMENTED_MANIFEST_FILE:
         return list_augmented_manifest(uri, attribute_names, store=store)
-    raise ValueError(f"unknown S3DataType {data_type!r}: use one of {', '.join(DATA_TYPES)}")
+    raise unknown("S3DataType", data_type, DATA_TYPES)
 
 
 def list_prefix(uri: str, *, store: Store | None = None, config: ListConfig | None = None,

@@ -10,12 +10,14 @@ as one array. Iterating it makes every ref, one at a time.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from channels.listing import ObjectRef
 
 
+@dataclass(eq=False)
 class PlanRefs(Sequence):
     """The objects of one planned channel, in listing order (a read-only sequence of ObjectRef).
 
@@ -23,38 +25,35 @@ class PlanRefs(Sequence):
         base: the channel's URL base (each URL is ``base + path``).
         paths: each object's URL after ``base``.
         keys: each object's key where it differs from its path (None: the path), or None for all.
-        sizes: bytes per object (int64).
+        sizes_: bytes per object (int64); :meth:`sizes` gives a copy.
         md5: 16 bytes per object (uint8, shape (n, 16)) where ``has_md5``, else None.
         has_md5: which objects' ETags are MD5s in ``md5``.
         etags: the other ETags (None where none or an MD5), or None for all.
         inline: augmented-manifest values (None where an object), or None for all.
     """
 
-    def __init__(self, base: str, paths: list[str], keys: list | None, sizes: np.ndarray,
-                 md5: np.ndarray | None, has_md5: np.ndarray | None, etags: list | None,
-                 inline: list | None) -> None:
-        self._base = base
-        self._paths = paths
-        self._keys = keys
-        self._sizes = sizes
-        self._md5 = md5
-        self._has_md5 = has_md5
-        self._etags = etags
-        self._inline = inline
+    base: str
+    paths: list[str]
+    keys: list | None
+    sizes_: np.ndarray
+    md5: np.ndarray | None
+    has_md5: np.ndarray | None
+    etags: list | None
+    inline: list | None
 
     def __len__(self) -> int:
-        return len(self._paths)
+        return len(self.paths)
 
     def _make(self, i: int) -> ObjectRef:
-        path = self._paths[i]
+        path = self.paths[i]
         etag = None
-        if self._has_md5 is not None and self._has_md5[i]:
-            etag = self._md5[i].tobytes().hex()
-        elif self._etags is not None:
-            etag = self._etags[i]
-        key = path if self._keys is None or self._keys[i] is None else self._keys[i]
-        inline = self._inline[i] if self._inline is not None else None
-        return ObjectRef(self._base + path, int(self._sizes[i]), etag, key, inline)
+        if self.has_md5 is not None and self.has_md5[i]:
+            etag = self.md5[i].tobytes().hex()
+        elif self.etags is not None:
+            etag = self.etags[i]
+        key = path if self.keys is None or self.keys[i] is None else self.keys[i]
+        inline = self.inline[i] if self.inline is not None else None
+        return ObjectRef(self.base + path, int(self.sizes_[i]), etag, key, inline)
 
     def __getitem__(self, index):  # type: ignore[override]
         if isinstance(index, slice):
@@ -70,7 +69,7 @@ class PlanRefs(Sequence):
 
     def sizes(self) -> np.ndarray:
         """Bytes per object (int64), without making the refs."""
-        return self._sizes.copy()
+        return self.sizes_.copy()
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
@@ -80,4 +79,4 @@ class PlanRefs(Sequence):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"PlanRefs({len(self)} objects under {self._base!r})"
+        return f"PlanRefs({len(self)} objects under {self.base!r})"

@@ -8,28 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from channels.spec.limits import (
-    ATTRIBUTE_NAME_MAX_LEN,
-    CHANNEL_KEYS,
-    CHANNEL_NAME_MAX_LEN,
-    CHANNEL_NAME_PATTERN,
-    COMPRESSION_TYPES,
-    CONTENT_TYPE_MAX_LEN,
-    DISTRIBUTION_TYPES,
-    FASTFILE_DATA_TYPES,
-    INPUT_MODES,
-    MAX_ATTRIBUTE_NAMES,
-    PIPE_ONLY_MODE,
-    RECORD_WRAPPER_TYPES,
-    RESERVED_CHANNEL_NAMES,
-    S3_DATA_TYPES,
-    S3_IGNORED,
-    S3_KEYS,
-    SEED_MAX,
-    SEED_MIN,
-    UNSUPPORTED_KEYS,
-    URI_MAX_LEN,
-)
+from channels.spec import limits
 from channels.spec.problems import (
     Problem,
     Problems,
@@ -64,18 +43,19 @@ class S3DataSource:
 
     def _problems(self) -> list[Problem]:
         p = Problems()
-        p.choice("S3DataType", self.s3_data_type, S3_DATA_TYPES, required=True)
-        p.url("S3Uri", self.s3_uri, max_len=URI_MAX_LEN)
-        p.choice("S3DataDistributionType", self.distribution, DISTRIBUTION_TYPES, required=True)
+        p.choice("S3DataType", self.s3_data_type, limits.S3_DATA_TYPES, required=True)
+        p.url("S3Uri", self.s3_uri, max_len=limits.URI_MAX_LEN)
+        p.choice("S3DataDistributionType", self.distribution, limits.DISTRIBUTION_TYPES, required=True)
         names = self.attribute_names
         if not isinstance(names, tuple):
             p.add("AttributeNames", f"{show(names)} is {a_type(names)}; give a list of strings")
         elif self.s3_data_type == "AugmentedManifestFile":
-            if not 1 <= len(names) <= MAX_ATTRIBUTE_NAMES:
-                p.add("AttributeNames", f"{len(names)} names; AugmentedManifestFile needs 1 to {MAX_ATTRIBUTE_NAMES}: "
+            if not 1 <= len(names) <= limits.MAX_ATTRIBUTE_NAMES:
+                p.add("AttributeNames", f"{len(names)} names; AugmentedManifestFile needs 1 to "
+                                        f"{limits.MAX_ATTRIBUTE_NAMES}: "
                                         'list the attributes to stream, in order, e.g. ["source-ref", "class"]')
             for i, name in enumerate(names):
-                p.string(f"AttributeNames[{i}]", name, min_len=1, max_len=ATTRIBUTE_NAME_MAX_LEN, required=True)
+                p.string(f"AttributeNames[{i}]", name, min_len=1, max_len=limits.ATTRIBUTE_NAME_MAX_LEN, required=True)
         elif names:
             p.add("AttributeNames", f"{show(list(names))} given, but AttributeNames applies only to "
                                     "S3DataType AugmentedManifestFile; remove it or change S3DataType")
@@ -117,19 +97,20 @@ class Channel:
 
     def _problems(self) -> list[Problem]:
         p = Problems()
-        if p.string("ChannelName", self.name, min_len=1, max_len=CHANNEL_NAME_MAX_LEN, required=True,
-                    pattern=CHANNEL_NAME_PATTERN, pattern_help="letters, digits, '.', '-', '_'") \
-                and self.name in RESERVED_CHANNEL_NAMES:
+        if p.string("ChannelName", self.name, min_len=1, max_len=limits.CHANNEL_NAME_MAX_LEN, required=True,
+                    pattern=limits.CHANNEL_NAME_PATTERN, pattern_help="letters, digits, '.', '-', '_'") \
+                and self.name in limits.RESERVED_CHANNEL_NAMES:
             p.add("ChannelName", f"{show(self.name)} cannot name a channel directory; rename it")
         if isinstance(self.data_source, S3DataSource):
             p.extend("DataSource.S3DataSource", self.data_source._problems())
         else:
             p.add("DataSource.S3DataSource", f"{show(self.data_source)} is not an S3DataSource")
-        p.string("ContentType", self.content_type, max_len=CONTENT_TYPE_MAX_LEN)
-        p.choice("CompressionType", self.compression, COMPRESSION_TYPES, required=True)
-        p.choice("RecordWrapperType", self.record_wrapper, RECORD_WRAPPER_TYPES, required=True)
-        p.integer("ShuffleConfig.Seed", self.shuffle_seed, minimum=SEED_MIN, maximum=SEED_MAX, required=False)
-        if self.input_mode is not None and p.choice("InputMode", self.input_mode, INPUT_MODES):
+        p.string("ContentType", self.content_type, max_len=limits.CONTENT_TYPE_MAX_LEN)
+        p.choice("CompressionType", self.compression, limits.COMPRESSION_TYPES, required=True)
+        p.choice("RecordWrapperType", self.record_wrapper, limits.RECORD_WRAPPER_TYPES, required=True)
+        p.integer("ShuffleConfig.Seed", self.shuffle_seed, minimum=limits.SEED_MIN, maximum=limits.SEED_MAX,
+                  required=False)
+        if self.input_mode is not None and p.choice("InputMode", self.input_mode, limits.INPUT_MODES):
             p.extend("", mode_problems(self, self.input_mode, "this channel's InputMode"))
         return p.items
 
@@ -150,14 +131,14 @@ class Channel:
 def mode_problems(channel: Channel, mode: str, source: str) -> list[Problem]:
     """Problems of a channel that only its effective input mode reveals."""
     out = []
-    if channel.compression == "Gzip" and mode != PIPE_ONLY_MODE:
+    if channel.compression == "Gzip" and mode != limits.PIPE_ONLY_MODE:
         out.append(("CompressionType", f'"Gzip" needs Pipe input mode, but {source} is {mode}: '
                                        'set CompressionType "None" (or omit it), or use InputMode "Pipe"'))
-    if channel.record_wrapper == "RecordIO" and mode != PIPE_ONLY_MODE:
+    if channel.record_wrapper == "RecordIO" and mode != limits.PIPE_ONLY_MODE:
         out.append(("RecordWrapperType", f'"RecordIO" needs Pipe input mode, but {source} is {mode}: '
                                          'set RecordWrapperType "None" (or omit it), or use InputMode "Pipe"'))
     kind = getattr(channel.data_source, "s3_data_type", None)
-    if mode == "FastFile" and kind in S3_DATA_TYPES and kind not in FASTFILE_DATA_TYPES:
+    if mode == "FastFile" and kind in limits.S3_DATA_TYPES and kind not in limits.FASTFILE_DATA_TYPES:
         out.append(("DataSource.S3DataSource.S3DataType",
                     f"{show(kind)} cannot be read in FastFile mode ({source} is FastFile); FastFile shows "
                     "an S3Prefix as a lazy file tree: use File or Pipe mode, or an S3Prefix"))
@@ -167,17 +148,17 @@ def mode_problems(channel: Channel, mode: str, source: str) -> list[Problem]:
 def parse_channel(raw: object, p: Problems, path: str) -> Channel:
     """A Channel from its JSON (checks deferred by the caller); structure problems go to ``p``."""
     channel = as_object(p, path, raw, required=True)
-    p.keys(path, channel, CHANNEL_KEYS, strict=True)
+    p.keys(path, channel, limits.CHANNEL_KEYS, strict=True)
     source_path = join(path, "DataSource")
     source = as_object(p, source_path, channel.get("DataSource"), required=True)
-    p.keys(source_path, source, ("S3DataSource",), unsupported=UNSUPPORTED_KEYS, strict=True)
+    p.keys(source_path, source, ("S3DataSource",), unsupported=limits.UNSUPPORTED_KEYS, strict=True)
     s3_path = join(source_path, "S3DataSource")
     only_fs = "FileSystemDataSource" in source and "S3DataSource" not in source
     if only_fs:
         p.broken.add(s3_path)  # already reported as unsupported
     s3 = as_object(p, s3_path, source.get("S3DataSource"), required=not only_fs)
-    p.keys(s3_path, s3, S3_KEYS, ignored=S3_IGNORED,
-           unsupported=UNSUPPORTED_KEYS, strict=True)
+    p.keys(s3_path, s3, limits.S3_KEYS, ignored=limits.S3_IGNORED,
+           unsupported=limits.UNSUPPORTED_KEYS, strict=True)
     seed = None
     if "ShuffleConfig" in channel:
         shuffle_path = join(path, "ShuffleConfig")

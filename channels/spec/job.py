@@ -36,31 +36,9 @@ from os import PathLike
 from pathlib import Path
 
 from channels.errors import ChannelsError, SpecError
+from channels.spec import limits
 from channels.spec.channel import Channel, mode_problems, parse_channel
 from channels.spec.jsonfile import read_job_file
-from channels.spec.limits import (
-    ALGORITHM_IGNORED,
-    HYPERPARAMETER_KEY_MAX_LEN,
-    HYPERPARAMETER_VALUE_MAX_LEN,
-    INPUT_MODES,
-    MAX_CHANNELS,
-    MAX_HYPERPARAMETERS,
-    MIN_CHANNELS,
-    MIN_INSTANCE_COUNT,
-    MIN_MAX_RUNTIME_SECONDS,
-    MIN_VOLUME_SIZE_GB,
-    OUTPUT_IGNORED,
-    RESOURCE_IGNORED,
-    RESOURCE_KEYS,
-    SHAPES,
-    STOPPING_IGNORED,
-    TOP_IGNORED,
-    TOP_KEYS,
-    TRAINING_JOB_NAME_MAX_LEN,
-    TRAINING_JOB_NAME_PATTERN,
-    UNSUPPORTED_KEYS,
-    URI_MAX_LEN,
-)
 from channels.spec.problems import (
     Problem,
     Problems,
@@ -116,9 +94,9 @@ class ResourceConfig:
 
     def _problems(self) -> list[Problem]:
         p = Problems()
-        p.integer("InstanceCount", self.instance_count, minimum=MIN_INSTANCE_COUNT)
+        p.integer("InstanceCount", self.instance_count, minimum=limits.MIN_INSTANCE_COUNT)
         p.string("InstanceType", self.instance_type, min_len=1, max_len=256)
-        p.integer("VolumeSizeInGB", self.volume_size_gb, minimum=MIN_VOLUME_SIZE_GB)
+        p.integer("VolumeSizeInGB", self.volume_size_gb, minimum=limits.MIN_VOLUME_SIZE_GB)
         return p.items
 
     def to_dict(self) -> dict:
@@ -140,7 +118,7 @@ class StoppingCondition:
 
     def _problems(self) -> list[Problem]:
         p = Problems()
-        p.integer("MaxRuntimeInSeconds", self.max_runtime_seconds, minimum=MIN_MAX_RUNTIME_SECONDS)
+        p.integer("MaxRuntimeInSeconds", self.max_runtime_seconds, minimum=limits.MIN_MAX_RUNTIME_SECONDS)
         return p.items
 
     def to_dict(self) -> dict:
@@ -158,7 +136,7 @@ class OutputDataConfig:
 
     def _problems(self) -> list[Problem]:
         p = Problems()
-        p.url("S3OutputPath", self.s3_output_path, max_len=URI_MAX_LEN)
+        p.url("S3OutputPath", self.s3_output_path, max_len=limits.URI_MAX_LEN)
         return p.items
 
     def to_dict(self) -> dict:
@@ -196,9 +174,9 @@ class Job:
 
     def _problems(self) -> list[Problem]:
         p = Problems()
-        p.string("TrainingJobName", self.training_job_name, min_len=1, max_len=TRAINING_JOB_NAME_MAX_LEN,
-                 pattern=TRAINING_JOB_NAME_PATTERN, pattern_help="letters, digits and inner hyphens")
-        mode_ok = p.choice("TrainingInputMode", self.input_mode, INPUT_MODES, required=True)
+        p.string("TrainingJobName", self.training_job_name, min_len=1, max_len=limits.TRAINING_JOB_NAME_MAX_LEN,
+                 pattern=limits.TRAINING_JOB_NAME_PATTERN, pattern_help="letters, digits and inner hyphens")
+        mode_ok = p.choice("TrainingInputMode", self.input_mode, limits.INPUT_MODES, required=True)
         _hyperparameter_problems(p, self.hyperparameters)
         _channels_problems(p, self.channels, self.input_mode if mode_ok else None)
         for path, part, kind in (("ResourceConfig", self.resource_config, ResourceConfig),
@@ -255,8 +233,8 @@ class Job:
         The request lacks what channels does not know (RoleArn, TrainingImage);
         the definition carries TrainingJobName when there is one.
         """
-        if shape not in SHAPES:
-            raise ValueError(f"unknown shape {shape!r}; valid shapes: {', '.join(SHAPES)}")
+        if shape not in limits.SHAPES:
+            raise ValueError(f"unknown shape {shape!r}; valid shapes: {', '.join(limits.SHAPES)}")
         out: dict = {}
         if self.training_job_name is not None:
             out["TrainingJobName"] = self.training_job_name
@@ -302,20 +280,21 @@ def _hyperparameter_problems(p: Problems, hyperparameters: object) -> None:
     if not isinstance(hyperparameters, Mapping):
         p.add("HyperParameters", f"{show(hyperparameters)} is not an object; give a map of string to string")
         return
-    if len(hyperparameters) > MAX_HYPERPARAMETERS:
-        p.add("HyperParameters", f"{len(hyperparameters)} entries; at most {MAX_HYPERPARAMETERS} allowed: "
+    if len(hyperparameters) > limits.MAX_HYPERPARAMETERS:
+        p.add("HyperParameters", f"{len(hyperparameters)} entries; at most {limits.MAX_HYPERPARAMETERS} allowed: "
                                  "drop some or pass them in a file")
     for key, value in hyperparameters.items():
         path = f"HyperParameters[{show(key)}]"
         if not isinstance(key, str):
             p.add(path, f"key {show(key)} is {a_type(key)}; keys must be strings")
-        elif len(key) > HYPERPARAMETER_KEY_MAX_LEN:
-            p.add(path, f"key of {len(key)} chars is longer than the limit of {HYPERPARAMETER_KEY_MAX_LEN}; shorten it")
+        elif len(key) > limits.HYPERPARAMETER_KEY_MAX_LEN:
+            p.add(path, f"key of {len(key)} chars is longer than the limit of "
+                        f"{limits.HYPERPARAMETER_KEY_MAX_LEN}; shorten it")
         if not isinstance(value, str):
             p.add(path, f"{show(value)} is {a_type(value)}, not a string; hyperparameter values must be "
-                        f"strings of at most {HYPERPARAMETER_VALUE_MAX_LEN} chars: {quote_hint(value)}")
-        elif len(value) > HYPERPARAMETER_VALUE_MAX_LEN:
-            p.add(path, f"{show(value)} is longer than the limit of {HYPERPARAMETER_VALUE_MAX_LEN} chars; "
+                        f"strings of at most {limits.HYPERPARAMETER_VALUE_MAX_LEN} chars: {quote_hint(value)}")
+        elif len(value) > limits.HYPERPARAMETER_VALUE_MAX_LEN:
+            p.add(path, f"{show(value)} is longer than the limit of {limits.HYPERPARAMETER_VALUE_MAX_LEN} chars; "
                         "shorten it or pass it in a file")
 
 
@@ -323,9 +302,10 @@ def _channels_problems(p: Problems, channels: object, job_mode: str | None) -> N
     if not isinstance(channels, tuple):
         p.add("InputDataConfig", f"{show(channels)} is not a list of channels")
         return
-    if not MIN_CHANNELS <= len(channels) <= MAX_CHANNELS:
+    if not limits.MIN_CHANNELS <= len(channels) <= limits.MAX_CHANNELS:
         fix = "add one" if not channels else "remove or merge channels"
-        p.add("InputDataConfig", f"{len(channels)} channels; a job has {MIN_CHANNELS} to {MAX_CHANNELS}: {fix}")
+        p.add("InputDataConfig",
+              f"{len(channels)} channels; a job has {limits.MIN_CHANNELS} to {limits.MAX_CHANNELS}: {fix}")
     seen: dict[str, int] = {}
     for i, channel in enumerate(channels):
         where = f"InputDataConfig[{i}]"
@@ -347,12 +327,13 @@ def _channels_problems(p: Problems, channels: object, job_mode: str | None) -> N
 
 def parse_job(data: Mapping, p: Problems) -> tuple[Job, str]:
     """Build a Job (checks deferred by the caller) and tell which shape it came in."""
-    p.keys("", data, TOP_KEYS, ignored=TOP_IGNORED, strict=False)
+    p.keys("", data, limits.TOP_KEYS, ignored=limits.TOP_IGNORED, strict=False)
     shape = "request" if "AlgorithmSpecification" in data else "definition"
     mode = data.get("TrainingInputMode")
     if shape == "request":
         algorithm = as_object(p, "AlgorithmSpecification", data["AlgorithmSpecification"], required=True)
-        p.keys("AlgorithmSpecification", algorithm, ("TrainingInputMode",), ignored=ALGORITHM_IGNORED, strict=False)
+        p.keys("AlgorithmSpecification", algorithm, ("TrainingInputMode",), ignored=limits.ALGORITHM_IGNORED,
+               strict=False)
         if "TrainingInputMode" in data:
             p.add("TrainingInputMode", "given at the top level and in AlgorithmSpecification; a CreateTrainingJob "
                                        "request sets it only in AlgorithmSpecification: remove this one")
@@ -365,12 +346,12 @@ def parse_job(data: Mapping, p: Problems) -> tuple[Job, str]:
     channels = [parse_channel(raw, p, f"InputDataConfig[{i}]") for i, raw in enumerate(raw_channels or [])]
     hyperparameters = as_object(p, "HyperParameters", data.get("HyperParameters"))
     resource = as_object(p, "ResourceConfig", data.get("ResourceConfig"))
-    p.keys("ResourceConfig", resource, RESOURCE_KEYS, ignored=RESOURCE_IGNORED, unsupported=UNSUPPORTED_KEYS,
-           strict=False)
+    p.keys("ResourceConfig", resource, limits.RESOURCE_KEYS, ignored=limits.RESOURCE_IGNORED,
+           unsupported=limits.UNSUPPORTED_KEYS, strict=False)
     stopping = as_object(p, "StoppingCondition", data.get("StoppingCondition"))
-    p.keys("StoppingCondition", stopping, ("MaxRuntimeInSeconds",), ignored=STOPPING_IGNORED, strict=False)
+    p.keys("StoppingCondition", stopping, ("MaxRuntimeInSeconds",), ignored=limits.STOPPING_IGNORED, strict=False)
     output = as_object(p, "OutputDataConfig", data.get("OutputDataConfig"), required=True)
-    p.keys("OutputDataConfig", output, ("S3OutputPath",), ignored=OUTPUT_IGNORED, strict=False)
+    p.keys("OutputDataConfig", output, ("S3OutputPath",), ignored=limits.OUTPUT_IGNORED, strict=False)
     job = Job(
         channels=tuple(channels),
         input_mode=mode,

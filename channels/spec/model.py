@@ -165,7 +165,9 @@ def _cache_key(version: str, botocore_dir: str) -> str:
 
 def _extract(version: str) -> dict:
     """The reachable shapes of the model botocore would load, as plain JSON."""
-    from botocore.loaders import create_loader  # what a botocore session uses, $AWS_DATA_PATH included
+    from botocore.loaders import (
+        create_loader,  # what a botocore session uses, $AWS_DATA_PATH included
+    )
 
     raw = create_loader(os.environ.get("AWS_DATA_PATH") or None).load_service_model(SERVICE, "service-2")["shapes"]
     shapes: dict[str, dict] = {}

@@ -40,7 +40,10 @@ by :mod:`channels.bench.imbalance`, not by these profiles.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+
+from channels.registry import lookup
 from channels.units import MB
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -108,7 +111,4 @@ def get_profile(name: str) -> Profile:
     Raises:
         ValueError: unknown name; the message lists the valid ones.
     """
-    try:
-        return PROFILES[name]
-    except KeyError:
-        raise ValueError(f"unknown latency profile {name!r}: use one of {', '.join(PROFILES)}") from None
+    return lookup(PROFILES, name, "latency profile")

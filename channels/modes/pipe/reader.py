@@ -80,6 +80,7 @@ from channels.modes.pipe.resume import (
 )
 from channels.modes.pipe.source import Piece, PipeSource, iter_pieces
 from channels.records import framer_names
+from channels.registry import choose
 from channels.sharding import check_host, plan
 from channels.store import Store
 from channels.transport import Transport, TransportConfig
@@ -143,8 +144,7 @@ class PipeReader:
                               attribute_names=attribute_names)
         wrapped = self.source.record_wrapper == "RecordIO"
         framing = framing or (OBJECT if wrapped else RAW)
-        if framing not in FRAMINGS:
-            raise ValueError(f"unknown framing {framing!r}: use one of {', '.join(FRAMINGS)}")
+        choose(framing, FRAMINGS, "framing")
         if wrapped and framing not in (OBJECT, RAW):
             raise ValueError(f"framing {framing!r} contradicts RecordWrapperType RecordIO, which makes "
                              f"each object one record: use framing='object' (or 'raw' for the bytes)")

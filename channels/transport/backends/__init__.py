@@ -7,6 +7,7 @@ Example:
 
 from __future__ import annotations
 
+from channels.registry import lookup
 from channels.transport.backends.base import Backend
 from channels.transport.backends.fsspec import FsspecBackend
 from channels.transport.backends.local import LocalBackend
@@ -32,11 +33,7 @@ def backend_class(name: str) -> type[Backend]:
     Raises:
         ValueError: unknown name; the message lists the valid ones.
     """
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown transport backend {name!r}; valid names: "
-                         f"{', '.join(sorted(_REGISTRY))}") from None
+    return lookup(_REGISTRY, name, "transport backend")
 
 
 def backend_names() -> list[str]:
