@@ -17,13 +17,7 @@ import argparse
 import os
 import sys
 
-from channels.bench.suite import (
-    SUITES,
-    BenchOptions,
-    format_report,
-    run_bench,
-    write_json,
-)
+from channels.bench.suite import SUITES, BenchOptions, format_report, run_bench, write_json
 from channels.testing.profiles import PROFILES
 
 NAME = "bench"

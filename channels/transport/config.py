@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from channels.cache import CacheConfig
 from channels.units import MIB
 
+
 @dataclass(frozen=True)
 class TransportConfig:
     """Tuning and safety knobs of the transport engine.
