@@ -14,6 +14,7 @@ from collections import Counter
 
 import pytest
 
+from jobs import one_channel_job
 from channels.run.runner import RunOptions, run_job
 from channels.spec import Job
 
@@ -40,15 +41,7 @@ pathlib.Path(os.environ["SM_MODEL_DIR"], host + ".json").write_text(json.dumps(d
 
 
 def make_job(mode: str, bucket: str, distribution: str) -> Job:
-    return Job.from_dict({
-        "TrainingInputMode": mode,
-        "InputDataConfig": [{"ChannelName": "train", "DataSource": {"S3DataSource": {
-            "S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/train/",
-            "S3DataDistributionType": distribution}}}],
-        "OutputDataConfig": {"S3OutputPath": f"s3://{OUT_BUCKET}/jobs/"},
-        "ResourceConfig": {"InstanceCount": 1, "VolumeSizeInGB": 1},
-        "StoppingCondition": {"MaxRuntimeInSeconds": 120},
-    })
+    return one_channel_job(bucket, OUT_BUCKET, mode=mode, distribution=distribution)
 
 
 @pytest.fixture

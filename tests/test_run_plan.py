@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from jobs import one_channel_job
 from channels.listing import list_prefix
 from channels.plan import PlanError, make_plan, write_plan
 from channels.run.runner import RunOptions, run_job
@@ -42,14 +43,7 @@ pathlib.Path(os.environ["SM_MODEL_DIR"], host + ".json").write_text(json.dumps(s
 
 
 def make_job(bucket: str, distribution: str = "ShardedByS3Key", mode: str = "File") -> Job:
-    return Job.from_dict({
-        "TrainingInputMode": mode,
-        "InputDataConfig": [{"ChannelName": "train", "ShuffleConfig": {"Seed": 3}, "DataSource": {"S3DataSource": {
-            "S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/train/", "S3DataDistributionType": distribution}}}],
-        "OutputDataConfig": {"S3OutputPath": f"s3://{OUT}/jobs/"},
-        "ResourceConfig": {"InstanceCount": 4, "VolumeSizeInGB": 1},
-        "StoppingCondition": {"MaxRuntimeInSeconds": 120},
-    })
+    return one_channel_job(bucket, OUT, mode=mode, distribution=distribution, instances=4, seed=3)
 
 
 @pytest.fixture
