@@ -42,8 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("mountpoint", nargs="?", help="an empty directory (with a prefix)")
     p.add_argument("--root", help="with a job: mount each FastFile channel at ROOT/input/data/<channel>/")
     p.add_argument("--foreground", action="store_true", help="serve until SIGTERM or Ctrl-C, then unmount")
-    p.add_argument("--budget-mib", type=int, default=256,
-                   help="readahead memory shared by all open files, per mount (default: %(default)s)")
+    p.add_argument("--budget-mib", type=int, default=None,
+                   help="readahead memory shared by all open files, per mount (default: the view's, 512)")
     p.add_argument("--prefetch-files", type=_int_at_least(0), default=None, metavar="N",
                    help="files fetched ahead of a reader going from file to file, 0 for none "
                         "(default: 8)")
@@ -141,7 +141,7 @@ def serve(uri: str, mountpoint: str, args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.WARNING, format="channels mount: %(message)s")
         logging.getLogger("channels").setLevel(logging.DEBUG if args.debug else logging.INFO)
     check_fuse(mountpoint)  # before the listing: a bad mount point fails fast
-    budget = args.budget_mib * MIB
+    budget = ReadaheadConfig().budget_bytes if args.budget_mib is None else args.budget_mib * MIB
     ahead = {} if args.prefetch_files is None else {"prefetch_files": args.prefetch_files}
     config = ReadaheadConfig(budget_bytes=budget, max_window=min(64 * MIB, max(MIB, budget // 4)), **ahead)
     view = FastFileView(uri, Store.from_env(args.endpoint_url), config, plan=args.plan,
@@ -187,8 +187,9 @@ def _start_and_wait(targets, args, children: list, stopping: list[int]) -> int:
     for uri, mountpoint in targets:
         if stopping:
             break
-        cmd = [sys.executable, "-m", "channels", "mount", uri, mountpoint, "--foreground",
-               "--budget-mib", str(args.budget_mib)]
+        cmd = [sys.executable, "-m", "channels", "mount", uri, mountpoint, "--foreground"]
+        if args.budget_mib is not None:
+            cmd += ["--budget-mib", str(args.budget_mib)]
         if args.prefetch_files is not None:
             cmd += ["--prefetch-files", str(args.prefetch_files)]
         if args.threads is not None:
