@@ -196,8 +196,9 @@ class _Crawl:
     the page, so a page costs no hand-off to a coordinating thread. Threads
     start as streams queue up, never more than ``streams``.
 
-    Invariant (under ``cond``): ``walk.busy == len(pending) + in_flight``
-    outside :func:`_next`; ``idle`` is the number of threads waiting on ``cond``.
+    Invariants (under ``cond``): ``walk.busy == len(pending) + in_flight``
+    outside :func:`_next`; ``idle`` is the number of threads waiting on
+    ``cond`` and not yet woken; ``len(threads) <= spawned <= streams``.
     """
 
     def __init__(self, walk: _Walk, lister: S3Lister, progress: Callable[..., None] | None) -> None:
@@ -210,6 +211,7 @@ class _Crawl:
         self.in_flight = 0
         self.idle = 0
         self.threads: list[threading.Thread] = []
+        self.spawned = 0  # threads started or about to be, never more than ``streams``
         self.finished = False
         self.error: BaseException | None = None
 
@@ -242,12 +244,17 @@ class _Crawl:
         self.walk.busy = len(self.pending) + self.in_flight
 
     def _spawn(self, extra: int) -> int:
-        """Wake idle threads for ``extra`` queued streams; the number of new threads to start for the rest."""
+        """Wake idle threads for ``extra`` queued streams; how many new threads to start for the rest.
+
+        Those threads are counted here, under the lock, before they start.
+        """
         wake = min(extra, self.idle)
         if wake:
             self.idle -= wake
             self.cond.notify(wake)
-        return max(0, min(extra - wake, self.walk.config.streams - len(self.threads)))
+        spawn = max(0, min(extra - wake, self.walk.config.streams - self.spawned))
+        self.spawned += spawn
+        return spawn
 
     def _start(self, count: int) -> None:
         for _ in range(count):
