@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -111,6 +112,57 @@ def test_a_level_wider_than_a_page_is_not_walked_page_by_page(s3, s3_client, buc
     s = listing.stats
     assert s.delimiter_streams == 1 and s.range_streams >= 2
     assert len(lists) <= 5 + 1 + 8  # a flat listing's 5 pages, the delimiter page, a range per prefix of it
+
+
+def test_more_common_prefixes_than_streams_are_grouped_into_ranges_that_split_at_their_last_page(s3, s3_client):
+    # 8 folders of 3 keys, 2 streams, 10 keys a page: the delimiter page, then 2 ranges of 4 folders.
+    # Each range's first page holds 3 folders and 1 key of the 4th; the rest of the 4th is listed
+    # bounded by its own prefix, so no page reads past a range: 1 + 2 * 2 requests, no key dropped.
+    keys = [f"g/f{i}/k{j}" for i in range(8) for j in range(3)]
+    fill(s3_client, "group-bucket", keys)
+    proxy, lists = counted(s3)
+    with proxy:
+        listing = list_prefix("s3://group-bucket/g/", store=Store(proxy.url),
+                              config=ListConfig(streams=2, page_size=10))
+        proxy.quiesce()
+    assert [r.key for r in listing.refs] == [k.removeprefix("g/") for k in keys]
+    s = listing.stats
+    assert s.requests == len(lists) == 5 and s.keys_past_end == 0
+    assert (s.delimiter_streams, s.range_streams) == (1, 4) and s.peak_in_flight == 2
+    rests = sorted(t for t in lists if "delimiter" not in t and "prefix=g%2Ff" in t)
+    assert [t.split("prefix=")[1].split("&")[0] for t in rests] == ["g%2Ff3%2F", "g%2Ff7%2F"]
+
+
+def test_a_range_that_runs_past_its_end_drops_those_keys(s3, s3_client):
+    # 6 folders of 2 keys, 2 streams, 10 keys a page: the first range (3 folders, 6 keys) reads
+    # 4 keys of the second range's folders on its one page, and drops them.
+    keys = [f"o/f{i}/k{j}" for i in range(6) for j in range(2)]
+    fill(s3_client, "past-bucket", keys)
+    listing = list_prefix("s3://past-bucket/o/", store=Store(s3.endpoint_url),
+                          config=ListConfig(streams=2, page_size=10))
+    assert [r.key for r in listing.refs] == [k.removeprefix("o/") for k in keys]
+    assert listing.stats.keys_past_end == 4 and listing.stats.requests == 3
+
+
+def test_threads_stay_within_the_streams_and_end_with_the_listing(s3, s3_client, bucket, tree):
+    seen = []
+
+    def progress(stats, keys, running, final=False):
+        seen.append(sum(t.name == "channels-list" for t in threading.enumerate()))
+
+    for streams in (3, 8):
+        seen.clear()
+        got = list_s3_keys(bucket, "data/", store=Store(s3.endpoint_url),
+                           config=ListConfig(streams=streams, page_size=2), progress=progress)
+        assert [k for k, _, _ in got] == tree and seen and max(seen) <= streams
+    assert not any(t.name == "channels-list" for t in threading.enumerate())
+
+
+def test_an_error_on_one_stream_ends_the_listing_and_its_threads(s3, bucket, tree):
+    proxy, lists = counted(s3, lambda req, n: Action("status", status=403) if n == 3 else None)
+    with proxy, pytest.raises(PermissionError, match=f"s3://{bucket}: HTTP 403"):
+        list_s3_keys(bucket, "data/", store=Store(proxy.url), config=ListConfig(streams=4, page_size=2))
+    assert not any(t.name == "channels-list" for t in threading.enumerate())
 
 
 def test_one_stream_is_a_flat_listing(s3, s3_client, bucket, tree):

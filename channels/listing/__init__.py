@@ -4,10 +4,13 @@
 * :mod:`~channels.listing.sources`: prefixes, manifests and augmented manifests listed;
 * :mod:`~channels.listing.fanout`: an S3 prefix listed by LIST streams fanned out
   over its common prefixes, merged into key order;
-* :mod:`~channels.listing.s3api`: one signed ListObjectsV2 page, parsed without botocore.
+* :mod:`~channels.listing.progress`: a long listing's progress line;
+* :mod:`~channels.listing.s3api`: one signed ListObjectsV2 page, parsed without botocore;
+* :mod:`~channels.listing.sigv4`: the SigV4 headers of those GETs (as botocore signs them).
 """
 
-from channels.listing.fanout import ListConfig, ListProgress, ListStats, list_s3_keys
+from channels.listing.fanout import ListConfig, ListStats, list_s3_keys
+from channels.listing.progress import ListProgress
 from channels.listing.refs import AUGMENTED_MANIFEST_FILE, DATA_TYPES, MANIFEST_FILE, S3_PREFIX, Listing, ObjectRef
 from channels.listing.sources import iter_keys, list_augmented_manifest, list_manifest, list_prefix, list_source
 

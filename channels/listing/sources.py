@@ -14,7 +14,8 @@ import posixpath
 from collections.abc import Callable, Iterator, Sequence
 
 from channels.errors import AccessDeniedError, EmptyChannelError, ManifestError, SourceNotFoundError
-from channels.listing.fanout import ListConfig, ListProgress, ListStats, list_s3_keys
+from channels.listing.fanout import ListConfig, ListStats, list_s3_keys
+from channels.listing.progress import ListProgress
 from channels.listing.refs import AUGMENTED_MANIFEST_FILE, DATA_TYPES, MANIFEST_FILE, S3_PREFIX, Listing, ObjectRef
 from channels.registry import unknown
 from channels.store import Store, join_url, protocol_of, split_url, strip_protocol
