@@ -10,7 +10,7 @@ authentication on).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import botocore.auth
@@ -52,7 +52,7 @@ def test_headers_are_botocores(params, base, when, region, token):
         url = f"{base}?{query}"
         expected = botocore_headers(monkeypatch, creds, region, url, when)
     ours = GetSigner(creds, region).headers(host_header(url), urlsplit(url).path or "/", query,
-                                            now=when.replace(tzinfo=timezone.utc))
+                                            now=when.replace(tzinfo=UTC))
     assert ours.pop("Host") == botocore.auth._host_from_url(url)
     assert ours == expected
 
@@ -60,19 +60,19 @@ def test_headers_are_botocores(params, base, when, region, token):
 def test_the_signing_key_follows_the_day_and_refreshed_credentials(monkeypatch):
     """A listing that runs past midnight, or whose credentials refresh, signs with the new key."""
     # Credentials that expire within botocore's refresh window: each use asks for them again.
-    soon = (datetime.now(timezone.utc) + timedelta(minutes=2)).isoformat()
+    soon = (datetime.now(UTC) + timedelta(minutes=2)).isoformat()
     current = {"access_key": "AKID1", "secret_key": "secret-one", "token": "t1", "expiry_time": soon}
     creds = RefreshableCredentials.create_from_metadata(current, lambda: dict(current), "test")
     signer = GetSigner(creds, "us-west-2")
     host, path, query = "127.0.0.1:9000", "/bucket", canonical_query({"list-type": "2", "prefix": "a b/"})
     for when in (datetime(2024, 2, 28, 23, 59, 59), datetime(2024, 2, 29, 0, 0, 1)):
         expected = botocore_headers(monkeypatch, creds, "us-west-2", f"http://{host}{path}?{query}", when)
-        got = signer.headers(host, path, query, now=when.replace(tzinfo=timezone.utc))
+        got = signer.headers(host, path, query, now=when.replace(tzinfo=UTC))
         assert got.pop("Host") == host and got == expected
     current.update(access_key="AKID2", secret_key="secret-two", token=None)  # what the next refresh gets
     when = datetime(2024, 2, 29, 0, 0, 2)
     expected = botocore_headers(monkeypatch, creds, "us-west-2", f"http://{host}{path}?{query}", when)
-    got = signer.headers(host, path, query, now=when.replace(tzinfo=timezone.utc))
+    got = signer.headers(host, path, query, now=when.replace(tzinfo=UTC))
     assert got.pop("Host") == host and got == expected and "X-Amz-Security-Token" not in got
     assert got["X-Amz-Content-SHA256"] == EMPTY_SHA256 and got["Authorization"].startswith(
         "AWS4-HMAC-SHA256 Credential=AKID2/20240229/us-west-2/s3/aws4_request, ")

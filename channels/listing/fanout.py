@@ -49,8 +49,8 @@ import time
 from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable
-from itertools import chain
 from dataclasses import dataclass, field
+from itertools import chain
 from operator import itemgetter
 
 from channels.listing.s3api import Page, S3Lister

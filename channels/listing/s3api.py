@@ -42,9 +42,9 @@ from channels.store import Store, aws_identity, endpoint_from_env
 #: next object) is parsed block by block instead.
 _OBJECT = re.compile(r"<Key>([^<]*)</Key>(?:<[^E][^<]*)*<ETag>([^<]*)</ETag>(?:<[^S][^<]*|<S[^i][^<]*)*"
                      r"<Size>(\d+)</Size>")
-_PREFIX = re.compile(rb"<CommonPrefixes>\s*<Prefix>(.*?)</Prefix>\s*</CommonPrefixes>", re.S)
+_PREFIX = re.compile(rb"<CommonPrefixes>\s*<Prefix>(.*?)</Prefix>\s*</CommonPrefixes>", re.DOTALL)
 _TRUNCATED = re.compile(rb"<IsTruncated>(true|false)</IsTruncated>")
-_TOKEN = re.compile(rb"<NextContinuationToken>(.*?)</NextContinuationToken>", re.S)
+_TOKEN = re.compile(rb"<NextContinuationToken>(.*?)</NextContinuationToken>", re.DOTALL)
 _ENCODED = re.compile(rb"<EncodingType>url</EncodingType>")
 _CODE = re.compile(rb"<Code>([^<]{1,200})</Code>")
 _MESSAGE = re.compile(rb"<Message>([^<]{1,500})</Message>")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
 
 #: SHA-256 of an empty body: the payload hash S3 expects on a GET.
@@ -92,7 +92,7 @@ class GetSigner:
             now: the signing time (UTC); tests pin it.
         """
         frozen = self.credentials.get_frozen_credentials()
-        stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+        stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
         day = stamp[:8]
         token = frozen.token
         if token:
