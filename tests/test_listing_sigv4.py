@@ -21,6 +21,7 @@ from botocore.credentials import Credentials, RefreshableCredentials
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from channels.listing.s3api import parse_page
 from channels.listing.sigv4 import EMPTY_SHA256, GetSigner, canonical_query, host_header
 
 _text = st.text(st.sampled_from(list("ab/_-.~ %+=&?#:;,é日\u00a0\U0001f600*'()!$@[]")), max_size=12)
@@ -81,3 +82,26 @@ def test_the_signing_key_follows_the_day_and_refreshed_credentials(monkeypatch):
 def test_canonical_query_sorts_by_encoded_name_then_value():
     # "a" sorts before "a-b" as botocore sorts (name, value) pairs, though "a-b=" < "a=" as strings.
     assert canonical_query({"a-b": "1", "a": "x y/é"}) == "a=x%20y%2F%C3%A9&a-b=1"
+
+
+def _page(contents: str) -> bytes:
+    return ('<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><EncodingType>url</EncodingType>'
+            f"<IsTruncated>false</IsTruncated>{contents}</ListBucketResult>").encode()
+
+
+@pytest.mark.parametrize("etag, expected", [
+    ("&quot;0f&quot;", "0f"), ("&#34;0f-2&#34;", "0f-2"), ('"0f"', "0f"), ("0f", "0f"), ("", None),
+    ("&quot;a&amp;b&quot;", "a&b"),  # an entity inside the ETag: the block-by-block path
+])
+def test_a_page_gives_each_objects_key_size_and_etag_with_either_parse(etag, expected):
+    page = parse_page(_page(
+        "<Contents><Key>a%20%26b/%C3%A9</Key><LastModified>2026-01-01T00:00:00Z</LastModified>"
+        f"<ETag>{etag}</ETag><Size>12</Size><StorageClass>STANDARD</StorageClass></Contents>"
+        "<Contents><Key>z</Key><ETag>&quot;1&quot;</ETag><Size>0</Size></Contents>"))
+    assert page.keys == [("a &b/é", 12, expected), ("z", 0, "1")]
+    assert page.next_token is None
+
+
+def test_fields_in_another_order_are_still_found():
+    page = parse_page(_page("<Contents><Size>7</Size><ETag>&quot;e&quot;</ETag><Key>k</Key></Contents>"))
+    assert page.keys == [("k", 7, "e")]
