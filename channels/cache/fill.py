@@ -8,6 +8,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from channels.filewrite import pwrite_all
+
 
 class Coverage:
     """Which bytes of ``[0, size)`` have been written: disjoint, sorted, merged runs.
@@ -86,9 +88,7 @@ class Fill:
         with self._lock:
             if self.closed:
                 return False
-            done = 0
-            while done < len(view):
-                done += os.pwrite(self._fd, view[done:], offset + done)
+            pwrite_all(self._fd, view, offset)
             self._coverage.add(offset, offset + len(view))
             self.touched = time.monotonic()
             if not self._coverage.whole:

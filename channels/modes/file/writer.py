@@ -15,22 +15,12 @@ import secrets
 import threading
 
 from channels.errors import ChannelsError
+from channels.filewrite import PREALLOCATE_MIN, preallocate, pwrite_all
 from channels.folders import make_dirs
 from channels.listing import ObjectRef
-from channels.modes.file.disk import preallocate
 from channels.modes.file.keys import TMP_MARK
 from channels.transport import Cancelled
-from channels.units import MIB
 
-#: Objects at least this big get their whole size reserved up front
-#: (fallocate). Measured here (ext4, Linux 6.18, 2 cores; 64 x 16 MiB,
-#: medians of 4): the whole download's client CPU is 0.53 s/GB with it,
-#: 1.41 without. Small objects gain nothing (2000 x 64 KiB: same objects/s).
-PREALLOCATE_MIN = MIB
-#: The most bytes per pwrite. Measured the same way: 16 MiB writes 0.88 s/GB,
-#: 1 MiB 0.53, 256 KiB 0.44 (one 8 MiB pwrite alone costs 2 to 5 times the
-#: CPU of eight 1 MiB ones).
-WRITE_SLICE = 256 * 1024
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -169,7 +159,7 @@ class TmpFiles:
 class _Tmp:
     """One object's temporary file: its path, descriptor and writers."""
 
-    __slots__ = ("ref", "path", "fd", "users", "closing")
+    __slots__ = ("closing", "fd", "path", "ref", "users")
 
     def __init__(self, ref: ObjectRef, path: str, fd: int) -> None:
         self.ref = ref
@@ -194,11 +184,8 @@ def _reserve(fd: int, ref: ObjectRef, final: str) -> None:
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int, ref: ObjectRef, final: str) -> None:
-    """Write ``data`` at ``offset`` in slices of at most WRITE_SLICE bytes."""
     try:
-        done, n = 0, len(data)
-        while done < n:  # a short write just continues at the next offset
-            done += os.pwrite(fd, data[done:done + WRITE_SLICE], offset + done)
+        pwrite_all(fd, data, offset)
     except OSError as exc:
         raise dest_error(ref, final, exc) from exc
 
