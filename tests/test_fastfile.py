@@ -8,12 +8,12 @@ import logging
 import random
 
 import pytest
-from test_fastfile_readahead import random_4k_reads
+from memfetch import random_4k_reads
 
 import channels.modes.fastfile.view as fastfile
 from channels.errors import SourceNotFoundError
-from channels.modes.fastfile.view import FastFileView, build_tree
 from channels.modes.fastfile.readahead import KIB, MIB, ReadaheadConfig
+from channels.modes.fastfile.view import FastFileView, build_tree
 from channels.testing import object_bytes, wait_for
 
 KEYS = {
