@@ -21,6 +21,7 @@ by the next process to open the directory if this one was killed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -226,7 +227,8 @@ class ObjectCache:
             except OSError as exc:
                 log.warning("cache: no room for %s (%d bytes) in %s: %s", url, size, self.layout.tmp, exc)
                 self.stats.add(write_errors=1)
-                os.unlink(path)
+                with contextlib.suppress(OSError):  # a read never fails for the cache's sake
+                    os.unlink(path)
                 os.close(fd)
                 return
         self._fills[key] = Fill(key, url, size, fd, path)

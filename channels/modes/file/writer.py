@@ -24,7 +24,6 @@ from channels.transport import Cancelled
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
-
 class DestinationError(ChannelsError, OSError):
     """An object could not be written under its key in DEST."""
 
