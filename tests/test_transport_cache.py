@@ -288,3 +288,32 @@ def test_channels_pipe_with_a_cache_serves_the_second_epoch_from_it(s3_client, b
     assert got[0] == got[1] == b"".join(objects[k] for k in sorted(objects))
     total = sum(SIZES[:3])
     assert f"train: cache: {total} bytes served in " in err and f"{total} bytes from the store, 3 object(s) kept" in err
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs at tmp_path/cache: the cache's disk, too small for one object (needs mount rights)."""
+    where = tmp_path / "cache"
+    where.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(where)],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (mount: {made.stderr.strip() or made.returncode})")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_a_cache_disk_too_small_for_an_object_keeps_nothing_and_the_read_goes_on(s3, s3_client, bucket,
+                                                                                  tmp_path, small_disk, caplog):
+    objects = upload(s3_client, bucket)  # 2.5 MiB each: the space reserved for each fill is refused (ENOSPC)
+    with PipeReader(f"s3://{bucket}/{PREFIX}", store=Store(s3.endpoint_url), config=config(tmp_path)) as reader:
+        assert epoch_bytes(reader, 0) == objects
+        reader.transport.cache.flush()
+        stats = reader.transport.cache_stats
+        assert stats.write_errors == len(objects) and stats.admitted == 0
+        assert entries(tmp_path) == []
+        assert os.listdir(small_disk / "tmp") == []  # no temporary file left behind
+    refused = [r.getMessage() for r in caplog.records if "no room for" in r.getMessage()]
+    assert len(refused) == len(objects) and all("bytes) in" in m for m in refused)  # at fallocate, before any write
