@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tmpfs import tmpfs
 
 from channels.errors import AccessDeniedError as ListingAccessDenied
 from channels.errors import (
@@ -33,8 +34,8 @@ from channels.errors import (
 )
 from channels.listing import list_augmented_manifest, list_manifest, list_prefix
 from channels.modes.fastfile.view import FastFileView
-from channels.modes.pipe.fifo import FifoServer
 from channels.modes.file.download import download
+from channels.modes.pipe.fifo import FifoServer
 from channels.modes.pipe.reader import PipeReader
 from channels.records import encode_recordio, encode_tfrecord
 from channels.spec import Job
@@ -274,25 +275,11 @@ def test_fifo_directory_under_a_regular_file(s3, s3_client, bucket, tmp_path):
     assert (tmp_path / "file").read_text() == "not a directory"
 
 
-@contextlib.contextmanager
-def read_only_tmpfs(path: Path):
-    """A read-only tmpfs at ``path`` (needs CAP_SYS_ADMIN); skips where mounts are not allowed."""
-    path.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(path)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here: {r.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
 def test_fifo_directory_on_a_read_only_filesystem(s3, s3_client, bucket, tmp_path):
     """EROFS: the FIFO directory is on a read-only mount (refused for root too)."""
     s3_client.put_object(Bucket=bucket, Key="p/x", Body=b"x")
     data = tmp_path / "ml" / "input" / "data"
-    with read_only_tmpfs(data):
+    with tmpfs(data, "ro,size=64k"):
         with pytest.raises(OSError) as info:
             pipe_server(f"s3://{bucket}/p/", tmp_path / "ml").serve()
         assert str(info.value) == f"[Errno 30] cannot create the FIFO: Read-only file system: '{data / 'train_0'}'"
