@@ -33,7 +33,7 @@ Policy = Callable[[RequestInfo], "Action | None"]
 
 
 def test_listing_page_cut_short_is_retried(s3, s3_client, bucket, dataset):
-    """A listing response reset partway, then one cut short with a clean close: s3fs retries both."""
+    """A listing response reset partway, then one cut short with a clean close: the lister retries both."""
     cuts = iter([Action("reset", after_bytes=300), Action("stall", after_bytes=500, seconds=0.0)])
     lists: list[RequestInfo] = []
 
