@@ -8,10 +8,11 @@ rules (``--endpoint-url``, then ``AWS_ENDPOINT_URL_S3``, then
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from channels import _redact
 
@@ -105,6 +106,25 @@ def aws_identity(options: dict, region: str | None = None) -> tuple[object | Non
         return Credentials(options["key"], options["secret"], options.get("token")), region
     creds = None if profile else EnvProvider().load()
     return (creds if creds is not None else botocore_session().get_credentials()), region
+
+
+#: Bucket names AWS serves virtual-hosted over https (DNS-safe, no dots: a dot breaks the certificate's wildcard).
+_VIRTUAL_HOSTED = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
+
+
+def bucket_location(bucket: str, region: str, endpoint: SplitResult | None) -> tuple[str, str, str]:
+    """``(scheme, netloc, path)`` of a bucket's root as S3 requests address it; ``path`` has no trailing "/".
+
+    Under a custom endpoint, path-style below the endpoint's own path; on AWS,
+    virtual-hosted (path ``""``) where the name allows, else path-style, at
+    the region's host (``.cn`` for the China regions).
+    """
+    if endpoint is not None:
+        return endpoint.scheme, endpoint.netloc, f"{endpoint.path.rstrip('/')}/{bucket}"
+    host = f"s3.{region}.amazonaws.com" + (".cn" if region.startswith("cn-") else "")
+    if _VIRTUAL_HOSTED.fullmatch(bucket):
+        return "https", f"{bucket}.{host}", ""
+    return "https", host, f"/{bucket}"
 
 
 def protocol_of(url: str) -> str:

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from channels.listing.s3api import parse_page
 from channels.listing.sigv4 import EMPTY_SHA256, GetSigner, canonical_query, host_header
+from channels.store import bucket_location
 
 _text = st.text(st.sampled_from(list("ab/_-.~ %+=&?#:;,é日\u00a0\U0001f600*'()!$@[]")), max_size=12)
 _params = st.fixed_dictionaries(
@@ -105,3 +106,15 @@ def test_a_page_gives_each_objects_key_size_and_etag_with_either_parse(etag, exp
 def test_fields_in_another_order_are_still_found():
     page = parse_page(_page("<Contents><Size>7</Size><ETag>&quot;e&quot;</ETag><Key>k</Key></Contents>"))
     assert page.keys == [("k", 7, "e")]
+
+
+@pytest.mark.parametrize("bucket, region, endpoint, expected", [
+    ("data", "us-east-1", None, ("https", "data.s3.us-east-1.amazonaws.com", "")),
+    ("my.data", "eu-west-1", None, ("https", "s3.eu-west-1.amazonaws.com", "/my.data")),  # a dot: path-style
+    ("Data_1", "us-east-1", None, ("https", "s3.us-east-1.amazonaws.com", "/Data_1")),
+    ("data", "cn-north-1", None, ("https", "data.s3.cn-north-1.amazonaws.com.cn", "")),
+    ("data", "us-east-1", "http://127.0.0.1:9000", ("http", "127.0.0.1:9000", "/data")),
+    ("data", "us-east-1", "https://minio.example/s3/", ("https", "minio.example", "/s3/data")),
+])
+def test_the_listing_and_the_transport_address_a_bucket_alike(bucket, region, endpoint, expected):
+    assert bucket_location(bucket, region, urlsplit(endpoint) if endpoint else None) == expected

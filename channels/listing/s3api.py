@@ -38,7 +38,7 @@ import urllib3
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from channels.listing.sigv4 import GetSigner, canonical_query, host_header
-from channels.store import Store, aws_identity, endpoint_from_env
+from channels.store import Store, aws_identity, bucket_location, endpoint_from_env
 
 #: Key, ETag and Size of one object. A page where this finds fewer matches than
 #: ``<Contents>`` (a field missing or in another order makes a match swallow the
@@ -200,20 +200,12 @@ class S3Lister:
             region = self._regions.get(bucket, region)
             target = self._targets.get((bucket, region))
             if target is None:
-                url = self._url(bucket, region)
-                target = _Target(self._http.connection_from_url(url), urlsplit(url).path or "/", host_header(url),
+                scheme, netloc, root = bucket_location(bucket, region, self._endpoint)
+                url = f"{scheme}://{netloc}{root or '/'}"
+                target = _Target(self._http.connection_from_url(url), root or "/", host_header(url),
                                  GetSigner(creds, region) if creds is not None else None, region)
                 self._targets[(bucket, region)] = target
             return target
-
-    def _url(self, bucket: str, region: str) -> str:
-        if self._endpoint is not None:
-            base = self._endpoint.path.rstrip("/")
-            return f"{self._endpoint.scheme}://{self._endpoint.netloc}{base}/{bucket}"
-        host = f"s3.{region}.amazonaws.com" + (".cn" if region.startswith("cn-") else "")
-        if re.fullmatch(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", bucket):
-            return f"https://{bucket}.{host}/"
-        return f"https://{host}/{bucket}"
 
     def page(self, bucket: str, prefix: str, *, delimiter: str | None = None, token: str | None = None,
              start_after: str | None = None, max_keys: int = 1000) -> Page:

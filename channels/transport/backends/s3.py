@@ -27,7 +27,7 @@ import urllib3
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from channels.errors import ChannelsError, ObjectChangedError, SourceNotFoundError, TransportError
-from channels.store import Store, aws_identity, endpoint_from_env
+from channels.store import Store, aws_identity, bucket_location, endpoint_from_env
 from channels.transport.backends.base import Backend, OnData, Progress
 from channels.transport.config import TransportConfig
 from channels.transport.errors import AccessDeniedError, Cancelled, PartialRead, TransientHTTPError
@@ -42,7 +42,6 @@ _NETWORK_ERRORS = (OSError, Urllib3HTTPError, http.client.HTTPException)
 _CODE = re.compile(rb"<Code>([^<]{1,200})</Code>")
 _MESSAGE = re.compile(rb"<Message>([^<]{1,500})</Message>")
 _RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
-_VIRTUAL_OK = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -126,15 +125,8 @@ class S3Backend(Backend):
 
     def _locate(self, bucket: str, key: str) -> tuple[str, str, str]:
         """``(scheme, netloc, path)`` of an object (path already quoted)."""
-        qkey = quote_key(key)
-        if self._endpoint is not None:
-            base = self._endpoint.path.rstrip("/")
-            return self._endpoint.scheme, self._endpoint.netloc, f"{base}/{bucket}/{qkey}"
-        region = self._bucket_region.get(bucket, self._region)
-        host = f"s3.{region}.amazonaws.com" + (".cn" if region.startswith("cn-") else "")
-        if _VIRTUAL_OK.match(bucket):
-            return "https", f"{bucket}.{host}", f"/{qkey}"
-        return "https", host, f"/{bucket}/{qkey}"
+        scheme, netloc, root = bucket_location(bucket, self._bucket_region.get(bucket, self._region), self._endpoint)
+        return scheme, netloc, f"{root}/{quote_key(key)}"
 
     def _send(self, method: str, bucket: str, key: str, headers: dict[str, str]):
         """One request (plus one re-send if AWS names another region)."""
