@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import subprocess
+import sys
 import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -64,6 +66,43 @@ def test_credentials_and_region_as_botocore_resolves_them(monkeypatch, tmp_path)
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     assert resolved() == ("FROMENV", "eu-west-3")  # the config file's default profile
     assert resolved(("profile", "other")) == ("FROMFILE", "ap-south-1")  # a named profile: not the environment
+
+
+def test_credentials_the_environment_settles_are_read_as_botocore_reads_them(monkeypatch):
+    """Fixed environment credentials (no botocore needed) equal botocore's EnvProvider's; expiring ones are botocore's."""
+    from botocore.credentials import EnvProvider, RefreshableCredentials
+
+    from channels.sigv4 import StaticCredentials
+    from channels.store import aws_identity
+
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_CREDENTIAL_EXPIRATION"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDENV")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    for tokens in ({}, {"AWS_SESSION_TOKEN": "session"}, {"AWS_SECURITY_TOKEN": "old", "AWS_SESSION_TOKEN": "new"}):
+        for name, value in tokens.items():
+            monkeypatch.setenv(name, value)
+        ours, _ = aws_identity({}, "us-east-1")
+        theirs = EnvProvider().load().get_frozen_credentials()
+        assert isinstance(ours, StaticCredentials)
+        assert (ours.access_key, ours.secret_key, ours.token) == (theirs.access_key, theirs.secret_key, theirs.token)
+    ours, _ = aws_identity({"key": "K", "secret": "S", "token": "T"}, "us-east-1")
+    assert ours == StaticCredentials("K", "S", "T")
+    monkeypatch.setenv("AWS_CREDENTIAL_EXPIRATION", "2099-01-01T00:00:00Z")
+    assert isinstance(aws_identity({}, "us-east-1")[0], RefreshableCredentials)
+
+
+def test_a_download_with_environment_credentials_never_imports_botocore(s3_client, bucket, s3, tmp_path):
+    """botocore's import is start-up every ``channels download`` would pay: the environment settles it here."""
+    put(s3_client, bucket, "nb/a.bin", b"a" * 3000)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_PROFILE")}
+    code = ("import sys; from channels.cli import main; rc = main(['download', sys.argv[1], sys.argv[2], '-q', "
+            "'--endpoint-url', sys.argv[3]]); print(sorted(m for m in sys.modules if m.startswith('botocore')))")
+    out = subprocess.run([sys.executable, "-c", code, f"s3://{bucket}/nb/", str(tmp_path / "d"), s3.endpoint_url],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "d" / "a.bin").read_bytes() == b"a" * 3000
+    assert out.stdout.strip() == "[]"
 
 
 # ---------------------------------------------------------------- single reads, other backends

@@ -5,8 +5,8 @@
 * :mod:`~channels.listing.fanout`: an S3 prefix listed by LIST streams fanned out
   over its common prefixes, merged into key order;
 * :mod:`~channels.listing.progress`: a long listing's progress line;
-* :mod:`~channels.listing.s3api`: one signed ListObjectsV2 page, parsed without botocore;
-* :mod:`~channels.listing.sigv4`: the SigV4 headers of those GETs (as botocore signs them).
+* :mod:`~channels.listing.s3api`: one ListObjectsV2 page, signed by :mod:`channels.sigv4`, parsed
+  without botocore.
 """
 
 from channels.listing.fanout import ListConfig, ListStats, list_s3_keys

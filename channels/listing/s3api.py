@@ -11,7 +11,7 @@ quotes matched by the expression, it takes 1.8 ms against 2.4 ms on a
 At 100 M objects (100,000 pages) that is 3.9 CPU-hours against 6
 CPU-minutes, so pages are fetched with urllib3 and parsed here. Credentials
 and the region come from botocore's chain (:func:`channels.store.aws_identity`,
-as for the transport); the SigV4 headers from :mod:`channels.listing.sigv4`,
+as for the transport); the SigV4 headers from :mod:`channels.sigv4`,
 which signs a bodiless GET exactly as botocore's ``S3SigV4Auth`` does (tested
 against it) at a fraction of its CPU. Each bucket's connection pool, path and
 signer are made once per lister; a page is one ``urlopen`` on that pool.
@@ -37,7 +37,7 @@ from urllib.parse import unquote, urlsplit
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
-from channels.listing.sigv4 import GetSigner, canonical_query, host_header
+from channels.sigv4 import Signer, canonical_query, host_header
 from channels.store import Store, aws_identity, bucket_location, endpoint_from_env
 
 #: Key, ETag and Size of one object. A page where this finds fewer matches than
@@ -162,7 +162,7 @@ class _Target:
     pool: urllib3.HTTPConnectionPool
     path: str
     host: str
-    signer: GetSigner | None
+    signer: Signer | None
     region: str
 
 
@@ -203,7 +203,7 @@ class S3Lister:
                 scheme, netloc, root = bucket_location(bucket, region, self._endpoint)
                 url = f"{scheme}://{netloc}{root or '/'}"
                 target = _Target(self._http.connection_from_url(url), root or "/", host_header(url),
-                                 GetSigner(creds, region) if creds is not None else None, region)
+                                 Signer(creds, region) if creds is not None else None, region)
                 self._targets[(bucket, region)] = target
             return target
 

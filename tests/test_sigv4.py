@@ -1,4 +1,4 @@
-"""The listing's own SigV4 signer gives, header for header, what botocore's ``S3SigV4Auth`` gives.
+"""Our SigV4 signer (the listing's and the transport's) gives, header for header, what botocore's ``S3SigV4Auth`` gives.
 
 The oracle is botocore itself, at the same pinned time, over many requests:
 keys, prefixes, tokens and start-after values that need percent-encoding,
@@ -22,8 +22,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from channels.listing.s3api import parse_page
-from channels.listing.sigv4 import EMPTY_SHA256, GetSigner, canonical_query, host_header
+from channels.sigv4 import EMPTY_SHA256, Signer, StaticCredentials, canonical_query, host_header
 from channels.store import bucket_location
+from channels.transport.backends.s3 import quote_key
 
 _text = st.text(st.sampled_from(list("ab/_-.~ %+=&?#:;,é日\u00a0\U0001f600*'()!$@[]")), max_size=12)
 _params = st.fixed_dictionaries(
@@ -53,10 +54,42 @@ def test_headers_are_botocores(params, base, when, region, token):
         query = canonical_query(params)
         url = f"{base}?{query}"
         expected = botocore_headers(monkeypatch, creds, region, url, when)
-    ours = GetSigner(creds, region).headers(host_header(url), urlsplit(url).path or "/", query,
+    ours = Signer(creds, region).headers(host_header(url), urlsplit(url).path or "/", query,
                                             now=when.replace(tzinfo=UTC))
     assert ours.pop("Host") == botocore.auth._host_from_url(url)
     assert ours == expected
+
+
+_key = st.text(st.sampled_from(list("ab/_-.~ %+=&?#:;,é日*'()!$@[]")), min_size=1, max_size=16)
+_sent = st.fixed_dictionaries({}, optional={
+    "Range": st.tuples(st.integers(0, 1 << 40), st.integers(0, 1 << 30)).map(lambda r: f"bytes={r[0]}-{r[0] + r[1]}"),
+    "If-Match": st.sampled_from(['"0f343b0931126a20f133d67c2b018a3b"', '"9b2cf535f27731c974343645a3985328-12"']),
+})
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=_key, base=_base, sent=_sent, method=st.sampled_from(["GET", "HEAD"]), when=_when,
+       region=st.sampled_from(["us-east-1", "eu-west-1", "cn-north-1"]),
+       token=st.one_of(st.none(), st.sampled_from(["FQoGZXIvYXdzE//token+with/slash=", " tok  en "])))
+def test_the_transports_requests_are_signed_as_botocore_signs_them(key, base, sent, method, when, region, token):
+    """A part's GET (Range, If-Match) and the HEAD after a failed If-Match, for keys that need quoting."""
+    url = f"{base.rstrip('/')}/{quote_key(key)}"
+    creds = StaticCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: when)
+        request = AWSRequest(method=method, url=url, headers=dict(sent))
+        S3SigV4Auth(Credentials(creds.access_key, creds.secret_key, token), "s3", region).add_auth(request)
+        expected = dict(request.headers.items())
+    ours = Signer(creds, region).headers(host_header(url), urlsplit(url).path, method=method, sent=sent,
+                                         now=when.replace(tzinfo=UTC))
+    assert ours.pop("Host") == botocore.auth._host_from_url(url)
+    assert ours == expected
+
+
+def test_static_credentials_never_show_the_secret():
+    creds = StaticCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "session-token")
+    assert "AKIDEXAMPLE" in repr(creds) and "wJalr" not in repr(creds) and "session-token" not in repr(creds)
+    assert creds.get_frozen_credentials() is creds
 
 
 def test_the_signing_key_follows_the_day_and_refreshed_credentials(monkeypatch):
@@ -65,7 +98,7 @@ def test_the_signing_key_follows_the_day_and_refreshed_credentials(monkeypatch):
     soon = (datetime.now(UTC) + timedelta(minutes=2)).isoformat()
     current = {"access_key": "AKID1", "secret_key": "secret-one", "token": "t1", "expiry_time": soon}
     creds = RefreshableCredentials.create_from_metadata(current, lambda: dict(current), "test")
-    signer = GetSigner(creds, "us-west-2")
+    signer = Signer(creds, "us-west-2")
     host, path, query = "127.0.0.1:9000", "/bucket", canonical_query({"list-type": "2", "prefix": "a b/"})
     for when in (datetime(2024, 2, 28, 23, 59, 59), datetime(2024, 2, 29, 0, 0, 1)):
         expected = botocore_headers(monkeypatch, creds, "us-west-2", f"http://{host}{path}?{query}", when)
