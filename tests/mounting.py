@@ -1,4 +1,4 @@
-"""What the FUSE mount tests share: the skip reason, a mount as a child process, the files, the libfuses."""
+"""What the FUSE mount tests share: the skip without FUSE, a mount as a child process, the files, the libfuses."""
 
 from __future__ import annotations
 
@@ -18,10 +18,26 @@ from channels.modes.fastfile.libfuse import ENV, library_version, project_librar
 from channels.modes.fastfile.mount import is_mounted, wait_mounted
 from channels.testing import MIB, object_bytes, wait_for
 
-FUSE_MISSING = [why for ok, why in ((os.path.exists("/dev/fuse"), "/dev/fuse is missing"),
-                                    (shutil.which("fusermount3") is not None, "fusermount3 is not installed"))
-                if not ok]
-needs_fuse = pytest.mark.skipif(bool(FUSE_MISSING), reason="FUSE unavailable: " + "; ".join(FUSE_MISSING))
+
+def fuse_missing() -> str | None:
+    """Why FUSE mounts cannot work on this machine (the skip reason), or None where they can."""
+    missing = [why for ok, why in ((os.path.exists("/dev/fuse"), "/dev/fuse is missing"),
+                                   (shutil.which("fusermount3") is not None,
+                                    "fusermount3 is not installed (Debian's fuse3)"))
+               if not ok]
+    return "FUSE unavailable: " + "; ".join(missing) if missing else None
+
+
+#: Skips a test that mounts, saying what is missing.
+needs_fuse = pytest.mark.skipif(fuse_missing() is not None, reason=fuse_missing() or "")
+
+
+def mode_param(mode: str):
+    """``mode`` as a parametrize value: "FastFile" (which mounts) marked ``fuse`` and skipped without FUSE."""
+    if mode != "FastFile":
+        return mode
+    return pytest.param(mode, marks=[pytest.mark.fuse, needs_fuse])
+
 
 #: The system's libfuse 3 as mfusepy would find it, and the one ``make system-deps`` built (or None).
 SYSTEM_LIBFUSE = ctypes.util.find_library("fuse3")

@@ -12,14 +12,12 @@ import contextlib
 import gzip
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from mounting import needs_fuse
 from tmpfs import tmpfs
 
 from channels.errors import AccessDeniedError as ListingAccessDenied
@@ -40,7 +38,6 @@ from channels.modes.pipe.reader import PipeReader
 from channels.records import encode_recordio, encode_tfrecord
 from channels.spec import Job
 from channels.store import Store
-from channels.testing import free_port
 from channels.transport import AccessDeniedError, Transport, TransportConfig
 
 JOBS = Path(__file__).parent / "data" / "jobs"
@@ -221,12 +218,6 @@ def test_keys_that_would_escape_the_download_directory(s3, s3_client, bucket, tm
     assert list(tmp_path.rglob("*")) == []  # not even DEST was made
 
 
-FUSE_MISSING = [why for ok, why in ((os.path.exists("/dev/fuse"), "/dev/fuse is missing"),
-                                    (shutil.which("fusermount3") is not None, "fusermount3 is not installed"))
-                if not ok]
-needs_fuse = pytest.mark.skipif(bool(FUSE_MISSING), reason="FUSE unavailable: " + "; ".join(FUSE_MISSING))
-
-
 @pytest.mark.fuse
 @needs_fuse
 @pytest.mark.parametrize("case", ["missing", "not-empty"])
@@ -305,60 +296,6 @@ def test_fifo_directory_that_is_immutable(s3, s3_client, bucket, tmp_path):
 
 
 # ---------------------------------------------------------------- credentials
-
-#: Runs moto's server with IAM authentication on (moto checks access keys and
-#: SigV4 signatures only then); the first 3 requests (create a user, its key,
-#: its policy) are let through unauthenticated.
-AUTH_SERVER = r"""
-import sys, time
-from moto.server import ThreadedMotoServer
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[1]), verbose=False)
-server.start()
-sys.stdout.write("ready\n"); sys.stdout.flush()
-sys.stdin.read()
-"""
-
-
-@pytest.fixture(scope="module")
-def auth_s3():
-    """A moto server that checks credentials: (endpoint, key id, secret, bucket with p/x.bin)."""
-    import boto3
-
-    port = free_port()
-    env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3")
-    proc = subprocess.Popen([sys.executable, "-c", AUTH_SERVER, str(port)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
-    try:
-        assert proc.stdout.readline() == "ready\n"
-        endpoint = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-
-        def client(service, key="AKIAUNAUTHENTICATED0", secret="unauthenticated"):
-            return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1",
-                                aws_access_key_id=key, aws_secret_access_key=secret)
-
-        iam = client("iam")
-        iam.create_user(UserName="trainer")
-        key = iam.create_access_key(UserName="trainer")["AccessKey"]
-        iam.put_user_policy(UserName="trainer", PolicyName="s3", PolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
-        s3 = client("s3", key["AccessKeyId"], key["SecretAccessKey"])
-        s3.create_bucket(Bucket="auth-bucket")
-        s3.put_object(Bucket="auth-bucket", Key="p/x.bin", Body=b"x" * 1000)
-        yield endpoint, key["AccessKeyId"], key["SecretAccessKey"], "auth-bucket"
-    finally:
-        proc.stdin.close()
-        proc.terminate()
-        proc.wait(10)
-
 
 def test_right_credentials_pass_the_signature_check(auth_s3):
     """The control: moto checks signatures, and ours (urllib3 + botocore's signer) pass."""

@@ -29,7 +29,6 @@ import contextlib
 import hashlib
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -39,7 +38,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from faultload import CONFIG, PREFIX, READAHEAD, put_dataset
 from faultproxy import fault_proxy, sha, sizes_of
+from mounting import needs_fuse
 
 from channels.modes.fastfile.readahead import ReadaheadConfig
 from channels.modes.fastfile.view import FastFileView
@@ -48,34 +49,16 @@ from channels.modes.pipe.fifo import FifoServer
 from channels.modes.pipe.reader import PipeReader
 from channels.records import framer
 from channels.store import Store
-from channels.testing import KIB, object_bytes
+from channels.testing import KIB
 from channels.testing.faults import KINDS, MixedFaults
 from channels.testing.proxy import Proxy
 from channels.transport import Transport, TransportConfig
-
-#: A short read timeout, so that a stalled response (2 s in MixedFaults) is abandoned quickly.
-READ_TIMEOUT = 0.5
-PREFIX = "ds/"
-
-#: Small parts, so that a few MiB make a few hundred GETs (5% of them faulted).
-CONFIG = dict(part_size=64 * KIB, budget_bytes=1024 * KIB, max_workers=8, retries=6,
-              backoff_base=0.001, backoff_max=0.01, read_timeout=READ_TIMEOUT, connect_timeout=2.0)
-#: FastFile windows of 64 to 256 KiB in 64 KiB parts; objects up to 128 KiB read whole.
-READAHEAD = dict(initial_window=64 * KIB, part_size=64 * KIB, max_window=256 * KIB, budget_bytes=2048 * KIB,
-                 max_workers=8, whole_object_bytes=128 * KIB)
 
 
 @pytest.fixture
 def dataset(s3_client, bucket) -> dict[str, bytes]:
     """40 objects, 0 B to 400 KiB (about 8 MiB): a few hundred 64 KiB GETs."""
-    rng = random.Random(8)
-    sizes = [0, 1, 64 * KIB, 64 * KIB + 1] + [rng.randint(1, 400 * KIB) for _ in range(36)]
-    data = {}
-    for i, size in enumerate(sizes):
-        key = f"{PREFIX}obj-{i:03d}.bin"
-        data[key] = object_bytes(key, size)
-        s3_client.put_object(Bucket=bucket, Key=key, Body=data[key])
-    return data
+    return put_dataset(s3_client, bucket)
 
 
 def check_counts(policy: MixedFaults, proxy: Proxy, retries: int, errors: int = 0) -> None:
@@ -178,12 +161,6 @@ def test_fastfile_view_survives_five_percent_faults(s3, bucket, dataset):
 
 
 # ---------------------------------------------------------------- FastFile through FUSE
-
-FUSE_MISSING = [why for ok, why in ((os.path.exists("/dev/fuse"), "/dev/fuse is missing"),
-                                    (bool(__import__("shutil").which("fusermount3")),
-                                     "fusermount3 is not installed"))
-                if not ok]
-needs_fuse = pytest.mark.skipif(bool(FUSE_MISSING), reason="FUSE unavailable: " + "; ".join(FUSE_MISSING))
 
 #: Mounts a prefix with the test's transport settings; on SIGTERM unmounts and
 #: writes the transport's counters as JSON.

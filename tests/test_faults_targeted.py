@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from faultload import CONFIG, PREFIX, READAHEAD, put_dataset
 from faultproxy import fault_proxy
-from test_faults import CONFIG, PREFIX, READAHEAD, dataset  # noqa: F401 - 40 objects below PREFIX
 
 from channels.errors import ObjectChangedError, TransportError
 from channels.listing import list_prefix
@@ -30,6 +30,12 @@ from channels.testing.faults import Action, RequestInfo, object_gets
 from channels.transport import Transport, TransportConfig
 
 Policy = Callable[[RequestInfo], "Action | None"]
+
+
+@pytest.fixture
+def dataset(s3_client, bucket) -> dict[str, bytes]:
+    """40 objects below PREFIX, 0 B to 400 KiB."""
+    return put_dataset(s3_client, bucket)
 
 
 def test_listing_page_cut_short_is_retried(s3, s3_client, bucket, dataset):

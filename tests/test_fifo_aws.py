@@ -25,13 +25,13 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 import pytest
+from pipeserver import channel, finish, job_file, serve, wait_for_path
 
+from channels.errors import RecordError
 from channels.modes.pipe.fifo import FifoServer
 from channels.modes.pipe.reader import PipeReader
-from channels.errors import RecordError
 from channels.records import MAGIC, MAX_LENGTH, encode_recordio, frame_bytes
 from channels.units import KIB, MIB
-from test_fifo import channel, finish, job_file, serve, wait_for_path
 
 M = struct.pack("<I", MAGIC)
 

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from mounting import FUSE_MISSING, Mount, needs_fuse, put_files
+from mounting import Mount, fuse_missing, needs_fuse, put_files
 
 from channels.errors import MountError
 from channels.modes.fastfile.mount import check_fuse, is_mounted
@@ -28,8 +28,8 @@ def files(s3_client, bucket):
 def test_check_fuse_says_what_is_missing(tmp_path):
     with pytest.raises(MountError, match="/nope/fuse is missing"):
         check_fuse(str(tmp_path), device="/nope/fuse")
-    if FUSE_MISSING:
-        pytest.skip("FUSE unavailable: " + "; ".join(FUSE_MISSING))
+    if reason := fuse_missing():
+        pytest.skip(reason)
     with pytest.raises(MountError, match="no-such-fusermount is not on PATH"):
         check_fuse(str(tmp_path), fusermount="no-such-fusermount")
     with pytest.raises(MountError, match="does not exist"):
@@ -118,14 +118,7 @@ def test_mount_serves_unchanged_programs(tmp_path, files, sig, flags):
 @pytest.mark.fuse
 @needs_fuse
 def test_mount_job_root_mounts_each_fastfile_channel(tmp_path, files):
-    from channels.spec import (
-        Channel,
-        Job,
-        OutputDataConfig,
-        ResourceConfig,
-        S3DataSource,
-        StoppingCondition,
-    )
+    from channels.spec import Channel, Job, OutputDataConfig, ResourceConfig, S3DataSource, StoppingCondition
 
     uri, contents = files
     job = Job(channels=(Channel("train", S3DataSource("S3Prefix", uri), input_mode="FastFile"),

@@ -11,12 +11,12 @@ import io
 import json
 import os
 import re
-import shutil
 import sys
 import tarfile
 from pathlib import Path
 
 import pytest
+from mounting import mode_param
 
 from channels.run.runner import EXIT_OK, Outcome, RunOptions, run_job
 from channels.spec import Job
@@ -25,19 +25,6 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "train.py"
 OUT_BUCKET = "model-bucket"
 #: Keys with folders, and one sorting between "a/" and "a-" cases, as S3 lists them.
 KEYS = ["a-1.bin", "a/x.bin", "a/y/z.bin", "b.bin", "c/deep/er/file.bin"]
-
-
-def fuse_missing() -> str | None:
-    if not os.path.exists("/dev/fuse"):
-        return "/dev/fuse is missing: FUSE mounts cannot work here"
-    if shutil.which("fusermount3") is None:
-        return "fusermount3 is not installed (Debian's fuse3): FUSE mounts cannot work here"
-    return None
-
-
-def needs_fuse(mode: str):
-    marks = [pytest.mark.fuse, pytest.mark.skipif(fuse_missing() is not None, reason=fuse_missing() or "")]
-    return pytest.param(mode, marks=marks) if mode == "FastFile" else mode
 
 
 def make_job(mode: str, bucket: str, *, name: str | None = None, epochs: int = 2, hosts: int = 1,
@@ -75,7 +62,7 @@ def model_archive(s3_client, job_name: str) -> dict[str, bytes]:
         return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
 
 
-@pytest.mark.parametrize("mode", ["File", "Pipe", needs_fuse("FastFile")])
+@pytest.mark.parametrize("mode", ["File", "Pipe", mode_param("FastFile")])
 def test_example_script_sees_the_same_bytes_in_every_mode(mode, dataset, bucket, s3_client, tmp_path, capfd):
     job = make_job(mode, bucket, name=f"example-{mode.lower()}")
     result = run_job(RunOptions(job, (sys.executable, str(EXAMPLE)), root=tmp_path / "run", grace_seconds=5))
@@ -143,7 +130,7 @@ def test_upload_failure_is_reported_and_the_archive_kept(dataset, bucket, tmp_pa
     assert "ClientError" in (tmp_path / "r" / "output" / "failure").read_text()
 
 
-@pytest.mark.parametrize("mode", ["Pipe", needs_fuse("FastFile")])
+@pytest.mark.parametrize("mode", ["Pipe", mode_param("FastFile")])
 def test_a_cache_keeps_each_hosts_objects_for_later_epochs(mode, dataset, bucket, s3_client, tmp_path):
     from channels.cache import CacheConfig
 

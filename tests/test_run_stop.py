@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 import pytest
+from mounting import fuse_missing, mode_param
 
 from channels.run.runner import EXIT_KILLED, EXIT_MAX_RUNTIME, Outcome, RunOptions, run_job
 from channels.spec import Job
-from test_run import fuse_missing, needs_fuse
 
 OUT_BUCKET = "model-bucket"
 
@@ -66,7 +66,7 @@ def nothing_served(root: Path) -> None:
     assert [p.name for p in data.iterdir() if stat.S_ISFIFO(p.lstat().st_mode)] == []
 
 
-@pytest.mark.parametrize("mode", ["Pipe", needs_fuse("FastFile")])
+@pytest.mark.parametrize("mode", ["Pipe", mode_param("FastFile")])
 def test_ignoring_sigterm_gets_killed_after_the_grace_period(mode, data, bucket, tmp_path):
     root = tmp_path / "run"
     started = time.monotonic()
@@ -84,7 +84,7 @@ def test_ignoring_sigterm_gets_killed_after_the_grace_period(mode, data, bucket,
     nothing_served(root)
 
 
-@pytest.mark.parametrize("mode", ["Pipe", needs_fuse("FastFile")])
+@pytest.mark.parametrize("mode", ["Pipe", mode_param("FastFile")])
 def test_trapping_sigterm_saves_the_model_which_is_uploaded(mode, data, bucket, s3_client, tmp_path):
     root = tmp_path / "run"
     result = run_job(RunOptions(make_job(mode, bucket), (sys.executable, "-c", TRAPS_SIGTERM), root=root,

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from mounting import fuse_missing
 
 from channels.container import input_data_config, resource_config
 from channels.run.runner import EXIT_OK, RunOptions, run_job
@@ -44,14 +45,6 @@ doc = {"props": {p: env[p] for p in env.properties()}, "vars": env.to_env_vars()
 with open(os.path.join(env.model_dir, env.current_host + ".json"), "w") as f:
     json.dump(doc, f)
 """
-
-
-def fuse_missing() -> str | None:
-    if not os.path.exists("/dev/fuse"):
-        return "/dev/fuse is missing: the FastFile channel's mount cannot work here"
-    import shutil
-
-    return None if shutil.which("fusermount3") else "fusermount3 (Debian's fuse3) is not installed"
 
 
 def make_job(bucket: str, name: str, hyperparameters: dict[str, str], *, fastfile: bool = True) -> Job:

@@ -11,11 +11,11 @@ searched for the canaries and for the marks of a signed request
 from __future__ import annotations
 
 import io
-import re
 import json
 import logging
 import os
 import pickle
+import re
 import stat
 import subprocess
 import sys
@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pytest
 from faultproxy import fault_proxy, sizes_of
-from test_bad_input import auth_s3  # noqa: F401 - the credential-checking moto fixture
 
 from channels.errors import ChannelsError, TransportError
 from channels.listing import list_prefix
@@ -154,7 +153,7 @@ def test_commands_never_print_credentials(s3, s3_client, bucket, sandbox, tmp_pa
     assert_clean(outputs)
 
 
-def test_wrong_credentials_are_never_echoed(auth_s3, sandbox, tmp_path):  # noqa: F811
+def test_wrong_credentials_are_never_echoed(auth_s3, sandbox, tmp_path):
     """A server that checks signatures says SignatureDoesNotMatch; nothing we print repeats the secret."""
     endpoint, _, _, bucket = auth_s3
     env_key = dict(sandbox["env"])

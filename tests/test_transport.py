@@ -14,31 +14,25 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from transporting import collect, put, transport
 
 from channels.errors import TransportError
 from channels.listing import ObjectRef
 from channels.store import Store
 from channels.testing import wait_for
-from channels.transport import (Backend, Cancelled, PartialRead, Transport, TransportConfig, backend_class,
-                                backend_names, plan_parts, register_backend)
+from channels.transport import (
+    Backend,
+    Cancelled,
+    PartialRead,
+    Transport,
+    TransportConfig,
+    backend_class,
+    backend_names,
+    plan_parts,
+    register_backend,
+)
 from channels.transport.backends.s3 import S3Backend
 from channels.units import KIB, MIB
-
-
-def put(client, bucket: str, key: str, data: bytes) -> ObjectRef:
-    etag = client.put_object(Bucket=bucket, Key=key, Body=data)["ETag"].strip('"')
-    return ObjectRef(f"s3://{bucket}/{key}", len(data), etag, key)
-
-
-def transport(s3, **config) -> Transport:
-    return Transport(Store(s3.endpoint_url), TransportConfig(**config))
-
-
-def collect(chunks) -> dict[str, bytearray]:
-    out: dict[str, bytearray] = {}
-    for chunk in chunks:
-        out.setdefault(chunk.ref.url, bytearray()).extend(chunk.data)
-    return out
 
 
 def transport_threads() -> list[threading.Thread]:

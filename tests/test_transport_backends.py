@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-from test_transport import collect, put, transport
+from transporting import collect, put, transport
 
 from channels.errors import ObjectChangedError, SourceNotFoundError, TransportError
 from channels.listing import ObjectRef
@@ -24,6 +24,7 @@ from channels.store import Store
 from channels.transport import AccessDeniedError, Transport, TransportConfig
 from channels.transport.backends.s3 import S3Backend, parse_s3_url, quote_key
 from channels.units import KIB
+
 
 def test_s3_url_parsing_and_key_quoting():
     assert parse_s3_url("s3://b/dir/a b?c#d%e") == ("b", "dir/a b?c#d%e")
@@ -121,36 +122,6 @@ def test_read_into_and_read_range(s3_client, bucket, s3):
     with pytest.raises(ValueError, match="past the end"):
         t.read_range(ref, 0, len(data) + 1)
     assert t.stats.requests == 4
-
-
-@pytest.fixture(params=["s3", "s3-via-fsspec", "local", "memory"])
-def stored(request, tmp_path, s3_client, bucket, s3):
-    """(transport, refs, contents) for each backend of the registry."""
-    rng = np.random.default_rng(7)
-    blobs = {"a": rng.bytes(10), "b dir/ü+1": rng.bytes(200 * KIB + 3), "e": b""}
-    kind = request.param
-    cfg = dict(part_size=64 * KIB, budget_bytes=512 * KIB, max_workers=4)
-    if kind.startswith("s3"):
-        refs = [put(s3_client, bucket, k, v) for k, v in blobs.items()]
-        if kind == "s3-via-fsspec":
-            cfg["s3_backend"] = "fsspec"
-    elif kind == "local":
-        refs = []
-        for k, v in blobs.items():
-            path = tmp_path / k
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(v)
-            refs.append(ObjectRef(f"file://{path}" if k != "a" else str(path), len(v), None, k))
-    else:
-        import fsspec
-
-        fs = fsspec.filesystem("memory")
-        refs = []
-        for k, v in blobs.items():
-            fs.pipe_file(f"memory://transport-test/{k}", v)
-            refs.append(ObjectRef(f"memory://transport-test/{k}", len(v), None, k))
-        request.addfinalizer(lambda: fs.rm("memory://transport-test", recursive=True))
-    return transport(s3, **cfg), refs, list(blobs.values()), kind
 
 
 def test_every_backend_streams_and_reads_ranges(stored):

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pipeserver import channel, consume, finish, job_file, serve
 from tmpfs import tmpfs
 
 from channels.adapters.sources import FastFileSource, PipeReaderSource
@@ -276,8 +277,6 @@ def test_the_cache_flags_refuse_what_cannot_work_in_one_line(s3, s3_client, buck
 
 
 def test_channels_pipe_with_a_cache_serves_the_second_epoch_from_it(s3_client, bucket, tmp_path):
-    from test_fifo import channel, consume, finish, job_file, serve
-
     objects = upload(s3_client, bucket, SIZES[:3])
     job = job_file(tmp_path, [channel("train", f"s3://{bucket}/{PREFIX}")])
     proc = serve(job, tmp_path, "--epochs", "2", "-v", "--cache-dir", str(tmp_path / "cache"),

@@ -10,19 +10,14 @@ import re
 
 import pytest
 from faultproxy import FaultProxy
+from transporting import put
 
 from channels.errors import TransportError
-from channels.listing import ObjectRef
 from channels.store import Store
 from channels.transport import Transport, TransportConfig
 from channels.units import KIB
 
 FAST_RETRY = dict(backoff_base=0.001, backoff_max=0.01)
-
-
-def put(client, bucket: str, key: str, data: bytes) -> ObjectRef:
-    etag = client.put_object(Bucket=bucket, Key=key, Body=data)["ETag"].strip('"')
-    return ObjectRef(f"s3://{bucket}/{key}", len(data), etag, key)
 
 
 def through(proxy: FaultProxy, **config) -> Transport:

@@ -10,8 +10,8 @@ import os
 import time
 
 import pytest
+from transporting import put
 
-from channels.listing import ObjectRef
 from channels.store import Store
 from channels.testing.profiles import Profile
 from channels.testing.proxy import Proxy
@@ -22,11 +22,6 @@ from channels.units import KIB, MIB
 
 #: Far: 30 ms to the first byte, 16 MB/s per connection (a slow S3, so that tests stay small).
 FAR = Profile("test-far", 0.030, 16e6)
-
-
-def put(client, bucket: str, key: str, data: bytes) -> ObjectRef:
-    etag = client.put_object(Bucket=bucket, Key=key, Body=data)["ETag"].strip('"')
-    return ObjectRef(f"s3://{bucket}/{key}", len(data), etag, key)
 
 
 def far_monitor(rate: float = 90e6, ttfb: float = 0.02, n: int = 16) -> LinkMonitor:

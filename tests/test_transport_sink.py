@@ -11,17 +11,13 @@ import threading
 
 import numpy as np
 import pytest
-import test_transport
-import test_transport_backends
+from transporting import put
 
 import channels.transport.stream as stream_module
 from channels.listing import ObjectRef
 from channels.store import Store
 from channels.transport import Backend, PartialRead, Transport, TransportConfig, plan_parts, register_backend
 from channels.units import KIB, MIB
-
-put = test_transport.put
-stored = test_transport_backends.stored  # the fixture: (transport, refs, blobs, kind) for every backend
 
 
 class Collector:
