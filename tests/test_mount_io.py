@@ -43,7 +43,7 @@ from channels.modes.fastfile.libfuse import (
     library_version,
     project_library,
 )
-from channels.modes.fastfile.mount import IO_MODES, FastFileOperations
+from channels.modes.fastfile.mount import IO_MODES, MAX_THREADS, FastFileOperations
 from channels.testing import MIB
 
 MMAP_CHILD = """
@@ -120,7 +120,10 @@ def test_mount_reads_and_maps_as_its_libfuse_allows(tmp_path, files, env, versio
     origin = ORIGIN_ENV if env else ORIGIN_PROJECT
     assert f"using libfuse {version[0]}.{version[1]} (" in err and f", {origin})" in err, err
     assert ("direct I/O" in err) == direct and ("allowed by the kernel" in err) == (direct and can_allow_mmap), err
-    largest = int(re.search(r"served \d+ read requests, the largest of (\d+) bytes", err).group(1))
+    served = re.search(r"served (\d+) read requests, the largest of (\d+) bytes, on (\d+) worker threads", err)
+    reads, largest, workers = map(int, served.groups())
+    # Each worker thread keeps one Python thread state, made at its first read, not one per request.
+    assert 1 <= workers <= min(reads, MAX_THREADS), served.group(0)
     if direct and version < (3, 17):  # 3.14 splits a large read(2) into 128 KiB or 1 MiB requests, by run
         assert largest in (128 * 1024, MIB)
     elif direct:  # 3.17: a reader asking for 1 MiB or more gets 1 MiB requests (max_pages 256)

@@ -21,7 +21,9 @@ How the kernel reads (``io``), settled when the kernel sends INIT:
 
 Reads go straight from a readahead window into the kernel's buffer (one copy):
 :class:`_FUSE` overrides mfusepy's ``read`` wrapper, which would otherwise
-build a ``bytes`` first.
+build a ``bytes`` first. Each libfuse worker thread keeps one Python thread
+state for all its callbacks (:func:`keep_thread_state`) instead of making and
+deleting one per request.
 
 libfuse installs its own SIGTERM, SIGINT and SIGHUP handlers: any of them ends
 the loop, and libfuse unmounts before :func:`mount` returns.
@@ -135,6 +137,8 @@ class FastFileOperations:
         mmap_allowed: whether the kernel granted FUSE_DIRECT_IO_ALLOW_MMAP (set at INIT).
         reads: read requests served.
         largest_read: the most bytes one read request asked for (the kernel's request size).
+        kept_states: libfuse worker threads that keep a Python thread state (see
+            :func:`keep_thread_state`): one each, however many requests they serve.
     """
 
     use_ns = True  # times in nanoseconds (mfusepy's current convention)
@@ -144,7 +148,7 @@ class FastFileOperations:
             raise ValueError(f"unknown io mode {io!r}: valid modes are {', '.join(IO_MODES)}")
         self.io = io
         self.direct_io = self.mmap_allowed = False
-        self.reads = self.largest_read = 0
+        self.reads = self.largest_read = self.kept_states = 0
         self.view = view.load()
         self._uid, self._gid = os.getuid(), os.getgid()
         self._time_ns = time.time_ns()
@@ -241,7 +245,8 @@ class FastFileOperations:
             handles, self._handles = list(self._handles.values()), {}
         for f in handles:
             f.close()
-        log.info("served %d read requests, the largest of %d bytes", self.reads, self.largest_read)
+        log.info("served %d read requests, the largest of %d bytes, on %d worker threads", self.reads,
+                 self.largest_read, self.kept_states)
 
 
 def kernel_readahead(mountpoint: str, kib: int, timeout: float = 30.0) -> bool:
@@ -284,13 +289,39 @@ def _oserror(code: int) -> OSError:
     return OSError(code, os.strerror(code))
 
 
+#: Per libfuse worker thread: whether :func:`keep_thread_state` has run in it.
+_WORKER = threading.local()
+
+
+def keep_thread_state() -> None:
+    """Keep the calling libfuse worker thread's Python thread state from one callback to the next.
+
+    A ctypes callback in a thread Python did not start runs between
+    ``PyGILState_Ensure`` and ``PyGILState_Release``: each call creates a
+    thread state and deletes it again, and with it Python 3.11's 16 KiB
+    frame stack (an mmap and a munmap, whose TLB shootdown interrupts the
+    other CPU). That was two mmaps and two munmaps per 1 MiB read(2). One
+    ``PyGILState_Ensure`` more, never released, keeps the state alive; the
+    thread's calls then reuse it. libfuse keeps its workers until the loop
+    ends (``max_idle_threads`` = ``max_threads``), so at most
+    :data:`MAX_THREADS` states are kept; Python frees them at exit.
+    """
+    ctypes.pythonapi.PyGILState_Ensure()
+    _WORKER.kept = True
+
+
 def _fuse_class():
     mfusepy = load_binding()
 
     class _FUSE(mfusepy.FUSE):
-        """mfusepy's FUSE, reading straight into the kernel's buffer (no ``bytes`` in between)."""
+        """mfusepy's FUSE, reading straight into the kernel's buffer (no ``bytes`` in between), each
+        worker thread keeping its Python thread state (see :func:`keep_thread_state`)."""
 
         def read(self, path, buf, size, offset, fip):
+            if not getattr(_WORKER, "kept", False):
+                keep_thread_state()
+                with self.operations._lock:
+                    self.operations.kept_states += 1
             dest = memoryview((ctypes.c_ubyte * size).from_address(ctypes.addressof(buf.contents))).cast("B")
             return self.operations.read_into(dest, offset, fip.contents.fh)
 
