@@ -84,7 +84,7 @@ def run_scenario(name: str, url: str, uri: str, total: int, epochs: int, cache_r
                 reader.transport.cache.flush()
                 after = reader.transport.cache_stats.snapshot()
                 row.update({k: after[k] - before.get(k, 0) for k in ("hits", "misses", "hit_bytes", "admitted",
-                                                                     "rejected", "evicted")})
+                                                                     "rejected", "deferred", "evicted")})
             out.append(row)
     finally:
         reader.close()
@@ -132,11 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     table = median_table(runs, args.epochs)
     print(f"\n{count} x {size // (1 << 20)} MiB under {args.profile}, medians of {args.rounds} rounds; "
           f"load average before {load_before}, after {load_after}")
-    print(f"{'scenario':<9} {'epoch':>5} {'MB/s':>8} {'GETs':>6} {'hits':>6} {'admitted':>9} {'CPU s':>7}")
+    print(f"{'scenario':<9} {'epoch':>5} {'MB/s':>8} {'GETs':>6} {'hits':>6} {'admitted':>9} {'deferred':>9} "
+          f"{'CPU s':>7}")
     for name, epochs in table.items():
         for epoch, m in epochs.items():
             print(f"{name:<9} {epoch:>5} {m['mb_per_s']:8.0f} {m['object_gets']:6.0f} {m.get('hits', 0):6.0f} "
-                  f"{m.get('admitted', 0):9.0f} {m['client_cpu_s']:7.2f}")
+                  f"{m.get('admitted', 0):9.0f} {m.get('deferred', 0):9.0f} {m['client_cpu_s']:7.2f}")
     ratios = {"fits: epoch 2 / epoch 1 (want >= 3)": table["fits"][2]["mb_per_s"] / table["fits"][1]["mb_per_s"]}
     for epoch in range(1, args.epochs + 1):
         ratios[f"half / nocache, epoch {epoch} (want >= 1.0)"] = (table["half"][epoch]["mb_per_s"]

@@ -9,6 +9,7 @@ epochs is measured by benchmarks/cache_bench.py, never asserted here.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import signal
@@ -110,23 +111,30 @@ def test_without_relisting_the_cache_serves_the_version_listed(s3, s3_client, bu
         assert r.counts["relists"] == 0 and r.transport.cache_stats.misses == r.transport.cache_stats.hits
 
 
-def test_a_dataset_twice_the_cache_keeps_half_and_reads_the_rest_unwritten(s3, s3_client, bucket, tmp_path):
+def test_a_dataset_twice_the_cache_fills_half_as_its_hits_pay_then_keeps_it(s3, s3_client, bucket, tmp_path):
     sizes = [2 * MIB] * 8
     objects = upload(s3_client, bucket, sizes)
     with Proxy(s3.endpoint_url) as proxy, \
             PipeReader(f"s3://{bucket}/{PREFIX}", store=Store(proxy.url), config=config(tmp_path, 8 * MIB),
                        shuffle_seed=3) as r:
-        assert epoch_bytes(r, 0) == objects
-        r.transport.cache.flush()
-        resident = sorted(entries(tmp_path))
-        assert len(resident) == 4
-        for epoch in (1, 2, 3):
+        kept, gets, deferred = [], [], []
+        for epoch in range(6):
             proxy.reset_stats()
+            before = r.transport.cache_stats.deferred
             assert epoch_bytes(r, epoch) == objects
-            assert proxy.stats.object_gets == 4 * 2  # the four objects not kept, two parts each
             r.transport.cache.flush()
-            assert sorted(entries(tmp_path)) == resident  # no thrash: the same four every epoch
-        assert r.transport.cache_stats.admitted == 4 and r.transport.cache_stats.evicted == 0
+            gets.append(proxy.stats.object_gets)
+            deferred.append(r.transport.cache_stats.deferred - before)
+            kept.append(sorted(entries(tmp_path)))
+        # The stream announces each epoch whole (16 MiB, twice the limit): the first writes one
+        # object (a sixteenth of the limit, rounded up to an object), each later one as many bytes
+        # as it finds kept, until half the dataset is kept; then no thrash, the same four every epoch.
+        assert [len(k) for k in kept] == [1, 2, 4, 4, 4, 4]
+        assert all(set(a) <= set(b) for a, b in itertools.pairwise(kept)) and kept[2:] == [kept[2]] * 4
+        assert gets == [16, 14, 12, 8, 8, 8]  # two parts per object not kept
+        assert deferred == [7, 6, 4, 0, 0, 0]
+        stats = r.transport.cache_stats
+        assert stats.admitted == 4 and stats.evicted == 0 and stats.rejected == 3 * 4
 
 
 def test_fastfile_keeps_files_read_whole_and_a_second_view_reads_them_with_no_request(s3, s3_client, bucket,
