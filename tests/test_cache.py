@@ -190,6 +190,23 @@ def test_a_scan_that_cannot_fit_writes_only_what_its_hits_pay_for(tmp_path):
         assert cache.stats.evicted == 0 and len(entry_files(tmp_path)) == 16
 
 
+def test_an_eager_cache_writes_all_that_fits_in_the_first_epoch_of_a_scan_that_cannot(tmp_path):
+    urls = [f"s3://b/{i:03d}" for i in range(32)]
+    with ObjectCache(CacheConfig(tmp_path, 16 * UNIT, fill="eager")) as cache:
+        for epoch in range(2):
+            cache.expect((url, UNIT, "e1") for url in urls)
+            for url in urls:
+                read_whole(cache, url)
+            cache.flush()
+        assert (cache.stats.admitted, cache.stats.deferred, cache.stats.evicted) == (16, 0, 0)
+        assert cache.stats.hit_bytes == 16 * UNIT  # the second epoch reads the first 16 from the cache
+
+
+def test_a_fill_that_is_not_one_names_the_valid_ones():
+    with pytest.raises(ValueError, match="invalid CacheConfig: fill must be one of 'paid', 'eager', got 'lazy'"):
+        CacheConfig("/tmp/c", "1GiB", fill="lazy")
+
+
 def test_a_scan_that_fits_is_written_whole_at_once_even_after_one_that_did_not(tmp_path):
     with ObjectCache(CacheConfig(tmp_path, 16 * UNIT)) as cache:
         cache.expect((f"s3://big/{i}", UNIT, "e1") for i in range(32))

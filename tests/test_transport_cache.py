@@ -258,6 +258,20 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "channels", *args], capture_output=True, text=True, timeout=60)
 
 
+def test_the_cache_flags_travel_to_a_child_command_with_the_fill():
+    import argparse
+
+    from channels.cli.args import add_cache_arguments, cache_argv, cache_config
+
+    parser = argparse.ArgumentParser()
+    add_cache_arguments(parser)
+    args = parser.parse_args(["--cache-dir", "/c", "--cache-size", "1GiB", "--cache-fill", "eager"])
+    assert cache_config(args, "pipe") == CacheConfig("/c", "1GiB", fill="eager")
+    again = parser.parse_args(cache_argv(args))
+    assert cache_config(again, "pipe") == cache_config(args, "pipe")
+    assert cache_config(parser.parse_args(["--cache-dir", "/c", "--cache-size", "1GiB"]), "pipe").fill == "paid"
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--cache-dir", "DIR", "--cache-size", "ten"], "argument --cache-size: 'ten' is not a size: give bytes or "
                                                     "a number with a unit, e.g. 500MiB, 20GiB or 1.5TB"),
@@ -265,6 +279,8 @@ def cli(*args: str) -> subprocess.CompletedProcess:
                              "--cache-size SIZE (e.g. 20GiB)"),
     (["--cache-size", "1GiB"], "channels pipe: error: a cache needs a directory and a size limit: add "
                                "--cache-dir DIR"),
+    (["--cache-dir", "DIR", "--cache-size", "1GiB", "--cache-fill", "lazy"],
+     "argument --cache-fill: invalid choice: 'lazy' (choose from 'paid', 'eager')"),
     (["--cache-dir", "FILE/cache", "--cache-size", "1GiB"],
      "channels pipe: error: cache directory FILE/cache cannot be written (NotADirectoryError: Not a directory): "
      "give --cache-dir (CacheConfig.directory) a writable folder on a local disk, or fix its permissions"),

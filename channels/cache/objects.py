@@ -78,7 +78,7 @@ class ObjectCache:
         self._pending = Batch()
         # Victims promised to newcomers since the last batch: not offered twice.
         self._claimed: set[str] = set()
-        self._allowance = Allowance(self.limit)
+        self._allowance = Allowance(self.limit, eager=config.fill == "eager")
         self._last_flush = time.monotonic()
         self._closed = False
 
@@ -87,14 +87,16 @@ class ObjectCache:
     def expect(self, objects: Iterable[tuple[str, int, str]]) -> None:
         """A scan of these ``(url, size, etag)`` begins, each object read whole (a stream's epoch).
 
-        While the latest scan is larger than the limit, newcomers are written
-        only as far as the scan's hits pay for them (the bytes of its objects
+        While the latest scan is larger than the limit (with
+        ``CacheConfig.fill="paid"``, the default), newcomers are written only
+        as far as the scan's hits pay for them (the bytes of its objects
         already kept: :class:`~channels.cache.policy.Allowance`); the others
         are counted as ``deferred`` and read from the store alone.
         """
         objects = list(objects)
         total = sum(size for _, size, _ in objects)
-        keys = {entry_key(url, etag) for url, _, etag in objects} if total > self.limit else set()
+        bounded = total > self.limit and self.config.fill == "paid"
+        keys = {entry_key(url, etag) for url, _, etag in objects} if bounded else set()
         with self._lock:
             self._check_fork()
             if self._closed:
@@ -333,7 +335,8 @@ class ObjectCache:
             fill.forget()
         self._fills, self._fill_bytes, self._pending = {}, 0, Batch()
         self._claimed = set()
-        self._allowance = Allowance(self.limit)  # this process's own seed; its streams say what they scan
+        # This process's own seed; its streams say what they scan.
+        self._allowance = Allowance(self.limit, eager=self.config.fill == "eager")
         self._pid = os.getpid()
         self._index = self._open_index(sweep=False)
 

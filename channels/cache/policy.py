@@ -92,6 +92,7 @@ class Allowance:
 
     Args:
         limit: the cache's size limit.
+        eager: never bounded (``CacheConfig(fill="eager")``): every newcomer that fits is written.
 
     Example:
         >>> a = Allowance(1600)
@@ -103,8 +104,9 @@ class Allowance:
         True
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, *, eager: bool = False) -> None:
         self.limit = limit
+        self.eager = eager
         self._lock = threading.Lock()
         # Invariant: credit <= limit; writes start only while credit > 0 (the last may overdraw it).
         self._credit = max(1, limit // SEED_PARTS)
@@ -119,7 +121,7 @@ class Allowance:
         is served).
         """
         with self._lock:
-            self._bounded = scan_bytes > self.limit
+            self._bounded = scan_bytes > self.limit and not self.eager
             if self._bounded:
                 self._credit = min(self.limit, self._credit + EARN_RATIO * kept_bytes)
 
