@@ -164,11 +164,11 @@ def test_a_dataset_twice_the_cache_keeps_a_stable_resident_set(tmp_path, order):
         assert cache.stats.admitted == 20 and cache.stats.evicted == 0
 
 
-def test_a_scan_that_cannot_fit_writes_only_what_its_hits_pay_for(tmp_path):
+def test_a_paid_fill_of_a_scan_that_cannot_fit_writes_only_what_its_hits_pay_for(tmp_path):
     """Announced as a whole, a scan twice the cache writes 1/16 of the limit first, then per epoch its kept bytes."""
     urls = [f"s3://b/{i:03d}" for i in range(32)]
     rng = random.Random(5)
-    with ObjectCache(CacheConfig(tmp_path, 16 * UNIT)) as cache:
+    with ObjectCache(CacheConfig(tmp_path, 16 * UNIT, fill="paid")) as cache:
         rows = []
         for _ in range(7):
             epoch = list(urls)
@@ -192,7 +192,7 @@ def test_a_scan_that_cannot_fit_writes_only_what_its_hits_pay_for(tmp_path):
 
 def test_an_eager_cache_writes_all_that_fits_in_the_first_epoch_of_a_scan_that_cannot(tmp_path):
     urls = [f"s3://b/{i:03d}" for i in range(32)]
-    with ObjectCache(CacheConfig(tmp_path, 16 * UNIT, fill="eager")) as cache:
+    with ObjectCache(CacheConfig(tmp_path, 16 * UNIT)) as cache:  # eager, the default
         for epoch in range(2):
             cache.expect((url, UNIT, "e1") for url in urls)
             for url in urls:
@@ -203,12 +203,12 @@ def test_an_eager_cache_writes_all_that_fits_in_the_first_epoch_of_a_scan_that_c
 
 
 def test_a_fill_that_is_not_one_names_the_valid_ones():
-    with pytest.raises(ValueError, match="invalid CacheConfig: fill must be one of 'paid', 'eager', got 'lazy'"):
+    with pytest.raises(ValueError, match="invalid CacheConfig: fill must be one of 'eager', 'paid', got 'lazy'"):
         CacheConfig("/tmp/c", "1GiB", fill="lazy")
 
 
-def test_a_scan_that_fits_is_written_whole_at_once_even_after_one_that_did_not(tmp_path):
-    with ObjectCache(CacheConfig(tmp_path, 16 * UNIT)) as cache:
+def test_a_paid_fill_writes_a_scan_that_fits_whole_at_once_even_after_one_that_did_not(tmp_path):
+    with ObjectCache(CacheConfig(tmp_path, 16 * UNIT, fill="paid")) as cache:
         cache.expect((f"s3://big/{i}", UNIT, "e1") for i in range(32))
         read_whole(cache, "s3://big/0")
         read_whole(cache, "s3://big/1")  # the seed, one object, is spent

@@ -49,9 +49,9 @@ def upload(client, bucket: str, sizes=SIZES, salt: bytes = b"") -> dict[str, byt
     return objects
 
 
-def config(tmp_path: Path, limit: int | str = "64MiB") -> TransportConfig:
+def config(tmp_path: Path, limit: int | str = "64MiB", fill: str = "eager") -> TransportConfig:
     return TransportConfig(part_size=1 * MIB, budget_bytes=8 * MIB, max_workers=4,
-                           cache=CacheConfig(tmp_path / "cache", limit))
+                           cache=CacheConfig(tmp_path / "cache", limit, fill=fill))
 
 
 def entries(tmp_path: Path) -> list[str]:
@@ -111,12 +111,33 @@ def test_without_relisting_the_cache_serves_the_version_listed(s3, s3_client, bu
         assert r.counts["relists"] == 0 and r.transport.cache_stats.misses == r.transport.cache_stats.hits
 
 
-def test_a_dataset_twice_the_cache_fills_half_as_its_hits_pay_then_keeps_it(s3, s3_client, bucket, tmp_path):
+def test_a_dataset_twice_the_cache_keeps_half_and_reads_the_rest_unwritten(s3, s3_client, bucket, tmp_path):
     sizes = [2 * MIB] * 8
     objects = upload(s3_client, bucket, sizes)
     with Proxy(s3.endpoint_url) as proxy, \
             PipeReader(f"s3://{bucket}/{PREFIX}", store=Store(proxy.url), config=config(tmp_path, 8 * MIB),
                        shuffle_seed=3) as r:
+        assert epoch_bytes(r, 0) == objects
+        r.transport.cache.flush()
+        resident = sorted(entries(tmp_path))
+        assert len(resident) == 4  # eager, the default: the first epoch writes all that fits
+        for epoch in (1, 2, 3):
+            proxy.reset_stats()
+            assert epoch_bytes(r, epoch) == objects
+            assert proxy.stats.object_gets == 4 * 2  # the four objects not kept, two parts each
+            r.transport.cache.flush()
+            assert sorted(entries(tmp_path)) == resident  # no thrash: the same four every epoch
+        assert r.transport.cache_stats.admitted == 4 and r.transport.cache_stats.evicted == 0
+        assert r.transport.cache_stats.deferred == 0
+
+
+def test_a_paid_fill_of_a_dataset_twice_the_cache_grows_as_its_hits_pay_then_keeps_it(s3, s3_client, bucket,
+                                                                                      tmp_path):
+    sizes = [2 * MIB] * 8
+    objects = upload(s3_client, bucket, sizes)
+    with Proxy(s3.endpoint_url) as proxy, \
+            PipeReader(f"s3://{bucket}/{PREFIX}", store=Store(proxy.url),
+                       config=config(tmp_path, 8 * MIB, fill="paid"), shuffle_seed=3) as r:
         kept, gets, deferred = [], [], []
         for epoch in range(6):
             proxy.reset_stats()
@@ -265,11 +286,11 @@ def test_the_cache_flags_travel_to_a_child_command_with_the_fill():
 
     parser = argparse.ArgumentParser()
     add_cache_arguments(parser)
-    args = parser.parse_args(["--cache-dir", "/c", "--cache-size", "1GiB", "--cache-fill", "eager"])
-    assert cache_config(args, "pipe") == CacheConfig("/c", "1GiB", fill="eager")
+    args = parser.parse_args(["--cache-dir", "/c", "--cache-size", "1GiB", "--cache-fill", "paid"])
+    assert cache_config(args, "pipe") == CacheConfig("/c", "1GiB", fill="paid")
     again = parser.parse_args(cache_argv(args))
     assert cache_config(again, "pipe") == cache_config(args, "pipe")
-    assert cache_config(parser.parse_args(["--cache-dir", "/c", "--cache-size", "1GiB"]), "pipe").fill == "paid"
+    assert cache_config(parser.parse_args(["--cache-dir", "/c", "--cache-size", "1GiB"]), "pipe").fill == "eager"
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -280,7 +301,7 @@ def test_the_cache_flags_travel_to_a_child_command_with_the_fill():
     (["--cache-size", "1GiB"], "channels pipe: error: a cache needs a directory and a size limit: add "
                                "--cache-dir DIR"),
     (["--cache-dir", "DIR", "--cache-size", "1GiB", "--cache-fill", "lazy"],
-     "argument --cache-fill: invalid choice: 'lazy' (choose from 'paid', 'eager')"),
+     "argument --cache-fill: invalid choice: 'lazy' (choose from 'eager', 'paid')"),
     (["--cache-dir", "FILE/cache", "--cache-size", "1GiB"],
      "channels pipe: error: cache directory FILE/cache cannot be written (NotADirectoryError: Not a directory): "
      "give --cache-dir (CacheConfig.directory) a writable folder on a local disk, or fix its permissions"),

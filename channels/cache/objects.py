@@ -88,7 +88,7 @@ class ObjectCache:
         """A scan of these ``(url, size, etag)`` begins, each object read whole (a stream's epoch).
 
         While the latest scan is larger than the limit (with
-        ``CacheConfig.fill="paid"``, the default), newcomers are written only
+        ``CacheConfig(fill="paid")``), newcomers are written only
         as far as the scan's hits pay for them (the bytes of its objects
         already kept: :class:`~channels.cache.policy.Allowance`); the others
         are counted as ``deferred`` and read from the store alone.

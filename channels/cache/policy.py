@@ -17,18 +17,20 @@ than the entries (another channel reads it too, a validation set) replaces
 the coldest of them, and a dataset no longer read gives way as its counts
 fade (:data:`AGING_MIN`).
 
-A scan larger than the cache (:class:`Allowance`): keeping the first objects
-that fit costs the epoch that writes them (each byte written is a copy into
-the page cache, CPU that the reads need too) and no epoch gets it back until
-a later one reads them. So while the latest scan announced to the cache
-cannot fit, it writes at first only 1/:data:`SEED_PARTS` of its limit, and
+A scan larger than the cache, with ``CacheConfig(fill="paid")``
+(:class:`Allowance`): keeping the first objects that fit costs the epoch
+that writes them (each byte written is a copy into the page cache, CPU that
+the reads may need too) and no epoch gets it back until a later one reads
+them. So while the latest scan announced to the cache cannot fit, it writes
+at first only 1/:data:`SEED_PARTS` of its limit, and
 after that only what each scan's hits pay for: :data:`EARN_RATIO` byte
 written per byte of the scan it already keeps (credited when the scan is
 announced, so that the order of its objects does not matter). Every epoch
 then spends on writes no more than its own hits save, and the resident set
 doubles from epoch to epoch (1/16, 2/16, 4/16, 8/16 of the limit, full in
 the fifth). A scan that fits is written whole at once: its next epoch reads
-everything from the cache, which pays for the first many times over.
+everything from the cache, which pays for the first many times over. With
+``fill="eager"`` (the default) every scan is written as far as it fits.
 """
 
 from __future__ import annotations

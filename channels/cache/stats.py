@@ -19,7 +19,7 @@ class CacheStats(Counters):
             without evicting entries read as often (the scan guard), larger
             than the limit, or this process's writes in progress at the limit.
         deferred: whole-object reads not written because the scan they are
-            part of cannot fit and its hits do not pay for more writes
+            part of cannot fit (``CacheConfig(fill="paid")``) and its hits do not pay for more writes
             (:class:`~channels.cache.policy.Allowance`); a later epoch, with
             more hits, writes more.
         evicted: entries this process removed to make room (least recently

@@ -19,10 +19,11 @@ def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
                              "there; needs --cache-size. Processes may share one DIR")
     parser.add_argument("--cache-size", metavar="SIZE", type=_size,
                         help="the most bytes the cache keeps, e.g. 20GiB or 500MB; needs --cache-dir")
-    parser.add_argument("--cache-fill", choices=("paid", "eager"), default="paid",
-                        help="how a dataset larger than the cache fills it: 'paid' (default) writes 1/16 of "
-                             "the cache in the first epoch, then per epoch as much as it finds kept; 'eager' "
-                             "writes all that fits in the first epoch")
+    parser.add_argument("--cache-fill", choices=("eager", "paid"), default="eager",
+                        help="how a dataset larger than the cache fills it: 'eager' (default) writes all that "
+                             "fits in the first epoch; 'paid' writes 1/16 of the cache in the first epoch, then "
+                             "per epoch as much as it finds kept (no epoch spends more CPU on copies than its "
+                             "hits save)")
 
 
 def cache_config(args: argparse.Namespace, command: str):
@@ -40,7 +41,7 @@ def cache_config(args: argparse.Namespace, command: str):
         missing = "--cache-dir DIR" if directory is None else "--cache-size SIZE (e.g. 20GiB)"
         raise ValueError(f"a cache needs a directory and a size limit: add {missing} "
                          f"(channels {command} ... --cache-dir DIR --cache-size 20GiB)")
-    return CacheConfig(directory, size, fill=getattr(args, "cache_fill", "paid"))
+    return CacheConfig(directory, size, fill=getattr(args, "cache_fill", "eager"))
 
 
 def cache_argv(args: argparse.Namespace) -> list[str]:
@@ -48,7 +49,7 @@ def cache_argv(args: argparse.Namespace) -> list[str]:
     if getattr(args, "cache_dir", None) is None or getattr(args, "cache_size", None) is None:
         return []
     return ["--cache-dir", args.cache_dir, "--cache-size", str(args.cache_size),
-            "--cache-fill", getattr(args, "cache_fill", "paid")]
+            "--cache-fill", getattr(args, "cache_fill", "eager")]
 
 
 def _size(text: str) -> int:
