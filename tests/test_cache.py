@@ -164,6 +164,65 @@ def test_a_dataset_twice_the_cache_keeps_a_stable_resident_set(tmp_path, order):
         assert cache.stats.admitted == 20 and cache.stats.evicted == 0
 
 
+def test_a_paid_fill_of_a_scan_that_cannot_fit_writes_only_what_its_hits_pay_for(tmp_path):
+    """Announced as a whole, a scan twice the cache writes 1/16 of the limit first, then per epoch its kept bytes."""
+    urls = [f"s3://b/{i:03d}" for i in range(32)]
+    rng = random.Random(5)
+    with ObjectCache(CacheConfig(tmp_path, 16 * UNIT, fill="paid")) as cache:
+        rows = []
+        for _ in range(7):
+            epoch = list(urls)
+            rng.shuffle(epoch)
+            before = cache.stats.snapshot()
+            cache.expect((url, UNIT, "e1") for url in epoch)
+            for url in epoch:
+                read_whole(cache, url)
+            cache.flush()
+            after = cache.stats.snapshot()
+            rows.append({k: after[k] - before[k] for k in ("hits", "admitted", "deferred", "rejected")})
+            rows[-1]["hits"] //= 4  # four parts per object
+        # Each epoch writes as many objects as it finds kept (the first: one, 1/16 of the limit), so
+        # the resident set doubles; once full, misses meet the scan guard and nothing is evicted.
+        assert [r["hits"] for r in rows] == [0, 1, 2, 4, 8, 16, 16]
+        assert [r["admitted"] for r in rows] == [1, 1, 2, 4, 8, 0, 0]
+        assert [r["deferred"] for r in rows] == [31, 30, 28, 24, 16, 0, 0]
+        assert [r["rejected"] for r in rows] == [0, 0, 0, 0, 0, 16, 16]
+        assert cache.stats.evicted == 0 and len(entry_files(tmp_path)) == 16
+
+
+def test_an_eager_cache_writes_all_that_fits_in_the_first_epoch_of_a_scan_that_cannot(tmp_path):
+    urls = [f"s3://b/{i:03d}" for i in range(32)]
+    with ObjectCache(CacheConfig(tmp_path, 16 * UNIT)) as cache:  # eager, the default
+        for epoch in range(2):
+            cache.expect((url, UNIT, "e1") for url in urls)
+            for url in urls:
+                read_whole(cache, url)
+            cache.flush()
+        assert (cache.stats.admitted, cache.stats.deferred, cache.stats.evicted) == (16, 0, 0)
+        assert cache.stats.hit_bytes == 16 * UNIT  # the second epoch reads the first 16 from the cache
+
+
+def test_a_fill_that_is_not_one_names_the_valid_ones():
+    with pytest.raises(ValueError, match="invalid CacheConfig: fill must be one of 'eager', 'paid', got 'lazy'"):
+        CacheConfig("/tmp/c", "1GiB", fill="lazy")
+
+
+def test_a_paid_fill_writes_a_scan_that_fits_whole_at_once_even_after_one_that_did_not(tmp_path):
+    with ObjectCache(CacheConfig(tmp_path, 16 * UNIT, fill="paid")) as cache:
+        cache.expect((f"s3://big/{i}", UNIT, "e1") for i in range(32))
+        read_whole(cache, "s3://big/0")
+        read_whole(cache, "s3://big/1")  # the seed, one object, is spent
+        cache.flush()
+        assert (cache.stats.admitted, cache.stats.deferred) == (1, 1)
+        small = [f"s3://small/{i}" for i in range(8)]
+        cache.expect((url, UNIT, "e1") for url in small)
+        for url in small:
+            read_whole(cache, url)
+        cache.flush()
+        assert (cache.stats.admitted, cache.stats.deferred) == (9, 1)
+        assert all(kept(cache, url) == body(url + "e1") for url in small)
+
+
 def test_a_killed_writer_leaves_no_entry_and_its_temporary_file_is_swept(tmp_path):
     ctx = multiprocessing.get_context("spawn")
     child = ctx.Process(target=_write_half_then_die, args=(str(tmp_path),))

@@ -9,6 +9,7 @@ epochs is measured by benchmarks/cache_bench.py, never asserted here.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import signal
@@ -49,9 +50,9 @@ def upload(client, bucket: str, sizes=SIZES, salt: bytes = b"") -> dict[str, byt
     return objects
 
 
-def config(tmp_path: Path, limit: int | str = "64MiB") -> TransportConfig:
+def config(tmp_path: Path, limit: int | str = "64MiB", fill: str = "eager") -> TransportConfig:
     return TransportConfig(part_size=1 * MIB, budget_bytes=8 * MIB, max_workers=4,
-                           cache=CacheConfig(tmp_path / "cache", limit))
+                           cache=CacheConfig(tmp_path / "cache", limit, fill=fill))
 
 
 def entries(tmp_path: Path) -> list[str]:
@@ -120,7 +121,7 @@ def test_a_dataset_twice_the_cache_keeps_half_and_reads_the_rest_unwritten(s3, s
         assert epoch_bytes(r, 0) == objects
         r.transport.cache.flush()
         resident = sorted(entries(tmp_path))
-        assert len(resident) == 4
+        assert len(resident) == 4  # eager, the default: the first epoch writes all that fits
         for epoch in (1, 2, 3):
             proxy.reset_stats()
             assert epoch_bytes(r, epoch) == objects
@@ -128,6 +129,34 @@ def test_a_dataset_twice_the_cache_keeps_half_and_reads_the_rest_unwritten(s3, s
             r.transport.cache.flush()
             assert sorted(entries(tmp_path)) == resident  # no thrash: the same four every epoch
         assert r.transport.cache_stats.admitted == 4 and r.transport.cache_stats.evicted == 0
+        assert r.transport.cache_stats.deferred == 0
+
+
+def test_a_paid_fill_of_a_dataset_twice_the_cache_grows_as_its_hits_pay_then_keeps_it(s3, s3_client, bucket,
+                                                                                      tmp_path):
+    sizes = [2 * MIB] * 8
+    objects = upload(s3_client, bucket, sizes)
+    with Proxy(s3.endpoint_url) as proxy, \
+            PipeReader(f"s3://{bucket}/{PREFIX}", store=Store(proxy.url),
+                       config=config(tmp_path, 8 * MIB, fill="paid"), shuffle_seed=3) as r:
+        kept, gets, deferred = [], [], []
+        for epoch in range(6):
+            proxy.reset_stats()
+            before = r.transport.cache_stats.deferred
+            assert epoch_bytes(r, epoch) == objects
+            r.transport.cache.flush()
+            gets.append(proxy.stats.object_gets)
+            deferred.append(r.transport.cache_stats.deferred - before)
+            kept.append(sorted(entries(tmp_path)))
+        # The stream announces each epoch whole (16 MiB, twice the limit): the first writes one
+        # object (a sixteenth of the limit, rounded up to an object), each later one as many bytes
+        # as it finds kept, until half the dataset is kept; then no thrash, the same four every epoch.
+        assert [len(k) for k in kept] == [1, 2, 4, 4, 4, 4]
+        assert all(set(a) <= set(b) for a, b in itertools.pairwise(kept)) and kept[2:] == [kept[2]] * 4
+        assert gets == [16, 14, 12, 8, 8, 8]  # two parts per object not kept
+        assert deferred == [7, 6, 4, 0, 0, 0]
+        stats = r.transport.cache_stats
+        assert stats.admitted == 4 and stats.evicted == 0 and stats.rejected == 3 * 4
 
 
 def test_fastfile_keeps_files_read_whole_and_a_second_view_reads_them_with_no_request(s3, s3_client, bucket,
@@ -251,6 +280,20 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "channels", *args], capture_output=True, text=True, timeout=60)
 
 
+def test_the_cache_flags_travel_to_a_child_command_with_the_fill():
+    import argparse
+
+    from channels.cli.args import add_cache_arguments, cache_argv, cache_config
+
+    parser = argparse.ArgumentParser()
+    add_cache_arguments(parser)
+    args = parser.parse_args(["--cache-dir", "/c", "--cache-size", "1GiB", "--cache-fill", "paid"])
+    assert cache_config(args, "pipe") == CacheConfig("/c", "1GiB", fill="paid")
+    again = parser.parse_args(cache_argv(args))
+    assert cache_config(again, "pipe") == cache_config(args, "pipe")
+    assert cache_config(parser.parse_args(["--cache-dir", "/c", "--cache-size", "1GiB"]), "pipe").fill == "eager"
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--cache-dir", "DIR", "--cache-size", "ten"], "argument --cache-size: 'ten' is not a size: give bytes or "
                                                     "a number with a unit, e.g. 500MiB, 20GiB or 1.5TB"),
@@ -258,6 +301,8 @@ def cli(*args: str) -> subprocess.CompletedProcess:
                              "--cache-size SIZE (e.g. 20GiB)"),
     (["--cache-size", "1GiB"], "channels pipe: error: a cache needs a directory and a size limit: add "
                                "--cache-dir DIR"),
+    (["--cache-dir", "DIR", "--cache-size", "1GiB", "--cache-fill", "lazy"],
+     "argument --cache-fill: invalid choice: 'lazy' (choose from 'eager', 'paid')"),
     (["--cache-dir", "FILE/cache", "--cache-size", "1GiB"],
      "channels pipe: error: cache directory FILE/cache cannot be written (NotADirectoryError: Not a directory): "
      "give --cache-dir (CacheConfig.directory) a writable folder on a local disk, or fix its permissions"),

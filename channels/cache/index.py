@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from channels.cache.layout import Layout
@@ -117,6 +118,11 @@ class Index:
         """Reads of ``key`` recorded while it was not kept (0 if none)."""
         row = self._db.execute("SELECT freq FROM seen WHERE key = ?", (key,)).fetchone()
         return row[0] if row else 0
+
+    def kept_bytes(self, keys: Iterable[str]) -> int:
+        """Bytes of the entries among ``keys``."""
+        want = set(keys)
+        return sum(size for key, size in self._db.execute("SELECT key, size FROM entries") if key in want)
 
     def _refresh(self) -> None:
         self.used = self._meta("used")

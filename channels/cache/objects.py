@@ -17,6 +17,10 @@ teed as they arrive. An object read only in part (a FastFile reader that
 seeks, a stream stopped early) never becomes an entry: its temporary file is
 dropped when idle for :data:`FILL_IDLE` seconds, when the cache closes, or
 by the next process to open the directory if this one was killed.
+
+A caller that knows what it is about to read whole (a stream's objects)
+says so with :meth:`ObjectCache.expect`: while that scan cannot fit, the
+cache writes only what its hits pay for (:class:`~channels.cache.policy.Allowance`).
 """
 
 from __future__ import annotations
@@ -27,13 +31,13 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from channels.cache.config import CacheConfig
 from channels.cache.fill import Fill
 from channels.cache.index import Batch, Index
 from channels.cache.layout import Layout, entry_key, unwritable
-from channels.cache.policy import choose_victims
+from channels.cache.policy import Allowance, choose_victims
 from channels.cache.stats import CacheStats
 from channels.filewrite import PREALLOCATE_MIN, preallocate
 
@@ -74,10 +78,32 @@ class ObjectCache:
         self._pending = Batch()
         # Victims promised to newcomers since the last batch: not offered twice.
         self._claimed: set[str] = set()
+        self._allowance = Allowance(self.limit, eager=config.fill == "eager")
         self._last_flush = time.monotonic()
         self._closed = False
 
     # ------------------------------------------------------------ what the transport calls
+
+    def expect(self, objects: Iterable[tuple[str, int, str]]) -> None:
+        """A scan of these ``(url, size, etag)`` begins, each object read whole (a stream's epoch).
+
+        While the latest scan is larger than the limit (with
+        ``CacheConfig(fill="paid")``), newcomers are written only
+        as far as the scan's hits pay for them (the bytes of its objects
+        already kept: :class:`~channels.cache.policy.Allowance`); the others
+        are counted as ``deferred`` and read from the store alone.
+        """
+        objects = list(objects)
+        total = sum(size for _, size, _ in objects)
+        bounded = total > self.limit and self.config.fill == "paid"
+        keys = {entry_key(url, etag) for url, _, etag in objects} if bounded else set()
+        with self._lock:
+            self._check_fork()
+            if self._closed:
+                return
+            if keys:
+                self._flush()  # the index then knows this process's entries too
+            self._allowance.expect(total, self._index.kept_bytes(keys) if keys else 0)
 
     def access(self, url: str, size: int, etag: str) -> None:
         """A whole-object read of this version begins: count it; start writing it if worth keeping."""
@@ -91,7 +117,9 @@ class ObjectCache:
             elif key not in self._fills:
                 self._pending.miss(key)
                 self._reap_idle()
-                if self._admissible(key, size):
+                if not self._allowance.affords():  # a scan too big to keep, and no hits to pay for it yet
+                    self.stats.add(deferred=1)
+                elif self._admissible(key, size):
                     self._open_fill(key, url, size)
                 else:
                     self.stats.add(rejected=1)
@@ -233,6 +261,7 @@ class ObjectCache:
                 return
         self._fills[key] = Fill(key, url, size, fd, path)
         self._fill_bytes += size
+        self._allowance.spend(size)
 
     def _end_fill(self, fill: Fill, *, admit: bool = False, abandoned: bool = False) -> None:
         with self._lock:
@@ -306,6 +335,8 @@ class ObjectCache:
             fill.forget()
         self._fills, self._fill_bytes, self._pending = {}, 0, Batch()
         self._claimed = set()
+        # This process's own seed; its streams say what they scan.
+        self._allowance = Allowance(self.limit, eager=self.config.fill == "eager")
         self._pid = os.getpid()
         self._index = self._open_index(sweep=False)
 

@@ -18,6 +18,10 @@ class CacheStats(Counters):
         rejected: whole-object reads not written to the cache: no room
             without evicting entries read as often (the scan guard), larger
             than the limit, or this process's writes in progress at the limit.
+        deferred: whole-object reads not written because the scan they are
+            part of cannot fit (``CacheConfig(fill="paid")``) and its hits do not pay for more writes
+            (:class:`~channels.cache.policy.Allowance`); a later epoch, with
+            more hits, writes more.
         evicted: entries this process removed to make room (least recently
             used first, among those read less often than the newcomer).
         evicted_bytes: their bytes.
@@ -27,5 +31,5 @@ class CacheStats(Counters):
             read itself goes on from the store.
     """
 
-    FIELDS = ("hits", "misses", "hit_bytes", "miss_bytes", "admitted", "admitted_bytes", "rejected",
+    FIELDS = ("hits", "misses", "hit_bytes", "miss_bytes", "admitted", "admitted_bytes", "rejected", "deferred",
               "evicted", "evicted_bytes", "abandoned", "write_errors")

@@ -13,12 +13,17 @@ def add_endpoint_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--cache-dir`` and ``--cache-size``: a local cache of whole objects for later epochs."""
+    """``--cache-dir``, ``--cache-size`` and ``--cache-fill``: a local cache of whole objects for later epochs."""
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="keep whole objects in DIR (a local disk) so that later epochs read them from "
                              "there; needs --cache-size. Processes may share one DIR")
     parser.add_argument("--cache-size", metavar="SIZE", type=_size,
                         help="the most bytes the cache keeps, e.g. 20GiB or 500MB; needs --cache-dir")
+    parser.add_argument("--cache-fill", choices=("eager", "paid"), default="eager",
+                        help="how a dataset larger than the cache fills it: 'eager' (default) writes all that "
+                             "fits in the first epoch; 'paid' writes 1/16 of the cache in the first epoch, then "
+                             "per epoch as much as it finds kept (no epoch spends more CPU on copies than its "
+                             "hits save)")
 
 
 def cache_config(args: argparse.Namespace, command: str):
@@ -36,14 +41,15 @@ def cache_config(args: argparse.Namespace, command: str):
         missing = "--cache-dir DIR" if directory is None else "--cache-size SIZE (e.g. 20GiB)"
         raise ValueError(f"a cache needs a directory and a size limit: add {missing} "
                          f"(channels {command} ... --cache-dir DIR --cache-size 20GiB)")
-    return CacheConfig(directory, size)
+    return CacheConfig(directory, size, fill=getattr(args, "cache_fill", "eager"))
 
 
 def cache_argv(args: argparse.Namespace) -> list[str]:
     """The cache flags again, for a child ``channels`` command."""
     if getattr(args, "cache_dir", None) is None or getattr(args, "cache_size", None) is None:
         return []
-    return ["--cache-dir", args.cache_dir, "--cache-size", str(args.cache_size)]
+    return ["--cache-dir", args.cache_dir, "--cache-size", str(args.cache_size),
+            "--cache-fill", getattr(args, "cache_fill", "eager")]
 
 
 def _size(text: str) -> int:

@@ -88,11 +88,12 @@ class HostSpec:
         return f"algo-{self.host_index + 1}"
 
     def cache_arguments(self) -> list[str]:
-        """``--cache-dir``/``--cache-size`` for this host's Pipe and FastFile services (none without a cache)."""
+        """``--cache-dir``/``--cache-size``/``--cache-fill`` for this host's Pipe and FastFile services (none without
+        a cache)."""
         if self.cache is None:
             return []
         return ["--cache-dir", os.path.join(self.cache.directory, self.host), "--cache-size",
-                str(self.cache.size_bytes)]
+                str(self.cache.size_bytes), "--cache-fill", self.cache.fill]
 
     def channels_in(self, mode: str) -> list[str]:
         return [c.name for c in self.job.channels if self.job.mode_of(c) == mode]

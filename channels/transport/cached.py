@@ -34,7 +34,7 @@ the store per object per epoch, which is what the cache is there to save.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from channels.cache import ObjectCache
 from channels.listing import ObjectRef
@@ -67,12 +67,20 @@ class CachingFetcher(Fetcher):
             self.cache.access(ref.url, ref.size, ref.etag)
 
     def accessing(self, targets: Iterable) -> Iterator:
-        """``targets`` as they are, each whole object announced before any of its parts is read."""
+        """``targets`` as they are, each whole object announced before any of its parts is read.
+
+        A list of targets (a stream's epoch) is first announced as a whole
+        (:meth:`ObjectCache.expect`: its cacheable objects read from their
+        start), so that a scan the cache cannot hold writes only what its
+        hits pay for; a lazy iterable is not.
+        """
+        if isinstance(targets, Sequence):
+            self.cache.expect((t.url, t.size, t.etag) for t in map(_whole, targets)
+                              if t is not None and t.inline is None and self.cacheable(t.url, t.size, t.etag))
         for target in targets:
-            if isinstance(target, ObjectRef):
-                self.access(target)
-            elif isinstance(target, tuple) and len(target) == 2 and target[1] == 0:
-                self.access(target[0])
+            ref = _whole(target)
+            if ref is not None:
+                self.access(ref)
             yield target
 
     def read(self, url: str, start: int, view: memoryview, size: int | None, etag: str | None,
@@ -103,3 +111,12 @@ class CachingFetcher(Fetcher):
 
         done = max(done, 0)
         super().read_to(url, start + done, n - done, scratch, tee, size, etag, cancel)
+
+
+def _whole(target) -> ObjectRef | None:
+    """The object a stream's target reads from its start, or None (a resumed read)."""
+    if isinstance(target, ObjectRef):
+        return target
+    if isinstance(target, tuple) and len(target) == 2 and target[1] == 0:
+        return target[0]
+    return None

@@ -79,6 +79,9 @@ class Transport:
 
         An item may be ``(ref, start)``: that object's bytes from ``start`` on
         only (a resumed read), its chunks' offsets counted in the object.
+        With a cache, a list (not a lazy iterable) of ``refs`` tells it the
+        size of the whole scan first: one it cannot hold is written only as
+        far as its hits pay for (:mod:`channels.cache.policy`).
 
         Objects come in the order given, each one's chunks in offset order;
         reads run ahead across objects within ``config.budget_bytes``. A

@@ -144,7 +144,8 @@ def iter_pieces(transport: Transport, refs: Iterable[ObjectRef | tuple[ObjectRef
         counts.setdefault(key, 0)
     if gzip and any(offset for _, offset in targets):
         raise ValueError("a Gzip object cannot be read from an offset: inflate it from its start")
-    stream = transport.stream((r, o) if o else r for r, o in targets if r.inline is None)
+    # A list, not a generator: a cache learns the size of the whole epoch up front (ObjectCache.expect).
+    stream = transport.stream([(r, o) if o else r for r, o in targets if r.inline is None])
     try:
         for ref, _ in targets:
             counts["objects"] += 1
