@@ -78,7 +78,9 @@ class ObjectCache:
         self._pending = Batch()
         # Victims promised to newcomers since the last batch: not offered twice.
         self._claimed: set[str] = set()
-        self._allowance = Allowance(self.limit, eager=config.fill == "eager")
+        #: Whether streams announce their scans (``fill="paid"``): with "eager" nothing reads them.
+        self.paid = config.fill == "paid"
+        self._allowance = Allowance(self.limit)
         self._last_flush = time.monotonic()
         self._closed = False
 
@@ -91,12 +93,14 @@ class ObjectCache:
         ``CacheConfig(fill="paid")``), newcomers are written only
         as far as the scan's hits pay for them (the bytes of its objects
         already kept: :class:`~channels.cache.policy.Allowance`); the others
-        are counted as ``deferred`` and read from the store alone.
+        are counted as ``deferred`` and read from the store alone. With
+        ``fill="eager"`` it does nothing.
         """
+        if not self.paid:
+            return
         objects = list(objects)
         total = sum(size for _, size, _ in objects)
-        bounded = total > self.limit and self.config.fill == "paid"
-        keys = {entry_key(url, etag) for url, _, etag in objects} if bounded else set()
+        keys = {entry_key(url, etag) for url, _, etag in objects} if total > self.limit else set()
         with self._lock:
             self._check_fork()
             if self._closed:
@@ -336,7 +340,7 @@ class ObjectCache:
         self._fills, self._fill_bytes, self._pending = {}, 0, Batch()
         self._claimed = set()
         # This process's own seed; its streams say what they scan.
-        self._allowance = Allowance(self.limit, eager=self.config.fill == "eager")
+        self._allowance = Allowance(self.limit)
         self._pid = os.getpid()
         self._index = self._open_index(sweep=False)
 

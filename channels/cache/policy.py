@@ -94,7 +94,6 @@ class Allowance:
 
     Args:
         limit: the cache's size limit.
-        eager: never bounded (``CacheConfig(fill="eager")``): every newcomer that fits is written.
 
     Example:
         >>> a = Allowance(1600)
@@ -106,9 +105,8 @@ class Allowance:
         True
     """
 
-    def __init__(self, limit: int, *, eager: bool = False) -> None:
+    def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.eager = eager
         self._lock = threading.Lock()
         # Invariant: credit <= limit; writes start only while credit > 0 (the last may overdraw it).
         self._credit = max(1, limit // SEED_PARTS)
@@ -123,7 +121,7 @@ class Allowance:
         is served).
         """
         with self._lock:
-            self._bounded = scan_bytes > self.limit and not self.eager
+            self._bounded = scan_bytes > self.limit
             if self._bounded:
                 self._credit = min(self.limit, self._credit + EARN_RATIO * kept_bytes)
 
@@ -137,8 +135,3 @@ class Allowance:
         with self._lock:
             if self._bounded:
                 self._credit -= nbytes
-
-    @property
-    def bounded(self) -> bool:
-        """Whether the latest scan cannot fit (writes are paid for by hits)."""
-        return self._bounded

@@ -69,12 +69,12 @@ class CachingFetcher(Fetcher):
     def accessing(self, targets: Iterable) -> Iterator:
         """``targets`` as they are, each whole object announced before any of its parts is read.
 
-        A list of targets (a stream's epoch) is first announced as a whole
-        (:meth:`ObjectCache.expect`: its cacheable objects read from their
-        start), so that a scan the cache cannot hold writes only what its
-        hits pay for; a lazy iterable is not.
+        With ``CacheConfig(fill="paid")``, a list of targets (a stream's
+        epoch) is first announced as a whole (:meth:`ObjectCache.expect`: its
+        cacheable objects read from their start), so that a scan the cache
+        cannot hold writes only what its hits pay for; a lazy iterable is not.
         """
-        if isinstance(targets, Sequence):
+        if self.cache.paid and isinstance(targets, Sequence):
             self.cache.expect((t.url, t.size, t.etag) for t in map(_whole, targets)
                               if t is not None and t.inline is None and self.cacheable(t.url, t.size, t.etag))
         for target in targets:
