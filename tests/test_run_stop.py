@@ -152,8 +152,17 @@ def test_sigterm_to_channels_run_stops_the_job_cleanly(data, bucket, tmp_path):
 
 
 def test_one_host_failing_stops_the_others(data, bucket, s3_client, tmp_path):
-    script = ("import os, sys, time\n"
-              "if os.environ['SM_CURRENT_HOST'] == 'algo-2': sys.exit(5)\n"
+    # algo-2 fails only once algo-1's script runs: failing sooner, it would stop algo-1 before its
+    # script started (no return code to check), which is right but not what this test is about.
+    started_marker = tmp_path / "algo-1-started"
+    script = ("import os, pathlib, sys, time\n"
+              f"marker = pathlib.Path({str(started_marker)!r})\n"
+              "if os.environ['SM_CURRENT_HOST'] == 'algo-2':\n"
+              "    deadline = time.monotonic() + 15\n"
+              "    while not marker.exists() and time.monotonic() < deadline:\n"
+              "        time.sleep(0.02)\n"
+              "    sys.exit(5)\n"
+              "marker.touch()\n"
               "time.sleep(60)\n")
     started = time.monotonic()
     result = run_job(RunOptions(make_job("Pipe", bucket, runtime=600), (sys.executable, "-c", script),
@@ -163,7 +172,7 @@ def test_one_host_failing_stops_the_others(data, bucket, s3_client, tmp_path):
     assert result.message.startswith("Failed: algo-2: AlgorithmError")
     first = result.hosts[0]
     assert first.outcome is Outcome.STOPPED and first.stop_reason == "peer-failed"
-    assert first.returncode == -signal.SIGTERM
+    assert started_marker.exists() and first.returncode == -signal.SIGTERM
     assert "exited with status 5" in (tmp_path / "run" / "algo-2" / "output" / "failure").read_text()
 
 
