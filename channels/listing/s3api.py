@@ -10,7 +10,7 @@ quotes matched by the expression, it takes 1.8 ms against 2.4 ms on a
 278 KB page of 1000 S3-style entries (quiet machine, medians of 7).
 At 100 M objects (100,000 pages) that is 3.9 CPU-hours against 6
 CPU-minutes, so pages are fetched with urllib3 and parsed here. Credentials
-and the region come from botocore's chain (:func:`channels.store.aws_identity`,
+and the region are resolved as botocore resolves them (:func:`channels.store.aws_identity`,
 as for the transport); the SigV4 headers from :mod:`channels.sigv4`,
 which signs a bodiless GET exactly as botocore's ``S3SigV4Auth`` does (tested
 against it) at a fraction of its CPU. Each bucket's connection pool, path and
