@@ -14,12 +14,13 @@ def add_endpoint_argument(parser: argparse.ArgumentParser) -> None:
 
 def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
     """``--cache-dir``, ``--cache-size`` and ``--cache-fill``: a local cache of whole objects for later epochs."""
+    from channels.cache.config import FILLS  # the commands with a cache load it anyway
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="keep whole objects in DIR (a local disk) so that later epochs read them from "
                              "there; needs --cache-size. Processes may share one DIR")
     parser.add_argument("--cache-size", metavar="SIZE", type=_size,
                         help="the most bytes the cache keeps, e.g. 20GiB or 500MB; needs --cache-dir")
-    parser.add_argument("--cache-fill", choices=("eager", "paid"), default="eager",
+    parser.add_argument("--cache-fill", choices=FILLS, default=FILLS[0],
                         help="how a dataset larger than the cache fills it: 'eager' (default) writes all that "
                              "fits in the first epoch; 'paid' writes 1/16 of the cache in the first epoch, then "
                              "per epoch as much as it finds kept (no epoch spends more CPU on copies than its "
