@@ -6,7 +6,7 @@ every policy and epoch, then trains a tiny DDP model for one epoch; rank 0
 writes what every rank saw to ``OUT/result.json``.
 
 Usage: torchrun ... torchrun_job.py DATA OUT --policies pad,drop --epochs 2
-       --workers 2 --split bytes --train pad --timeout 20
+       --workers 2 --split bytes --train pad --timeout 60
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ def main() -> None:
     p.add_argument("--split", default="bytes")
     p.add_argument("--train", default="pad", help="the policy of the DDP epoch")
     p.add_argument("--seed", type=int, default=5, help="shuffle seed (-1: none)")
-    p.add_argument("--timeout", type=float, default=20, help="seconds a collective may wait")
+    p.add_argument("--timeout", type=float, default=60,
+                   help="seconds a collective may wait (a rank on a stalled shared machine can lag 20 s)")
     args = p.parse_args()
     dist.init_process_group("gloo", timeout=timedelta(seconds=args.timeout))
     rank, world = dist.get_rank(), dist.get_world_size()
