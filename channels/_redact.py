@@ -14,7 +14,8 @@ import re
 
 LOGGERS = ("botocore.auth", "botocore.endpoint", "botocore.httpsession", "botocore.hooks", "botocore.parsers",
            "botocore.utils", "botocore.credentials", "botocore.awsrequest", "botocore.retryhandler",
-           "aiobotocore.endpoint", "aiobotocore.httpsession", "aiobotocore.hooks", "s3fs", "urllib3.connectionpool")
+           "aiobotocore.endpoint", "aiobotocore.httpsession", "aiobotocore.hooks", "s3fs", "urllib3.connectionpool",
+           "channels.http")
 
 _PATTERNS = [
     (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*b?['\"]?)[^'\"\n,}]+"), r"\1<redacted>"),

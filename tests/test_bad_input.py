@@ -298,7 +298,7 @@ def test_fifo_directory_that_is_immutable(s3, s3_client, bucket, tmp_path):
 # ---------------------------------------------------------------- credentials
 
 def test_right_credentials_pass_the_signature_check(auth_s3):
-    """The control: moto checks signatures, and ours (urllib3 + botocore's signer) pass."""
+    """The control: moto checks signatures, and ours (channels.http + channels.sigv4) pass."""
     endpoint, key, secret, bucket = auth_s3
     store = Store(endpoint, (("key", key), ("secret", secret)))
     listing = list_prefix(f"s3://{bucket}/p/", store=store)

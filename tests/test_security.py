@@ -239,13 +239,13 @@ def test_debug_logs_of_every_library_hold_no_credentials(s3, s3_client, bucket):
         store = Store(s3.endpoint_url, (("key", KEY_ID), ("secret", SECRET), ("token", TOKEN)))
         listing = list_prefix(f"s3://{bucket}/p/", store=store)
         with Transport(store, TransportConfig(**FAST)) as t:
-            t.read_range(listing.refs[0], 0, 100)  # signed by channels.sigv4, sent by urllib3 (which logs it)
+            t.read_range(listing.refs[0], 0, 100)  # signed by channels.sigv4, sent by channels.http (which logs it)
         store.filesystem(listing.refs[1].url).cat_file(listing.refs[1].url)  # s3fs: botocore signs, and logs
     finally:
         root.removeHandler(handler)
         root.setLevel(old)
     log = buf.getvalue()
-    assert '"GET /' in log  # urllib3 logged our requests
+    assert '"GET /' in log  # channels.http logged our requests
     # Other libraries may name the headers they sign; the values must be gone.
     assert "Signature" in log and "<redacted>" in log  # botocore did log signing, and it was caught
     assert not [c for c in CANARIES if c in log]

@@ -9,12 +9,13 @@ Run over the page's bytes rather than its decoded text, with the ETag's
 quotes matched by the expression, it takes 1.8 ms against 2.4 ms on a
 278 KB page of 1000 S3-style entries (quiet machine, medians of 7).
 At 100 M objects (100,000 pages) that is 3.9 CPU-hours against 6
-CPU-minutes, so pages are fetched with urllib3 and parsed here. Credentials
+CPU-minutes, so pages are fetched over plain keep-alive connections
+(:mod:`channels.http`) and parsed here. Credentials
 and the region are resolved as botocore resolves them (:func:`channels.store.aws_identity`,
 as for the transport); the SigV4 headers from :mod:`channels.sigv4`,
 which signs a bodiless GET exactly as botocore's ``S3SigV4Auth`` does (tested
 against it) at a fraction of its CPU. Each bucket's connection pool, path and
-signer are made once per lister; a page is one ``urlopen`` on that pool.
+signer are made once per lister; a page is one request on that pool.
 
 Keys are asked for with ``encoding-type=url`` (S3 percent-encodes them), so
 that keys holding characters XML 1.0 cannot carry still list. Transient
@@ -25,8 +26,6 @@ PermissionError.
 
 from __future__ import annotations
 
-import http.client
-import os
 import random
 import re
 import threading
@@ -34,9 +33,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-import urllib3
-from urllib3.exceptions import HTTPError as Urllib3HTTPError
-
+from channels.http import NETWORK_ERRORS, Pool, Pools
 from channels.sigv4 import Signer, canonical_query, host_header
 from channels.store import Store, aws_identity, bucket_location, endpoint_from_env
 
@@ -53,7 +50,7 @@ _ENCODED = re.compile(rb"<EncodingType>url</EncodingType>")
 _CODE = re.compile(rb"<Code>([^<]{1,200})</Code>")
 _MESSAGE = re.compile(rb"<Message>([^<]{1,500})</Message>")
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-_NETWORK_ERRORS = (OSError, Urllib3HTTPError, http.client.HTTPException)
+_NETWORK_ERRORS = NETWORK_ERRORS
 USER_AGENT = "channels-listing/0.1"
 _XML_ENTITIES = {"&amp;": "&", "&lt;": "<", "&gt;": ">", "&quot;": '"', "&apos;": "'"}
 
@@ -159,7 +156,7 @@ def _etag(raw: bytes | None) -> str | None:
 class _Target:
     """A bucket's connection pool, the path and Host its requests carry, and their signer (None: anonymous)."""
 
-    pool: urllib3.HTTPConnectionPool
+    pool: Pool
     path: str
     host: str
     signer: Signer | None
@@ -182,10 +179,8 @@ class S3Lister:
         endpoint = endpoint_from_env(store.endpoint_url)
         self._endpoint = urlsplit(endpoint) if endpoint else None
         self.attempts = attempts
-        self._http = urllib3.PoolManager(
-            num_pools=8, maxsize=pool, block=False, retries=False,
-            timeout=urllib3.Timeout(connect=timeout, read=timeout),
-            ca_certs=os.environ.get("AWS_CA_BUNDLE") or None)
+        self._http = Pools(connect_timeout=timeout, read_timeout=timeout, maxsize=pool,
+                           headers={"User-Agent": USER_AGENT})
         self._lock = threading.Lock()
         self._identity: tuple | None = None  # (credentials or None, default region)
         self._regions: dict[str, str] = {}
@@ -202,7 +197,7 @@ class S3Lister:
             if target is None:
                 scheme, netloc, root = bucket_location(bucket, region, self._endpoint)
                 url = f"{scheme}://{netloc}{root or '/'}"
-                target = _Target(self._http.connection_from_url(url), root or "/", host_header(url),
+                target = _Target(self._http.pool(scheme, netloc), root or "/", host_header(url),
                                  Signer(creds, region) if creds is not None else None, region)
                 self._targets[(bucket, region)] = target
             return target
@@ -240,13 +235,16 @@ class S3Lister:
         target = self._target(bucket)
         headers = (target.signer.headers(target.host, target.path, query) if target.signer is not None
                    else {"Host": target.host})
-        headers["User-Agent"] = USER_AGENT
         try:
-            resp = target.pool.urlopen("GET", f"{target.path}?{query}", headers=headers, redirect=False,
-                                       retries=False)
-            body = resp.data
+            resp = target.pool.request("GET", f"{target.path}?{query}", headers)
         except _NETWORK_ERRORS as exc:
             raise _Transient() from exc
+        try:
+            body = resp.read()
+        except _NETWORK_ERRORS as exc:
+            resp.close()
+            raise _Transient() from exc
+        resp.release()
         region = target.region
         moved = resp.headers.get("x-amz-bucket-region")
         if self._endpoint is None and moved and moved != region and resp.status in (301, 307, 400):

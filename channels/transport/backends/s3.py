@@ -1,9 +1,9 @@
-"""The fast S3 path: urllib3 connection pools, SigV4 headers as botocore signs them, and
-bodies read straight into the caller's buffer.
+"""The fast S3 path: keep-alive connections (:mod:`channels.http`), SigV4 headers as botocore
+signs them, and bodies read straight into the caller's buffer.
 
 Measured on this project's 2-core machine (DESIGN.md), a thread pool reading
-ranged GETs with urllib3 into reused buffers costs the least client CPU per GB
-of every client tried; boto3 adds its request pipeline on top, s3fs an event
+ranged GETs with http.client into reused buffers costs the least client CPU per
+GB of every client tried; boto3 adds its request pipeline on top, s3fs an event
 loop. Credentials are resolved as botocore resolves them (botocore itself is
 imported only where the environment or the options do not settle them:
 :func:`channels.store.aws_identity`), and each request is signed by
@@ -20,16 +20,13 @@ from __future__ import annotations
 
 import http.client
 import logging
-import os
 import re
 import threading
 from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
-import urllib3
-from urllib3.exceptions import HTTPError as Urllib3HTTPError
-
 from channels.errors import ChannelsError, ObjectChangedError, SourceNotFoundError, TransportError
+from channels.http import NETWORK_ERRORS, Pools
 from channels.sigv4 import Signer, host_header
 from channels.store import Store, aws_identity, bucket_location, endpoint_from_env
 from channels.transport.backends.base import Backend, OnData, Progress
@@ -42,7 +39,7 @@ log = logging.getLogger(__name__)
 #: Bytes read per ``readinto`` call: the granularity of resume and cancel.
 READ_SLICE = 1024 * 1024
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-_NETWORK_ERRORS = (OSError, Urllib3HTTPError, http.client.HTTPException)
+_NETWORK_ERRORS = NETWORK_ERRORS
 _CODE = re.compile(rb"<Code>([^<]{1,200})</Code>")
 _MESSAGE = re.compile(rb"<Message>([^<]{1,500})</Message>")
 _RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -68,7 +65,7 @@ def quote_key(key: str) -> str:
 
 
 class S3Backend(Backend):
-    """Ranged GETs over urllib3, signed with our SigV4 (:mod:`channels.sigv4`, botocore's signature).
+    """Ranged GETs over keep-alive connections, signed with our SigV4 (:mod:`channels.sigv4`, botocore's signature).
 
     Credentials come from the Store's options (``anon``, ``key``/``secret``/
     ``token``, ``profile``, as s3fs names them) or botocore's usual chain
@@ -88,11 +85,9 @@ class S3Backend(Backend):
         self._options = dict(store.options)
         endpoint = endpoint_from_env(store.endpoint_url)
         self._endpoint = urlsplit(endpoint) if endpoint else None
-        timeout = urllib3.Timeout(connect=config.connect_timeout, read=config.read_timeout)
-        self._manager = urllib3.PoolManager(
-            num_pools=64, maxsize=max(16, 2 * config.max_workers), block=False, retries=False,
-            timeout=timeout, ca_certs=os.environ.get("AWS_CA_BUNDLE") or None,
-            headers={"User-Agent": "channels-transport/0.1"})
+        self._pools = Pools(connect_timeout=config.connect_timeout, read_timeout=config.read_timeout,
+                            maxsize=max(16, 2 * config.max_workers),
+                            headers={"User-Agent": "channels-transport/0.1"})
         self._lock = threading.Lock()
         self._resolved = False
         self._credentials = None  # what aws_identity found, or None: unsigned
@@ -146,12 +141,9 @@ class S3Backend(Backend):
             signer = self._signer(bucket)
             send = headers if signer is None else signer.headers(self._host(scheme, netloc), path, method=method,
                                                                   sent=headers)
-            pool = self._manager.connection_from_url(f"{scheme}://{netloc}")
             self.stats.add(requests=1)
             try:
-                resp = pool.urlopen(method, path, headers=send, preload_content=False,
-                                    decode_content=False, retries=False, redirect=False,
-                                    assert_same_host=False, release_conn=False)
+                resp = self._pools.pool(scheme, netloc).request(method, path, send)
             except _NETWORK_ERRORS as exc:
                 raise PartialRead(0, exc) from exc
             region = resp.headers.get("x-amz-bucket-region")
@@ -197,12 +189,12 @@ class S3Backend(Backend):
             if resp.status not in (200, 206):
                 self._raise_for_status(resp, url, start, etag, bucket, key)
             self._check_body(resp, url, start, n, size, etag, whole)
-            readinto, exact = _body_reader(resp, n)
+            exact = resp.length == n  # else chunked, or no length: read n, then check the end
             while nread < n:
                 if cancel is not None and cancel.is_set():
                     raise Cancelled()
                 view = target(nread)
-                got = readinto(view)
+                got = resp.readinto(view)
                 if not got:
                     raise http.client.IncompleteRead(b"", n - nread)
                 if on_data is not None:
@@ -211,9 +203,7 @@ class S3Backend(Backend):
                     except BaseException as exc:  # the consumer's failure, not the network's
                         raise _ConsumerFailed(exc) from exc
                 nread += got
-            if exact:
-                resp._fp.close()  # body consumed to the byte: the connection may be reused
-            elif whole and resp.read(1):
+            if not exact and whole and resp.read(1):
                 raise ObjectChangedError(f"{url} changed since it was listed: longer than {size} "
                                          f"bytes", url=url, offset=start, expected_size=size)
         except _ConsumerFailed as failed:
@@ -228,7 +218,7 @@ class S3Backend(Backend):
         except BaseException:
             _discard(resp)
             raise
-        resp.release_conn()
+        resp.release()
 
     def _get(self, url: str) -> bytes:
         bucket, key = parse_s3_url(url)
@@ -236,14 +226,14 @@ class S3Backend(Backend):
         try:
             if resp.status != 200:
                 self._raise_for_status(resp, url, 0, None, bucket, key)
-            return resp.read()
+            body = resp.read()
         except ChannelsError:
             raise
         except _NETWORK_ERRORS as exc:
             _discard(resp)
             raise PartialRead(0, exc) from exc
-        finally:
-            resp.release_conn()
+        resp.release()
+        return body
 
     # ------------------------------------------------------------ checks
 
@@ -318,7 +308,7 @@ class S3Backend(Backend):
         return etag
 
     def close(self) -> None:
-        self._manager.clear()
+        self._pools.clear()
 
 
 class _ConsumerFailed(Exception):
@@ -327,24 +317,6 @@ class _ConsumerFailed(Exception):
     def __init__(self, error: BaseException) -> None:
         super().__init__(error)
         self.error = error
-
-
-def _body_reader(resp, n: int):
-    """``(readinto, exact)``: the cheapest way to read this ``n``-byte body.
-
-    With a plain ``Content-Length`` body, reads go to the socket's buffered
-    reader with ``readinto1``: no copy, and one socket read per call, so the
-    count of bytes written stays exact when the connection breaks
-    (``BufferedReader.readinto`` loops and loses it, and urllib3's own
-    ``readinto`` copies). Anything else (chunked, unknown length) goes through
-    http.client's ``readinto``.
-    """
-    hresp = getattr(resp, "_fp", None)  # urllib3 wraps http.client's response
-    raw = getattr(hresp, "fp", None)
-    if (raw is not None and hasattr(raw, "readinto1") and not getattr(hresp, "chunked", True)
-            and getattr(hresp, "length", None) == n):
-        return raw.readinto1, True
-    return (hresp.readinto if hresp is not None else resp.readinto), False
 
 
 def _match(pattern: re.Pattern, body: bytes) -> str:
@@ -358,4 +330,3 @@ def _discard(resp) -> None:
         resp.close()
     except Exception:  # pragma: no cover - closing a broken socket
         pass
-    resp.release_conn()
