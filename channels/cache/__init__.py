@@ -16,7 +16,20 @@ Example:
 """
 
 from channels.cache.config import CacheConfig
-from channels.cache.objects import ObjectCache
-from channels.cache.stats import CacheStats
 
 __all__ = ["CacheConfig", "CacheStats", "ObjectCache"]
+
+#: Loaded when first named: they bring sqlite3 and the index, which a transport without a
+#: cache (``channels download``, whose start-up is timed against s5cmd) never needs.
+_LAZY = {"ObjectCache": "channels.cache.objects", "CacheStats": "channels.cache.stats"}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'channels.cache' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from channels.cache import CacheConfig
+from channels.cache.config import CacheConfig
 from channels.units import MIB
 
 

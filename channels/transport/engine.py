@@ -14,19 +14,21 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from channels.cache import CacheStats, ObjectCache
 from channels.listing import ObjectRef
 from channels.memory.pool import SpareShelf
 from channels.store import Store
 from channels.transport.backends import Backend, backend_class
 from channels.transport.backends.base import Progress
-from channels.transport.cached import CachingFetcher
 from channels.transport.config import TransportConfig
 from channels.transport.fetch import Fetcher
 from channels.transport.link import LinkMonitor
 from channels.transport.stats import TransportStats
 from channels.transport.stream import ChunkStream, Sink, Target
+
+if TYPE_CHECKING:
+    from channels.cache import CacheStats
 
 
 class Transport:
@@ -62,9 +64,15 @@ class Transport:
         backend_class(self.config.s3_backend)  # an unknown name fails here, not mid-stream
         self.stats = TransportStats()
         #: The local cache (None without ``config.cache``).
-        self.cache = ObjectCache(self.config.cache) if self.config.cache is not None else None
-        self._fetcher = (Fetcher(self.store, self.config, self.stats) if self.cache is None
-                         else CachingFetcher(self.store, self.config, self.stats, self.cache))
+        self.cache = None
+        if self.config.cache is None:
+            self._fetcher = Fetcher(self.store, self.config, self.stats)
+        else:  # imported here: sqlite3 and the index cost a transport without a cache its start-up
+            from channels.cache import ObjectCache
+            from channels.transport.cached import CachingFetcher
+
+            self.cache = ObjectCache(self.config.cache)
+            self._fetcher = CachingFetcher(self.store, self.config, self.stats, self.cache)
         self._lock = threading.Lock()
         self._streams: weakref.WeakSet[ChunkStream] = weakref.WeakSet()
         # Free buffers a finished stream left for the next one (first touch of
@@ -103,7 +111,7 @@ class Transport:
         objects (nothing to fetch).
         """
         self._check_open()
-        if isinstance(self._fetcher, CachingFetcher):
+        if self.cache is not None:  # the fetcher is a CachingFetcher
             refs = self._fetcher.accessing(refs)
         stream = ChunkStream(refs, self.config, self._fetcher, self.stats, spare=self._spare, sink=sink)
         with self._lock:
@@ -139,7 +147,7 @@ class Transport:
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B")
         url, size, etag = _target(ref)
-        if start == 0 and isinstance(self._fetcher, CachingFetcher) and isinstance(ref, ObjectRef):
+        if start == 0 and self.cache is not None and isinstance(ref, ObjectRef):
             self._fetcher.access(ref)  # a reader from the start: keep the object if it reads on
         self._fetcher.read(url, start, view, size, etag, cancel, progress)
 
