@@ -16,11 +16,13 @@ from channels.cli.main import COMMANDS
 #: Packages a one-host download of an s3:// prefix must not import: other subcommands', the fsspec
 #: listing's (s3fs brings aiobotocore, aiohttp and an event loop), a bar nobody sees, numpy for a
 #: plan one host does not need, the job's parser, botocore's session and client (the environment's
-#: credentials need neither).
+#: credentials need neither), urllib3 (channels.http sends through http.client), the cache's index
+#: (sqlite3) for a transport without a cache, and statistics for a median of a few numbers.
 NOT_ON_THE_DOWNLOAD_PATH = ("s3fs", "aiobotocore", "aiohttp", "fsspec", "pyarrow", "torch", "tqdm", "mfusepy",
                             "numpy", "boto3", "channels.bench", "channels.modes.pipe", "channels.modes.fastfile",
                             "channels.run", "channels.cli.bench", "channels.cli.mount", "channels.spec",
-                            "botocore.session", "botocore.client")
+                            "botocore.session", "botocore.client", "urllib3", "channels.cache.objects",
+                            "sqlite3", "statistics")
 
 PROBE = """
 import json, sys

@@ -32,6 +32,9 @@ from channels.units import MIB
 NAME = "download"
 HELP = ("File mode: download this host's share of a prefix (or every File channel of a job) to a "
         "directory, in parallel, resumably, never leaving a partial file under its final name.")
+#: The process ends as soon as the download returns (:func:`channels.cli.main.exit_at_once`).
+EXIT_AT_ONCE = True
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM arrived: unwinds like Ctrl-C so every ``finally`` cleans up."""
 
