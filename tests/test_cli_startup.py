@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from channels.cli.main import COMMANDS
 
@@ -81,3 +82,25 @@ def test_only_the_program_freezes_its_objects_before_exit():
     out = subprocess.run([sys.executable, "-c", probe, job], capture_output=True, text=True, timeout=60, check=True)
     rc, frozen = out.stdout.split()[-2:]
     assert rc == "0" and int(frozen) > 1000
+
+
+def test_a_download_as_the_program_ends_at_once_with_its_output_flushed(s3, s3_client, bucket, tmp_path):
+    # exit_at_once: the summary line (buffered stdout, into a pipe) arrives, the status is the
+    # command's, and the interpreter's teardown (atexit included) is skipped; other commands tear down.
+    s3_client.put_object(Bucket=bucket, Key="data/a.bin", Body=b"x" * 1000)
+    probe = ("import atexit, sys\nfrom channels.cli.main import main\n"
+             "atexit.register(lambda: print('TEARDOWN', flush=True))\n"
+             "sys.argv = ['channels', *sys.argv[1:]]\nsys.exit(main())")
+    env = {k: v for k, v in os.environ.items() if k not in ("SM_HOSTS", "SM_CURRENT_HOST", "SM_RESOURCE_CONFIG")}
+    done = subprocess.run([sys.executable, "-c", probe, "download", f"s3://{bucket}/data/", str(tmp_path / "d"),
+                           "--endpoint-url", s3.endpoint_url], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].startswith("downloaded 1 object,"), done.stdout
+    assert "TEARDOWN" not in done.stdout
+    failed = subprocess.run([sys.executable, "-c", probe, "download", f"s3://{bucket}/missing/", str(tmp_path / "e"),
+                             "--endpoint-url", s3.endpoint_url], capture_output=True, text=True, env=env, timeout=120)
+    assert failed.returncode == 2 and "channels download: error:" in failed.stderr
+    assert "TEARDOWN" not in failed.stdout
+    job = str(Path(__file__).parent / "data" / "jobs" / "definition.json")
+    other = subprocess.run([sys.executable, "-c", probe, "validate", job], capture_output=True, text=True, timeout=60)
+    assert other.returncode == 0 and "TEARDOWN" in other.stdout
