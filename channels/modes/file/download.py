@@ -122,7 +122,8 @@ def download(source: str | Listing, dest: str | os.PathLike, *, hosts: int = 1, 
              store: Store | None = None, config: TransportConfig | None = None,
              progress: bool | None = None, log: Callable[[str], None] | None = None,
              data_type: str = S3_PREFIX, host: str | None = None, fsync: bool = False,
-             disk_free: Callable[[Path], int] | None = None, label: str = "") -> DownloadResult:
+             disk_free: Callable[[Path], int] | None = None, label: str = "",
+             started: float | None = None) -> DownloadResult:
     """Download this host's share of ``source`` below ``dest``, resumably.
 
     Args:
@@ -144,6 +145,9 @@ def download(source: str | Listing, dest: str | os.PathLike, *, hosts: int = 1, 
         disk_free: bytes free on the filesystem of a path (default
             ``shutil.disk_usage(path).free``); tests point it at a limit.
         label: a word for the progress bar (e.g. the channel name).
+        started: ``time.monotonic()`` when the work began, for the summary's
+            seconds (default: now); a caller that listed ``source`` itself
+            passes the time the listing began.
 
     Returns:
         DownloadResult: this run's transfers, what was already up to date,
@@ -157,7 +161,7 @@ def download(source: str | Listing, dest: str | os.PathLike, *, hosts: int = 1, 
         KeyboardInterrupt: interrupted; temporary files are removed and
             completed objects recorded, so a rerun fetches only the rest.
     """
-    started = time.monotonic()
+    started = time.monotonic() if started is None else started
     store = store or Store.from_env()
     share = prepare(source, dest, hosts=hosts, host_index=host_index, strategy=strategy, store=store,
                     data_type=data_type, host=host)
