@@ -246,14 +246,19 @@ def _dropped(conn: http.client.HTTPConnection) -> bool:
 
 
 _tls_lock = threading.Lock()
-_tls: list = []
+_tls: dict[str | None, object] = {}
 
 
 def _tls_context():
-    """The TLS context of every https pool (made once): the system's CAs, or AWS_CA_BUNDLE's."""
+    """The TLS context of https pools: the system's CAs, or those of ``AWS_CA_BUNDLE`` where set.
+
+    One per bundle, made on first use (ssl is imported only for https).
+    """
+    bundle = os.environ.get("AWS_CA_BUNDLE") or None
     with _tls_lock:
-        if not _tls:
+        context = _tls.get(bundle)
+        if context is None:
             import ssl
 
-            _tls.append(ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None))
-        return _tls[0]
+            context = _tls[bundle] = ssl.create_default_context(cafile=bundle)
+        return context

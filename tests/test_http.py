@@ -220,3 +220,59 @@ def _readable(conn) -> bool:
     import select
 
     return bool(select.select([conn.sock], [], [], 0)[0])
+
+
+def _self_signed(folder) -> str:
+    """A certificate and key for 127.0.0.1, in one PEM file; its path."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "channels-test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    path = folder / "server.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return str(path)
+
+
+def test_https_verifies_the_server_and_trusts_aws_ca_bundle(tmp_path, monkeypatch):
+    import ssl
+
+    pem = _self_signed(tmp_path)
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    srv.daemon_threads = True
+    srv.lock, srv.seen, srv.per_conn = threading.Lock(), [], {}
+    srv.handle_error = lambda request, address: None  # the refused handshake, on the server's side
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pem)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    t.start()
+    netloc = f"127.0.0.1:{srv.server_address[1]}"
+    try:
+        monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+        with pytest.raises(ssl.SSLCertVerificationError):  # a certificate nobody vouches for is refused
+            Pool("https", netloc, connect_timeout=5, read_timeout=5, maxsize=2).request("GET", "/ok", {})
+        monkeypatch.setenv("AWS_CA_BUNDLE", pem)
+        pool = Pool("https", netloc, connect_timeout=5, read_timeout=5, maxsize=2)
+        for _ in range(2):
+            resp = pool.request("GET", "/ok", {})
+            assert resp.status == 200 and resp.read() == BODY
+            resp.release()
+        assert len(srv.seen) == 2 and len({port for port, *_ in srv.seen}) == 1  # kept alive over TLS
+    finally:
+        srv.shutdown()
+        srv.server_close()
