@@ -1,7 +1,7 @@
 """Transport: the one engine that moves bytes (layer 4).
 
 Every input mode reads through :class:`Transport`; none talks to s3fs or boto
-directly. ``s3://`` goes through a urllib3 + SigV4 fast path, ``file://`` and
+directly. ``s3://`` goes through an http.client + SigV4 fast path, ``file://`` and
 plain paths through ``preadv``, anything else through fsspec.
 
 Example:

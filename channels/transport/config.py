@@ -55,7 +55,7 @@ class TransportConfig:
         region: S3 region for signing; None means AWS_REGION,
             AWS_DEFAULT_REGION, the AWS config file, then ``us-east-1``.
         s3_backend: backend name for ``s3://`` URLs: ``"s3"`` (the fast
-            urllib3 path) or ``"fsspec"`` (s3fs, slower, for stores the fast
+            http.client + SigV4 path) or ``"fsspec"`` (s3fs, slower, for stores the fast
             path cannot talk to).
         first_part_size: the most bytes of a stream's first part (of its
             first object), so that the first bytes arrive after one short GET
