@@ -117,7 +117,6 @@ def test_a_later_epoch_reads_while_it_lists_again_and_delivers_only_after(s3, s3
             while reader.transport.cache_stats.hits == 0 and time.monotonic() < deadline:
                 time.sleep(0.005)
             held.update(hits=reader.transport.cache_stats.hits, delivered=delivered.is_set())
-        return None
 
     with Proxy(s3.endpoint_url, fault_policy=hold_the_listing) as proxy, \
             PipeReader(f"s3://{bucket}/{PREFIX}", store=Store(proxy.url), config=config(tmp_path)) as r:

@@ -43,7 +43,7 @@ class Relisting:
     def _run(self) -> None:
         try:
             self._listing = self._list()
-        except BaseException as exc:  # handed to the reader's thread by result()
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader's thread by result()
             self._error = exc
 
     def result(self) -> Listing:
