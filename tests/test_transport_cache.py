@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -95,11 +96,41 @@ def test_an_object_overwritten_between_epochs_is_fetched_again(s3, s3_client, bu
         s3_client.put_object(Bucket=bucket, Key=changed, Body=objects[changed])
         proxy.reset_stats()
         assert epoch_bytes(r, 1) == objects  # the new version, not the kept one
-        assert proxy.stats.object_gets == -(-len(objects[changed]) // MIB)  # that object's parts only
+        assert r.counts["restarts"] == 1  # the reads begun in the old versions were dropped
+        # That object's parts in its new version, and at most those its old version had begun.
+        assert -(-len(objects[changed]) // MIB) <= proxy.stats.object_gets <= 2 * -(-len(objects[changed]) // MIB)
         r.transport.cache.flush()
         assert r.transport.cache_stats.admitted == len(objects) + 1  # its new version is kept too
         proxy.reset_stats()
         assert epoch_bytes(r, 2) == objects and proxy.stats.object_gets == 0
+
+
+def test_a_later_epoch_reads_while_it_lists_again_and_delivers_only_after(s3, s3_client, bucket, tmp_path):
+    objects = upload(s3_client, bucket)
+    held: dict = {}
+    delivered = threading.Event()
+
+    def hold_the_listing(req):  # an observer: each LIST waits (up to 5 s) until the cache has served a hit
+        reader = held.get("reader")
+        if reader is not None and req.method == "GET" and "prefix=" in req.target:
+            deadline = time.monotonic() + 5
+            while reader.transport.cache_stats.hits == 0 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            held.update(hits=reader.transport.cache_stats.hits, delivered=delivered.is_set())
+
+    with Proxy(s3.endpoint_url, fault_policy=hold_the_listing) as proxy, \
+            PipeReader(f"s3://{bucket}/{PREFIX}", store=Store(proxy.url), config=config(tmp_path)) as r:
+        assert epoch_bytes(r, 0) == objects
+        r.transport.cache.flush()
+        held["reader"] = r
+        out: dict[str, bytearray] = {}
+        for piece in r.pieces(1):
+            delivered.set()
+            out.setdefault(piece.ref.url.split("/", 3)[3], bytearray()).extend(piece.data)
+        assert out == objects and proxy.stats.object_gets == sum(-(-s // MIB) for s in SIZES)  # epoch 0's only
+    # The epoch's first reads ran while its listing was held, and nothing went out before it came back.
+    assert held["hits"] > 0 and held["delivered"] is False
+    assert r.counts["relists"] == 1 and r.counts["restarts"] == 0
 
 
 def test_without_relisting_the_cache_serves_the_version_listed(s3, s3_client, bucket, tmp_path):

@@ -54,7 +54,11 @@ later epochs read kept objects from disk. The cache keys an object by URL
 and ETag, so the reader must know each object's current ETag: at the start
 of every epoch after the first it reads, a reader that listed the source
 itself lists it again (one LIST request per 1,000 objects) and reads each
-planned object in its newest version; the plan (which objects, in which
+planned object in its newest version. That listing runs while the epoch's
+first objects are already being fetched in the versions known before, and
+no record goes out until it has confirmed them (one overwritten since: the
+epoch starts again in the new versions; :mod:`channels.modes.pipe.relist`),
+so its round trip is not added to the epoch; the plan (which objects, in which
 order, on which host) stays that of the first listing, so hosts stay in
 step. An object overwritten between epochs is then fetched again; one
 unchanged is served from the cache with no request. ``relist=False`` keeps
@@ -64,12 +68,13 @@ listed again): the cache then serves the version listed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from channels.errors import ResumeStateError
 from channels.listing import Listing, ObjectRef, list_source
 from channels.modes.pipe.framing import OBJECT, PARQUET, RAW, Item, frame_items
+from channels.modes.pipe.relist import speculate
 from channels.modes.pipe.resume import (
     STATE_VERSION,
     Cursor,
@@ -174,9 +179,10 @@ class PipeReader:
         self._resume: tuple[int, Cursor] | None = None
         #: Work counters: objects, bytes_in (fetched), bytes_out (inflated), records,
         #: skipped (framed again after a resume, not yielded), relists (listings made
-        #: again for a later epoch).
+        #: again for a later epoch), restarts (epochs whose reads began again because
+        #: that listing named a new version of a planned object).
         self.counts: dict[str, int] = {"objects": 0, "bytes_in": 0, "bytes_out": 0, "records": 0, "skipped": 0,
-                                       "relists": 0}
+                                       "relists": 0, "restarts": 0}
 
     @classmethod
     def from_channel(cls, channel: Any, **kwargs: Any) -> PipeReader:
@@ -198,30 +204,67 @@ class PipeReader:
         return self._listing
 
     def refs(self, epoch: int | None = None) -> list[ObjectRef]:
-        """This host's objects for ``epoch``, in the order they are read."""
+        """This host's objects for ``epoch``, in the order they are read (listed again first when due)."""
         epoch = self.default_epoch if epoch is None else epoch
+        planned = self._planned(epoch)
+        if self._relist_due(epoch):
+            self._learn(self._list_again(), epoch)
+        return self._versioned(planned)
+
+    def _planned(self, epoch: int) -> list[ObjectRef]:
+        """This host's objects for ``epoch`` in the versions of the first listing."""
         listing = self.listing
         p = plan(listing.unit_sizes(), self.hosts, self.source.strategy, seed=self.source.shuffle_seed,
                  epoch=epoch)
-        return self._newest(listing.expand(p.units_for(self.host_index)), epoch)
+        return listing.expand(p.units_for(self.host_index))
 
-    def _newest(self, refs: list[ObjectRef], epoch: int) -> list[ObjectRef]:
-        """``refs`` in their newest versions for ``epoch``: with :attr:`relist`, listed again per epoch."""
+    def _relist_due(self, epoch: int) -> bool:
+        """Whether ``epoch`` needs a new listing (with :attr:`relist`, every epoch after the first read)."""
         if not self.relist:
-            return refs
+            return False
         if self._versions_epoch is None:  # the first listing is the newest for the first epoch read
             self._versions_epoch = epoch
-        elif epoch != self._versions_epoch:
-            s = self.source
-            fresh = list_source(s.uri, s.data_type, attribute_names=s.attribute_names, store=self.store)
-            self._versions = {r.url: r for r in fresh.refs if r.inline is None}
-            self._versions_epoch = epoch
-            self.counts["relists"] += 1
+        return epoch != self._versions_epoch
+
+    def _list_again(self) -> Listing:
+        s = self.source
+        return list_source(s.uri, s.data_type, attribute_names=s.attribute_names, store=self.store)
+
+    def _learn(self, fresh: Listing, epoch: int) -> None:
+        """``fresh`` holds the newest versions, those of ``epoch``."""
+        self._versions = {r.url: r for r in fresh.refs if r.inline is None}
+        self._versions_epoch = epoch
+        self.counts["relists"] += 1
+
+    def _versioned(self, refs: list[ObjectRef]) -> list[ObjectRef]:
+        """``refs`` in the newest versions known."""
         versions = self._versions
         if versions is None:
             return refs
         # An object gone from the new listing keeps its old version (reading it says what happened).
         return [r if r.inline is not None else versions.get(r.url, r) for r in refs]
+
+    def _through_listing(self, epoch: int, make: Callable[[list[ObjectRef]], Iterator[Any]],
+                         restart: Callable[[], None] = lambda: None) -> Iterator[Any]:
+        """``make(refs)`` of ``epoch``'s objects; when a listing is due, made while the first bytes are read.
+
+        See :mod:`channels.modes.pipe.relist`: nothing is delivered before
+        the listing confirms the versions read (or the read starts again in
+        the new ones).
+        """
+        planned = self._planned(epoch)
+        if not self._relist_due(epoch):
+            return make(self._versioned(planned))
+
+        def newest(fresh: Listing) -> list[ObjectRef]:
+            self._learn(fresh, epoch)
+            return self._versioned(planned)
+
+        def again() -> None:
+            self.counts["restarts"] += 1
+            restart()
+
+        return speculate(self._versioned(planned), self._list_again, newest, make, again)
 
     # ------------------------------------------------------------ reading
 
@@ -235,15 +278,20 @@ class PipeReader:
         the reads still in flight. After :meth:`load_state_dict`, the first
         iteration of the saved epoch continues where the state was saved.
         """
-        refs = self.refs(epoch)
         cursor = Cursor()
         if self._resume is not None and self._resume[0] == epoch:
             cursor, self._resume = self._resume[1], None
-            if cursor.item > len(refs):
+            count = len(self._planned(epoch))
+            if cursor.item > count:
                 raise ResumeStateError(f"the state's position (object {cursor.item}) is past this host's "
-                                       f"{len(refs)} objects of epoch {epoch}", field="position")
+                                       f"{count} objects of epoch {epoch}", field="position")
         self._position = (epoch, cursor)
-        return self.read([(r, Start()) for r in refs], cursor)
+        saved = cursor.state()
+
+        def restart() -> None:
+            cursor.item, cursor.record, cursor.offset, cursor.before = saved
+
+        return self._through_listing(epoch, lambda refs: self.read([(r, Start()) for r in refs], cursor), restart)
 
     def read(self, items: list[Item], cursor: Cursor | None = None) -> Iterator[Any]:
         """The records of an explicit list of objects, each from its :class:`Start`.
@@ -323,9 +371,10 @@ class PipeReader:
 
     def pieces(self, epoch: int | None = None) -> Iterator[Piece]:
         """The (inflated) bytes of ``epoch``'s objects, with object boundaries."""
-        refs = self.refs(epoch)
-        return iter_pieces(self.transport, refs, gzip=self.source.compression == "Gzip",
-                           counts=self.counts)
+        epoch = self.default_epoch if epoch is None else epoch
+        gzip = self.source.compression == "Gzip"
+        return self._through_listing(epoch, lambda refs: iter_pieces(self.transport, refs, gzip=gzip,
+                                                                     counts=self.counts))
 
     def stats(self) -> dict[str, int]:
         """The reader's counters and its transport's (requests, retries, buffer_peak...), and its cache's
