@@ -24,7 +24,7 @@ import time
 from channels.cli.args import add_endpoint_argument
 from channels.cli.plan import add_plan_argument
 from channels.hosts import host_identity
-from channels.listing import MANIFEST_FILE, S3_PREFIX, Listing, list_source
+from channels.listing import MANIFEST_FILE, S3_PREFIX, ListingAhead, list_source
 from channels.sharding import DISTRIBUTION_TYPES, SHARDED_BY_S3_KEY, STRATEGIES
 from channels.store import Store
 from channels.units import MIB
@@ -78,8 +78,10 @@ def run(args: argparse.Namespace) -> int:
     index, count, host = host_identity(args.hosts, args.host_index)
     store = Store.from_env(args.endpoint_url)
     started = time.monotonic()
-    # A prefix (or manifest) without --plan: the store lists while the modules below are imported.
-    ahead = _ListingAhead(args.uri, args.data_type, store) if job_path is None and args.plan is None else None
+    # A prefix (or manifest) without --plan: the store lists (about 25 ms for 64 keys from moto)
+    # while the transport and the file writer are imported (about as long).
+    ahead = (ListingAhead(lambda: list_source(args.uri, args.data_type, store=store))
+             if job_path is None and args.plan is None else None)
     from channels.transport import TransportConfig
 
     knobs = {}
@@ -126,35 +128,6 @@ def _job_path(args: argparse.Namespace) -> str | None:
     if "://" not in uri and uri.endswith(".json") and os.path.isfile(uri) and not args.dest:
         return uri  # caught below: a job's JSON needs --root
     return None
-
-
-class _ListingAhead(threading.Thread):
-    """The source's listing, asked for on a thread while the main one imports the download's modules.
-
-    The store takes a round trip or more to answer (moto here: about 25 ms
-    for 64 keys); the transport and the file writer take about as long to
-    import. What the listing raises is raised again by :meth:`result`.
-    """
-
-    def __init__(self, uri: str, data_type: str, store: Store) -> None:
-        super().__init__(name="channels-listing-ahead", daemon=True)
-        self._args = (uri, data_type, store)
-        self._listing: Listing | None = None
-        self._error: BaseException | None = None
-        self.start()
-
-    def run(self) -> None:
-        uri, data_type, store = self._args
-        try:
-            self._listing = list_source(uri, data_type, store=store)
-        except BaseException as exc:  # handed to the main thread
-            self._error = exc
-
-    def result(self) -> Listing:
-        self.join()
-        if self._error is not None:
-            raise self._error
-        return self._listing
 
 
 def _say(line: str) -> None:

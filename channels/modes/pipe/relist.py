@@ -17,41 +17,12 @@ what a listing made first would have given it.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from channels.listing import Listing, ObjectRef
+from channels.listing import Listing, ListingAhead, ObjectRef
 
 _END = object()
-
-
-class Relisting:
-    """One listing on its own thread: :meth:`result` waits for it (and raises what it raised).
-
-    Args:
-        list_source: makes the listing.
-    """
-
-    def __init__(self, list_source: Callable[[], Listing]) -> None:
-        self._list = list_source
-        self._listing: Listing | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="channels-relist", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._listing = self._list()
-        except BaseException as exc:  # noqa: BLE001 - handed to the reader's thread by result()
-            self._error = exc
-
-    def result(self) -> Listing:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._listing is not None
-        return self._listing
 
 
 def speculate(refs: list[ObjectRef], list_source: Callable[[], Listing],
@@ -73,7 +44,7 @@ def speculate(refs: list[ObjectRef], list_source: Callable[[], Listing],
         What the listing raises (the source cannot be listed), and what the
         iterator raises.
     """
-    relisting = Relisting(list_source)
+    relisting = ListingAhead(list_source, name="channels-relist")
     it = make(refs)
     try:
         try:
