@@ -134,6 +134,7 @@ MOUNTS = {
     "mount": ((), {}),
     "mount --page-cache": (("--page-cache",), {}),
     "mount --direct-io": (("--direct-io",), {}),
+    "mount --fuse-api high-level": (("--fuse-api", "high-level"), {}),
     "mount (system libfuse)": ((), {LIBFUSE_ENV: ctypes.util.find_library("fuse3") or "libfuse3.so.3"}),
 }
 

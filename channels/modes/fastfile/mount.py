@@ -37,6 +37,7 @@ import itertools
 import logging
 import os
 import shutil
+import signal
 import stat
 import threading
 import time
@@ -49,6 +50,7 @@ from channels.modes.fastfile.libfuse import (
 )
 from channels.modes.fastfile.readahead import ReadaheadFile
 from channels.modes.fastfile.view import FastFileView
+from channels.modes.fastfile.window import Lent
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,8 @@ KERNEL_READAHEAD_KIB = 1024
 MAX_THREADS = 8
 #: How the kernel reads a mounted file (see the module's docstring); the first is the default.
 IO_MODES = ("auto", "direct", "page-cache")
+#: Which libfuse API serves the mount (see the module's docstring); the first is the default.
+FUSE_APIS = ("auto", "low-level", "high-level")
 
 
 def check_fuse(mountpoint: str, *, device: str = "/dev/fuse", fusermount: str = "fusermount3") -> None:
@@ -225,6 +229,21 @@ class FastFileOperations:
             log.error("read of %s at %d failed: %s", f.name, offset, exc)
             raise _oserror(errno.EIO) from None
 
+    def read_views(self, fh: int, offset: int, size: int) -> Lent:
+        """Views of the bytes at ``offset`` in the readahead windows (none at the end), for a
+        reply straight from them; their windows are pinned until it is released."""
+        f = self._handles.get(fh)
+        if f is None:
+            raise _oserror(errno.EBADF)
+        with self._lock:
+            self.reads += 1
+            self.largest_read = max(self.largest_read, size)
+        try:
+            return f.pread_views(offset, size)
+        except OSError as exc:
+            log.error("read of %s at %d failed: %s", f.name, offset, exc)
+            raise _oserror(errno.EIO) from None
+
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
         buf = bytearray(size)
         n = self.read_into(memoryview(buf), offset, fh)
@@ -310,6 +329,14 @@ def keep_thread_state() -> None:
     _WORKER.kept = True
 
 
+def note_worker(operations: FastFileOperations) -> None:
+    """At each read: in a libfuse worker thread not seen yet, keep its thread state, and count it."""
+    if not getattr(_WORKER, "kept", False):
+        keep_thread_state()
+        with operations._lock:
+            operations.kept_states += 1
+
+
 def _fuse_class():
     mfusepy = load_binding()
 
@@ -318,10 +345,7 @@ def _fuse_class():
         worker thread keeping its Python thread state (see :func:`keep_thread_state`)."""
 
         def read(self, path, buf, size, offset, fip):
-            if not getattr(_WORKER, "kept", False):
-                keep_thread_state()
-                with self.operations._lock:
-                    self.operations.kept_states += 1
+            note_worker(self.operations)
             dest = memoryview((ctypes.c_ubyte * size).from_address(ctypes.addressof(buf.contents))).cast("B")
             return self.operations.read_into(dest, offset, fip.contents.fh)
 
@@ -329,7 +353,7 @@ def _fuse_class():
 
 
 def mount(view: FastFileView, mountpoint: str, *, allow_other: bool | None = None, debug: bool = False,
-          io: str = IO_MODES[0], threads: int = MAX_THREADS) -> None:
+          io: str = IO_MODES[0], threads: int = MAX_THREADS, api: str = FUSE_APIS[0]) -> None:
     """Serve ``view`` at ``mountpoint`` until a signal ends it; blocks.
 
     SIGTERM, SIGINT (Ctrl-C) and SIGHUP unmount cleanly. The view is closed
@@ -348,30 +372,72 @@ def mount(view: FastFileView, mountpoint: str, *, allow_other: bool | None = Non
             with direct I/O every small read is a round trip to this process
             and nothing read stays cached for a second pass.
         threads: FUSE worker threads at most: reads served at once.
+        api: one of :data:`FUSE_APIS`. ``auto`` serves through libfuse's
+            low-level API where the library has it (3.12+), else the high-level one.
 
     Raises:
-        ValueError: ``io`` is not one of :data:`IO_MODES`.
+        ValueError: ``io`` is not one of :data:`IO_MODES`, or ``api`` of :data:`FUSE_APIS`.
         MountError: FUSE is unavailable, or the mount point is unusable.
         SourceNotFoundError, EmptyChannelError: the prefix cannot be listed.
     """
+    if api not in FUSE_APIS:
+        raise ValueError(f"unknown FUSE API {api!r}: valid ones are {', '.join(FUSE_APIS)}")
     check_fuse(mountpoint)
-    log.info("using %s", loaded())
+    library = loaded()
+    log.info("using %s", library)
     try:
         operations = FastFileOperations(view, io)
+        lowlevel = _lowlevel(api, library)
     except BaseException:
         view.close()
         raise
     if allow_other is None:
         allow_other = os.geteuid() == 0
     fsname = f"channels:{view.uri}"[:200].replace(",", "%2C")  # a comma would end the option
+    # Page-cache reads, and mapped pages under direct I/O, are read ahead by the kernel.
+    threading.Thread(target=kernel_readahead, args=(mountpoint, KERNEL_READAHEAD_KIB), daemon=True,
+                     name="channels-mount-readahead").start()
+    try:
+        if lowlevel is not None:
+            log.info("serving through libfuse's low-level API")
+            options = ["ro", f"fsname={fsname}", "subtype=channels", "default_permissions"]
+            ended = lowlevel.serve(lowlevel.LowLevel(operations), os.path.realpath(mountpoint),
+                                   options + ["allow_other"] * allow_other, debug=debug, threads=threads)
+            # 0, or the number of the signal that ended the loop (libfuse keeps it as the session's error).
+            if ended not in (0, signal.SIGTERM, signal.SIGINT, signal.SIGHUP) or is_mounted(mountpoint):
+                raise MountError(f"serving {view.uri} at {mountpoint} failed (libfuse's loop returned {ended}); "
+                                 "see the messages above", mountpoint=mountpoint)
+            log.info("unmounted %s", mountpoint)
+        else:
+            log.info("serving through libfuse's high-level API")
+            _serve_highlevel(view, operations, mountpoint, fsname=fsname, allow_other=allow_other,
+                             debug=debug, threads=threads)
+    finally:
+        view.close()
+
+
+def _lowlevel(api: str, library):
+    """The :mod:`~channels.modes.fastfile.lowlevel` module if ``api`` and ``library`` call for it, else None."""
+    if api == "high-level":
+        return None
+    from channels.modes.fastfile import lowlevel  # loads libfuse
+
+    if lowlevel.available():
+        return lowlevel
+    if api == "low-level":
+        raise MountError(f"{library} has no low-level API the mount can use (it needs libfuse "
+                         f"{lowlevel.SINCE[0]}.{lowlevel.SINCE[1]}+): mount with the high-level one (--fuse-api "
+                         "high-level) or install a newer libfuse (make system-deps)")
+    return None
+
+
+def _serve_highlevel(view: FastFileView, operations: FastFileOperations, mountpoint: str, *, fsname: str,
+                     allow_other: bool, debug: bool, threads: int) -> None:
     options = {"ro": True, "fsname": fsname, "subtype": "channels",
                "kernel_cache": True, "entry_timeout": CACHE_SECONDS, "attr_timeout": CACHE_SECONDS,
                "negative_timeout": CACHE_SECONDS, "allow_other": allow_other, "default_permissions": True,
                "max_threads": threads, "max_idle_threads": threads}
     fuse = _fuse_class()
-    # Page-cache reads, and mapped pages under direct I/O, are read ahead by the kernel.
-    threading.Thread(target=kernel_readahead, args=(mountpoint, KERNEL_READAHEAD_KIB), daemon=True,
-                     name="channels-mount-readahead").start()
     try:
         fuse(operations, os.path.realpath(mountpoint), foreground=True, debug=debug, **options)
     except RuntimeError as exc:
@@ -382,5 +448,3 @@ def mount(view: FastFileView, mountpoint: str, *, allow_other: bool | None = Non
             raise MountError(f"mounting {view.uri} at {mountpoint} failed (libfuse returned {exc}); "
                              "see the messages above", mountpoint=mountpoint) from exc
         log.info("unmounted %s", mountpoint)
-    finally:
-        view.close()
