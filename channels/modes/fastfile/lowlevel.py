@@ -53,20 +53,20 @@ ROOT = 1
 SINCE = (3, 12)
 
 
-class fuse_entry_param(ctypes.Structure):  # noqa: N801 - libfuse's names
+class fuse_entry_param(ctypes.Structure):
     _fields_ = [("ino", fuse_ino_t), ("generation", ctypes.c_uint64), ("attr", c_stat),
                 ("attr_timeout", ctypes.c_double), ("entry_timeout", ctypes.c_double)]
 
 
-class fuse_args(ctypes.Structure):  # noqa: N801
+class fuse_args(ctypes.Structure):
     _fields_ = [("argc", ctypes.c_int), ("argv", ctypes.POINTER(ctypes.c_char_p)), ("allocated", ctypes.c_int)]
 
 
-class iovec(ctypes.Structure):  # noqa: N801
+class iovec(ctypes.Structure):
     _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
 
 
-class libfuse_version(ctypes.Structure):  # noqa: N801
+class libfuse_version(ctypes.Structure):
     _fields_ = [(name, ctypes.c_uint32) for name in ("major", "minor", "hotfix", "padding")]
 
 
@@ -87,7 +87,7 @@ OPS_PREFIX = ("init", "destroy", "lookup", "forget", "getattr", "setattr", "read
               "opendir", "readdir", "releasedir", "fsyncdir", "statfs")
 
 
-class fuse_lowlevel_ops(ctypes.Structure):  # noqa: N801
+class fuse_lowlevel_ops(ctypes.Structure):
     _fields_ = [(name, CALLBACKS.get(name, ctypes.c_void_p)) for name in OPS_PREFIX]
 
 

@@ -1,8 +1,17 @@
 """A read-only FUSE mount of a FastFile view, so scripts that only know paths need no change.
 
-Built on libfuse 3 through ``mfusepy`` (ctypes bindings for the high-level
-libfuse API, 2 and 3); :mod:`channels.modes.fastfile.libfuse` picks the
-library (3.17 built by ``make system-deps`` before the system's 3.14).
+Built on libfuse 3 by ctypes; :mod:`channels.modes.fastfile.libfuse` picks the
+library (3.17 built by ``make system-deps`` before the system's 3.14), and
+the mount serves it through one of its two APIs (``api``):
+
+- ``low-level`` (:mod:`~channels.modes.fastfile.lowlevel`, libfuse 3.12+):
+  files by inode, and each read answered straight from the readahead
+  windows' memory (the kernel's copy into the reader is the only one).
+- ``high-level`` (:mod:`~channels.modes.fastfile.highlevel`, through
+  ``mfusepy``): a path per request, and each read copied into a buffer of
+  libfuse's, which libfuse then writes to the kernel.
+- ``auto`` (the default): the low-level one where the library has it.
+
 libfuse runs the loop multithreaded, so several programs read at once; each
 ``open`` gets its own :class:`~channels.modes.fastfile.readahead.ReadaheadFile`, so
 readahead adapts per handle, and all handles share the view's byte budget.
@@ -19,14 +28,10 @@ How the kernel reads (``io``), settled when the kernel sends INIT:
   readahead at a time; a second pass over a file comes from memory.
 - ``auto`` (the default): ``direct`` where mmap is allowed, else ``page-cache``.
 
-Reads go straight from a readahead window into the kernel's buffer (one copy):
-:class:`_FUSE` overrides mfusepy's ``read`` wrapper, which would otherwise
-build a ``bytes`` first. Each libfuse worker thread keeps one Python thread
-state for all its callbacks (:func:`keep_thread_state`) instead of making and
-deleting one per request.
-
-libfuse installs its own SIGTERM, SIGINT and SIGHUP handlers: any of them ends
-the loop, and libfuse unmounts before :func:`mount` returns.
+Each libfuse worker thread keeps one Python thread state for all its
+callbacks (:func:`keep_thread_state`) instead of making and deleting one
+per request. libfuse installs its own SIGTERM, SIGINT and SIGHUP handlers:
+any of them ends the loop, and libfuse unmounts before :func:`mount` returns.
 """
 
 from __future__ import annotations
@@ -43,11 +48,7 @@ import threading
 import time
 
 from channels.errors import MountError
-from channels.modes.fastfile.libfuse import (
-    CAP_DIRECT_IO_ALLOW_MMAP,
-    load_binding,
-    loaded,
-)
+from channels.modes.fastfile.libfuse import CAP_DIRECT_IO_ALLOW_MMAP, load_binding, loaded
 from channels.modes.fastfile.readahead import ReadaheadFile
 from channels.modes.fastfile.view import FastFileView
 from channels.modes.fastfile.window import Lent
@@ -57,8 +58,6 @@ log = logging.getLogger(__name__)
 #: Seconds the kernel may cache names and attributes: objects do not change under a mount.
 CACHE_SECONDS = 3600.0
 BLOCK = 512
-#: What libfuse 3's fuse_main returns when its loop ends with an error, a signal included.
-LOOP_ENDED = 8
 #: Kernel readahead on the mount: FUSE's largest request (1 MiB with libfuse 3).
 KERNEL_READAHEAD_KIB = 1024
 #: FUSE worker threads at most, and idle ones kept (libfuse 3.14 warns when either is not given:
@@ -337,21 +336,6 @@ def note_worker(operations: FastFileOperations) -> None:
             operations.kept_states += 1
 
 
-def _fuse_class():
-    mfusepy = load_binding()
-
-    class _FUSE(mfusepy.FUSE):
-        """mfusepy's FUSE, reading straight into the kernel's buffer (no ``bytes`` in between), each
-        worker thread keeping its Python thread state (see :func:`keep_thread_state`)."""
-
-        def read(self, path, buf, size, offset, fip):
-            note_worker(self.operations)
-            dest = memoryview((ctypes.c_ubyte * size).from_address(ctypes.addressof(buf.contents))).cast("B")
-            return self.operations.read_into(dest, offset, fip.contents.fh)
-
-    return _FUSE
-
-
 def mount(view: FastFileView, mountpoint: str, *, allow_other: bool | None = None, debug: bool = False,
           io: str = IO_MODES[0], threads: int = MAX_THREADS, api: str = FUSE_APIS[0]) -> None:
     """Serve ``view`` at ``mountpoint`` until a signal ends it; blocks.
@@ -409,9 +393,11 @@ def mount(view: FastFileView, mountpoint: str, *, allow_other: bool | None = Non
                                  "see the messages above", mountpoint=mountpoint)
             log.info("unmounted %s", mountpoint)
         else:
+            from channels.modes.fastfile import highlevel
+
             log.info("serving through libfuse's high-level API")
-            _serve_highlevel(view, operations, mountpoint, fsname=fsname, allow_other=allow_other,
-                             debug=debug, threads=threads)
+            highlevel.serve(view, operations, mountpoint, fsname=fsname, allow_other=allow_other,
+                            debug=debug, threads=threads)
     finally:
         view.close()
 
@@ -429,22 +415,3 @@ def _lowlevel(api: str, library):
                          f"{lowlevel.SINCE[0]}.{lowlevel.SINCE[1]}+): mount with the high-level one (--fuse-api "
                          "high-level) or install a newer libfuse (make system-deps)")
     return None
-
-
-def _serve_highlevel(view: FastFileView, operations: FastFileOperations, mountpoint: str, *, fsname: str,
-                     allow_other: bool, debug: bool, threads: int) -> None:
-    options = {"ro": True, "fsname": fsname, "subtype": "channels",
-               "kernel_cache": True, "entry_timeout": CACHE_SECONDS, "attr_timeout": CACHE_SECONDS,
-               "negative_timeout": CACHE_SECONDS, "allow_other": allow_other, "default_permissions": True,
-               "max_threads": threads, "max_idle_threads": threads}
-    fuse = _fuse_class()
-    try:
-        fuse(operations, os.path.realpath(mountpoint), foreground=True, debug=debug, **options)
-    except RuntimeError as exc:
-        # libfuse 3 reports a loop ended by its signal handler as an error (fuse_main
-        # returns 8, with the signal number kept as the session's error); it has
-        # unmounted by then. Anything else, or a mount left behind, is a failure.
-        if exc.args != (LOOP_ENDED,) or is_mounted(mountpoint):
-            raise MountError(f"mounting {view.uri} at {mountpoint} failed (libfuse returned {exc}); "
-                             "see the messages above", mountpoint=mountpoint) from exc
-        log.info("unmounted %s", mountpoint)

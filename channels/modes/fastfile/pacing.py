@@ -113,7 +113,7 @@ class Pacing:
 class ReaderClock:
     """Tells a view's :class:`Pacing` (if any) how fast one handle's reader takes bytes."""
 
-    __slots__ = ("pacing", "_last_read")
+    __slots__ = ("_last_read", "pacing")
 
     def __init__(self, pacing: Pacing | None) -> None:
         self.pacing = pacing

@@ -266,7 +266,7 @@ class Lent:
         views: the bytes in order, one view per window (or per buffer of their own).
     """
 
-    __slots__ = ("views", "_windows")
+    __slots__ = ("_windows", "views")
 
     def __init__(self) -> None:
         self.views: list[memoryview] = []
