@@ -257,3 +257,23 @@ def test_random_seek_read_sequences_match_bytesio(ops, initial, part):
                 assert bytes(f.pread(op[1], op[2])) == SMALL[op[1]:op[1] + op[2]]
             assert f.tell() == ref.tell()
         assert f._budget.in_use <= cfg.budget_bytes
+
+
+def test_pread_views_lend_the_windows_and_pin_them_until_released():
+    budget = ByteBudget(64 * MIB)
+    f = ReadaheadFile(memory_fetch(DATA), len(DATA), name="mem", budget=budget,
+                      config=ReadaheadConfig(initial_window=MIB, part_size=256 * KIB))
+    first = f.pread_views(0, 4096)  # a short first read: a 1 MiB window, not the whole object
+    assert [bytes(v) for v in first.views] == [DATA[:4096]]
+    first.release()
+    span = f.pread_views(MIB - 100, 300)  # the end of the first window and the start of the next
+    assert [len(v) for v in span.views] == [100, 200]
+    assert b"".join(span.views) == DATA[MIB - 100:MIB + 200]
+    assert f.tell() == 0  # no position moved
+    f.close()  # drops every window, but the two lent ones stay pinned, their bytes intact
+    assert budget.in_use >= MIB and b"".join(span.views) == DATA[MIB - 100:MIB + 200]
+    span.release()
+    assert span.views == [] and wait_for(lambda: budget.in_use == 0)
+    assert budget.kept >= MIB  # freed for reuse once released, not thrown away
+    with open_mem() as g:
+        assert g.pread_views(len(DATA), 10).views == []

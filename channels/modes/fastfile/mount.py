@@ -140,6 +140,7 @@ class FastFileOperations:
         mmap_allowed: whether the kernel granted FUSE_DIRECT_IO_ALLOW_MMAP (set at INIT).
         reads: read requests served.
         largest_read: the most bytes one read request asked for (the kernel's request size).
+        spanning_reads: reads answered from more than one buffer (two windows) by :meth:`read_views`.
         kept_states: libfuse worker threads that keep a Python thread state (see
             :func:`keep_thread_state`): one each, however many requests they serve.
     """
@@ -151,7 +152,7 @@ class FastFileOperations:
             raise ValueError(f"unknown io mode {io!r}: valid modes are {', '.join(IO_MODES)}")
         self.io = io
         self.direct_io = self.mmap_allowed = False
-        self.reads = self.largest_read = self.kept_states = 0
+        self.reads = self.largest_read = self.kept_states = self.spanning_reads = 0
         self.view = view.load()
         self._uid, self._gid = os.getuid(), os.getgid()
         self._time_ns = time.time_ns()
@@ -216,21 +217,19 @@ class FastFileOperations:
 
     def read_into(self, dest: memoryview, offset: int, fh: int) -> int:
         """Fill the kernel's buffer from ``offset``; bytes read (0 at the end)."""
-        f = self._handles.get(fh)
-        if f is None:
-            raise _oserror(errno.EBADF)
-        with self._lock:
-            self.reads += 1
-            self.largest_read = max(self.largest_read, len(dest))
-        try:
-            return f.preadinto(offset, dest)
-        except OSError as exc:
-            log.error("read of %s at %d failed: %s", f.name, offset, exc)
-            raise _oserror(errno.EIO) from None
+        return self._read(fh, offset, len(dest), lambda f: f.preadinto(offset, dest))
 
     def read_views(self, fh: int, offset: int, size: int) -> Lent:
         """Views of the bytes at ``offset`` in the readahead windows (none at the end), for a
         reply straight from them; their windows are pinned until it is released."""
+        lent = self._read(fh, offset, size, lambda f: f.pread_views(offset, size))
+        if len(lent.views) > 1:
+            with self._lock:
+                self.spanning_reads += 1
+        return lent
+
+    def _read(self, fh: int, offset: int, size: int, read):
+        """``read(file)`` on handle ``fh``, counted; EBADF for no such handle, EIO for a failed fetch."""
         f = self._handles.get(fh)
         if f is None:
             raise _oserror(errno.EBADF)
@@ -238,7 +237,7 @@ class FastFileOperations:
             self.reads += 1
             self.largest_read = max(self.largest_read, size)
         try:
-            return f.pread_views(offset, size)
+            return read(f)
         except OSError as exc:
             log.error("read of %s at %d failed: %s", f.name, offset, exc)
             raise _oserror(errno.EIO) from None
@@ -263,8 +262,8 @@ class FastFileOperations:
             handles, self._handles = list(self._handles.values()), {}
         for f in handles:
             f.close()
-        log.info("served %d read requests, the largest of %d bytes, on %d worker threads", self.reads,
-                 self.largest_read, self.kept_states)
+        log.info("served %d read requests, the largest of %d bytes, on %d worker threads (%d from two "
+                 "windows)", self.reads, self.largest_read, self.kept_states, self.spanning_reads)
 
 
 def kernel_readahead(mountpoint: str, kib: int, timeout: float = 30.0) -> bool:
