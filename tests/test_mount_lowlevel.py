@@ -63,6 +63,7 @@ def test_both_apis_serve_names_inodes_errors_and_exact_bytes(tmp_path, files, en
         assert (mp / "many" / "a-rather-long-file-name-0399.bin").read_bytes() == b"399"
         assert (mp / "nested" / "deeper" / "x.bin").read_bytes() == contents["nested/deeper/x.bin"]
         assert (mp / "empty.bin").read_bytes() == b""
+        assert os.statvfs(mp).f_namemax == 1024 and os.statvfs(mp).f_bsize == MIB
         for missing in ("missing", "nested/missing", "nested/deeper/missing/x"):
             with pytest.raises(FileNotFoundError):
                 os.stat(mp / missing)
@@ -125,4 +126,5 @@ def test_an_unknown_api_is_refused_with_the_valid_ones(tmp_path):
     assert FUSE_APIS[0] == "auto"
     r = subprocess.run([sys.executable, "-m", "channels", "mount", "s3://b/p/", str(tmp_path), "--fuse-api", "fast"],
                        capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2 and "--fuse-api: invalid choice: 'fast'" in r.stderr
+    choices = ", ".join(repr(api) for api in FUSE_APIS)  # the CLI offers the APIs mount() takes
+    assert r.returncode == 2 and f"--fuse-api: invalid choice: 'fast' (choose from {choices})" in r.stderr
