@@ -277,3 +277,24 @@ def test_pread_views_lend_the_windows_and_pin_them_until_released():
     assert budget.kept >= MIB  # freed for reuse once released, not thrown away
     with open_mem() as g:
         assert g.pread_views(len(DATA), 10).views == []
+
+
+def test_pread_views_unpin_what_they_lent_when_a_later_window_fails():
+    failed = []
+
+    def fetch(start, buf, cancel, progress):
+        if start >= MIB and not failed:
+            failed.append(start)
+            raise ConnectionError("second window lost")
+        memory_fetch(DATA)(start, buf, cancel, progress)
+
+    budget = ByteBudget(64 * MIB)
+    f = ReadaheadFile(fetch, len(DATA), name="flaky", budget=budget, config=ReadaheadConfig(initial_window=MIB))
+    f.pread_views(0, 4096).release()
+    with pytest.raises(ConnectionError, match="second window lost"):
+        f.pread_views(MIB - 100, 300)  # its first 100 bytes were lent before the second window failed
+    again = f.pread_views(MIB - 100, 300)
+    assert b"".join(again.views) == DATA[MIB - 100:MIB + 200]  # fetched anew
+    again.release()
+    f.close()
+    assert wait_for(lambda: budget.in_use == 0)  # nothing left pinned

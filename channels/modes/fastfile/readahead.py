@@ -235,7 +235,11 @@ class ReadaheadFile(io.RawIOBase):
         self._check_closed()
         lent = Lent()
         with self._lock:
-            self._read_at(offset, None, size=size, lent=lent)
+            try:
+                self._read_at(offset, None, size=size, lent=lent)
+            except BaseException:
+                lent.release()  # a failed part: unpin what was lent before it
+                raise
         return lent
 
     def close(self) -> None:
