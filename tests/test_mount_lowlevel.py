@@ -17,10 +17,12 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from faultproxy import fault_proxy
 from mounting import Mount, libfuse_params, needs_fuse, put_files
 
 from channels.modes.fastfile.mount import FUSE_APIS, mount
-from channels.testing import MIB
+from channels.testing import MIB, object_bytes
+from channels.testing.faults import Action, RequestInfo, object_gets
 
 #: Enough names that the kernel lists them over several readdir requests (a page each).
 MANY = 400
@@ -137,3 +139,35 @@ def test_an_unknown_api_is_refused_with_the_valid_ones(tmp_path):
                        capture_output=True, text=True, timeout=60)
     choices = ", ".join(repr(api) for api in FUSE_APIS)  # the CLI offers the APIs mount() takes
     assert r.returncode == 2 and f"--fuse-api: invalid choice: 'fast' (choose from {choices})" in r.stderr
+
+
+@pytest.mark.fuse
+@needs_fuse
+def test_a_read_the_store_refuses_is_eio_and_the_mount_serves_on(s3, s3_client, bucket, tmp_path):
+    body = object_bytes("down", 3 * MIB)
+    s3_client.put_object(Bucket=bucket, Key="down/x.bin", Body=body)
+    s3_client.put_object(Bucket=bucket, Key="down/y.bin", Body=b"fine")
+
+    def refuse_past_1_mib(req: RequestInfo) -> Action | None:  # 503 SlowDown for every GET of x.bin from 1 MiB
+        start = int(req.range.removeprefix("bytes=").split("-")[0]) if req.range else 0
+        return Action("status", status=503) if object_gets(req) and req.target.endswith("x.bin") and start >= MIB \
+            else None
+
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    with fault_proxy(s3, refuse_past_1_mib) as proxy:
+        m = Mount([f"s3://{bucket}/down/", str(mp), "--verbose", "--direct-io", "--endpoint-url", proxy.url], [mp])
+        try:
+            fd = os.open(mp / "x.bin", os.O_RDONLY)
+            try:
+                assert os.pread(fd, 4096, 0) == body[:4096]
+                with pytest.raises(OSError) as exc:  # after the retries, not a hang
+                    os.pread(fd, 4096, 2 * MIB)
+                assert exc.value.errno == errno.EIO
+                assert os.pread(fd, 100, 5000) == body[5000:5100]  # the handle still serves what the store gives
+            finally:
+                os.close(fd)
+            assert (mp / "y.bin").read_bytes() == b"fine"
+        finally:
+            out, err = m.stop()
+    assert m.proc.returncode == 0 and LOW in err and "read of x.bin at 2097152 failed" in err, err
