@@ -298,3 +298,15 @@ def test_pread_views_unpin_what_they_lent_when_a_later_window_fails():
     again.release()
     f.close()
     assert wait_for(lambda: budget.in_use == 0)  # nothing left pinned
+
+
+def test_pread_views_without_budget_come_in_a_buffer_of_their_own():
+    budget = ByteBudget(1)  # no window fits: each read is fetched straight into a buffer of its own
+    with ReadaheadFile(memory_fetch(DATA), len(DATA), name="poor", budget=budget) as f:
+        lent = f.pread_views(MIB + 7, 300_000)
+        assert [len(v) for v in lent.views] == [300_000] and bytes(lent.views[0]) == DATA[MIB + 7:MIB + 300_007]
+        lent.release()
+        lent = f.pread_views(MIB + 300_007, 4096)  # read on: it wants a window, which the budget denies
+        assert [bytes(v) for v in lent.views] == [DATA[MIB + 300_007:MIB + 304_103]]
+        assert f.stats.budget_denied == 1 and budget.in_use == 0
+        lent.release()

@@ -386,6 +386,7 @@ def mount(view: FastFileView, mountpoint: str, *, allow_other: bool | None = Non
             options = ["ro", f"fsname={fsname}", "subtype=channels", "default_permissions"]
             ended = lowlevel.serve(lowlevel.LowLevel(operations), os.path.realpath(mountpoint),
                                    options + ["allow_other"] * allow_other, debug=debug, threads=threads)
+            log.debug("libfuse's loop returned %d", ended)
             # 0, or the number of the signal that ended the loop (libfuse keeps it as the session's error).
             if ended not in (0, signal.SIGTERM, signal.SIGINT, signal.SIGHUP) or is_mounted(mountpoint):
                 raise MountError(f"serving {view.uri} at {mountpoint} failed (libfuse's loop returned {ended}); "
