@@ -133,6 +133,14 @@ def _answers(method):
     return callback
 
 
+def _after_reply(fn, *args) -> None:
+    """``fn(*args)`` once the request is answered: an error is logged, never a second reply."""
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("after a reply, %s failed", getattr(fn, "__qualname__", fn))
+
+
 class LowLevel:
     """The low-level callbacks over ``operations``, and the inode numbers of the view's paths.
 
@@ -215,7 +223,7 @@ class LowLevel:
         info.direct_io = int(self.ops.direct_io)
         info.keep_cache = 1  # objects do not change under a mount
         if reply_open(req, fi) != 0:  # the open was interrupted: nobody will release it
-            self.ops.release(path, fh)
+            _after_reply(self.ops.release, path, fh)
 
     @_answers
     def read(self, req, ino: int, size: int, off: int, fi) -> None:
@@ -224,7 +232,7 @@ class LowLevel:
         try:
             send(req, lent.views)
         finally:
-            lent.release()
+            _after_reply(lent.release)
 
     @_answers
     def release(self, req, ino: int, fi) -> None:
