@@ -5,8 +5,9 @@ What it measures (MB/s are medians over rounds, modes interleaved per round):
 - sequential reads of every object, ``cat``-like (1 MiB ``readinto`` a reused buffer):
   through the Python view (one reader thread, and ``--threads`` readers),
   through FUSE mounts (same two; ``--mounts`` picks them: the default mount,
-  ``--page-cache``, ``--direct-io``, and the default mount over the system's
-  libfuse where ``make system-deps`` built 3.17), against Pipe mode's reader
+  ``--page-cache``, ``--direct-io``, ``--fuse-api high-level`` (libfuse's
+  high-level API instead of the low-level one), and the default mount over the
+  system's libfuse where ``make system-deps`` built 3.17), against Pipe mode's reader
   (``PipeReader(framing="raw")``; ``Transport.stream`` if pipe.py is absent,
   labelled so) and s3fs ``open().read()`` one object after another; each
   mode's ratio to Pipe and each mount's to the view, and the CPU seconds per
@@ -134,6 +135,7 @@ MOUNTS = {
     "mount": ((), {}),
     "mount --page-cache": (("--page-cache",), {}),
     "mount --direct-io": (("--direct-io",), {}),
+    "mount --fuse-api high-level": (("--fuse-api", "high-level"), {}),
     "mount (system libfuse)": ((), {LIBFUSE_ENV: ctypes.util.find_library("fuse3") or "libfuse3.so.3"}),
 }
 

@@ -257,3 +257,56 @@ def test_random_seek_read_sequences_match_bytesio(ops, initial, part):
                 assert bytes(f.pread(op[1], op[2])) == SMALL[op[1]:op[1] + op[2]]
             assert f.tell() == ref.tell()
         assert f._budget.in_use <= cfg.budget_bytes
+
+
+def test_pread_views_lend_the_windows_and_pin_them_until_released():
+    budget = ByteBudget(64 * MIB)
+    f = ReadaheadFile(memory_fetch(DATA), len(DATA), name="mem", budget=budget,
+                      config=ReadaheadConfig(initial_window=MIB, part_size=256 * KIB))
+    first = f.pread_views(0, 4096)  # a short first read: a 1 MiB window, not the whole object
+    assert [bytes(v) for v in first.views] == [DATA[:4096]]
+    first.release()
+    span = f.pread_views(MIB - 100, 300)  # the end of the first window and the start of the next
+    assert [len(v) for v in span.views] == [100, 200]
+    assert b"".join(span.views) == DATA[MIB - 100:MIB + 200]
+    assert f.tell() == 0  # no position moved
+    f.close()  # drops every window, but the two lent ones stay pinned, their bytes intact
+    assert budget.in_use >= MIB and b"".join(span.views) == DATA[MIB - 100:MIB + 200]
+    span.release()
+    assert span.views == [] and wait_for(lambda: budget.in_use == 0)
+    assert budget.kept >= MIB  # freed for reuse once released, not thrown away
+    with open_mem() as g:
+        assert g.pread_views(len(DATA), 10).views == []
+
+
+def test_pread_views_unpin_what_they_lent_when_a_later_window_fails():
+    failed = []
+
+    def fetch(start, buf, cancel, progress):
+        if start >= MIB and not failed:
+            failed.append(start)
+            raise ConnectionError("second window lost")
+        memory_fetch(DATA)(start, buf, cancel, progress)
+
+    budget = ByteBudget(64 * MIB)
+    f = ReadaheadFile(fetch, len(DATA), name="flaky", budget=budget, config=ReadaheadConfig(initial_window=MIB))
+    f.pread_views(0, 4096).release()
+    with pytest.raises(ConnectionError, match="second window lost"):
+        f.pread_views(MIB - 100, 300)  # its first 100 bytes were lent before the second window failed
+    again = f.pread_views(MIB - 100, 300)
+    assert b"".join(again.views) == DATA[MIB - 100:MIB + 200]  # fetched anew
+    again.release()
+    f.close()
+    assert wait_for(lambda: budget.in_use == 0)  # nothing left pinned
+
+
+def test_pread_views_without_budget_come_in_a_buffer_of_their_own():
+    budget = ByteBudget(1)  # no window fits: each read is fetched straight into a buffer of its own
+    with ReadaheadFile(memory_fetch(DATA), len(DATA), name="poor", budget=budget) as f:
+        lent = f.pread_views(MIB + 7, 300_000)
+        assert [len(v) for v in lent.views] == [300_000] and bytes(lent.views[0]) == DATA[MIB + 7:MIB + 300_007]
+        lent.release()
+        lent = f.pread_views(MIB + 300_007, 4096)  # read on: it wants a window, which the budget denies
+        assert [bytes(v) for v in lent.views] == [DATA[MIB + 300_007:MIB + 304_103]]
+        assert f.stats.budget_denied == 1 and budget.in_use == 0
+        lent.release()

@@ -57,6 +57,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     io.add_argument("--page-cache", action="store_const", dest="io", const="page-cache",
                     help="read through the kernel's page cache: a file read twice comes from memory the "
                          "second time, but each byte costs a copy more")
+    p.add_argument("--fuse-api", choices=("auto", "low-level", "high-level"), default=None,
+                   help="which libfuse API serves the mount: its low-level one answers reads straight from the "
+                        "readahead memory (libfuse 3.12+); default auto: the low-level one where the library has it")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="log which libfuse is loaded and how the kernel reads (on stderr, or in the log file)")
     p.add_argument("--debug", action="store_true", help="--verbose, and libfuse's trace of every request")
@@ -150,7 +153,8 @@ def serve(uri: str, mountpoint: str, args: argparse.Namespace) -> int:
         view.transport  # noqa: B018 - opens the cache: a directory that cannot be written fails before the mount
     threads = {} if args.threads is None else {"threads": args.threads}
     io = {} if args.io is None else {"io": args.io}
-    mount(view, mountpoint, debug=args.debug, **io, **threads)
+    api = {} if args.fuse_api is None else {"api": args.fuse_api}
+    mount(view, mountpoint, debug=args.debug, **io, **threads, **api)
     return 0
 
 
@@ -196,6 +200,8 @@ def _start_and_wait(targets, args, children: list, stopping: list[int]) -> int:
             cmd += ["--threads", str(args.threads)]
         if args.io is not None:
             cmd.append({"direct": "--direct-io", "page-cache": "--page-cache"}[args.io])
+        if args.fuse_api is not None:
+            cmd += ["--fuse-api", args.fuse_api]
         cmd += [flag for flag, on in (("--verbose", args.verbose), ("--debug", args.debug)) if on]
         cmd += cache_argv(args)
         if args.plan:

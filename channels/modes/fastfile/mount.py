@@ -1,8 +1,17 @@
 """A read-only FUSE mount of a FastFile view, so scripts that only know paths need no change.
 
-Built on libfuse 3 through ``mfusepy`` (ctypes bindings for the high-level
-libfuse API, 2 and 3); :mod:`channels.modes.fastfile.libfuse` picks the
-library (3.17 built by ``make system-deps`` before the system's 3.14).
+Built on libfuse 3 by ctypes; :mod:`channels.modes.fastfile.libfuse` picks the
+library (3.17 built by ``make system-deps`` before the system's 3.14), and
+the mount serves it through one of its two APIs (``api``):
+
+- ``low-level`` (:mod:`~channels.modes.fastfile.lowlevel`, libfuse 3.12+):
+  files by inode, and each read answered straight from the readahead
+  windows' memory (the kernel's copy into the reader is the only one).
+- ``high-level`` (:mod:`~channels.modes.fastfile.highlevel`, through
+  ``mfusepy``): a path per request, and each read copied into a buffer of
+  libfuse's, which libfuse then writes to the kernel.
+- ``auto`` (the default): the low-level one where the library has it.
+
 libfuse runs the loop multithreaded, so several programs read at once; each
 ``open`` gets its own :class:`~channels.modes.fastfile.readahead.ReadaheadFile`, so
 readahead adapts per handle, and all handles share the view's byte budget.
@@ -19,14 +28,10 @@ How the kernel reads (``io``), settled when the kernel sends INIT:
   readahead at a time; a second pass over a file comes from memory.
 - ``auto`` (the default): ``direct`` where mmap is allowed, else ``page-cache``.
 
-Reads go straight from a readahead window into the kernel's buffer (one copy):
-:class:`_FUSE` overrides mfusepy's ``read`` wrapper, which would otherwise
-build a ``bytes`` first. Each libfuse worker thread keeps one Python thread
-state for all its callbacks (:func:`keep_thread_state`) instead of making and
-deleting one per request.
-
-libfuse installs its own SIGTERM, SIGINT and SIGHUP handlers: any of them ends
-the loop, and libfuse unmounts before :func:`mount` returns.
+Each libfuse worker thread keeps one Python thread state for all its
+callbacks (:func:`keep_thread_state`) instead of making and deleting one
+per request. libfuse installs its own SIGTERM, SIGINT and SIGHUP handlers:
+any of them ends the loop, and libfuse unmounts before :func:`mount` returns.
 """
 
 from __future__ import annotations
@@ -37,26 +42,22 @@ import itertools
 import logging
 import os
 import shutil
+import signal
 import stat
 import threading
 import time
 
 from channels.errors import MountError
-from channels.modes.fastfile.libfuse import (
-    CAP_DIRECT_IO_ALLOW_MMAP,
-    load_binding,
-    loaded,
-)
+from channels.modes.fastfile.libfuse import CAP_DIRECT_IO_ALLOW_MMAP, load_binding, loaded
 from channels.modes.fastfile.readahead import ReadaheadFile
 from channels.modes.fastfile.view import FastFileView
+from channels.modes.fastfile.window import Lent
 
 log = logging.getLogger(__name__)
 
 #: Seconds the kernel may cache names and attributes: objects do not change under a mount.
 CACHE_SECONDS = 3600.0
 BLOCK = 512
-#: What libfuse 3's fuse_main returns when its loop ends with an error, a signal included.
-LOOP_ENDED = 8
 #: Kernel readahead on the mount: FUSE's largest request (1 MiB with libfuse 3).
 KERNEL_READAHEAD_KIB = 1024
 #: FUSE worker threads at most, and idle ones kept (libfuse 3.14 warns when either is not given:
@@ -66,6 +67,8 @@ KERNEL_READAHEAD_KIB = 1024
 MAX_THREADS = 8
 #: How the kernel reads a mounted file (see the module's docstring); the first is the default.
 IO_MODES = ("auto", "direct", "page-cache")
+#: Which libfuse API serves the mount (see the module's docstring); the first is the default.
+FUSE_APIS = ("auto", "low-level", "high-level")
 
 
 def check_fuse(mountpoint: str, *, device: str = "/dev/fuse", fusermount: str = "fusermount3") -> None:
@@ -137,6 +140,7 @@ class FastFileOperations:
         mmap_allowed: whether the kernel granted FUSE_DIRECT_IO_ALLOW_MMAP (set at INIT).
         reads: read requests served.
         largest_read: the most bytes one read request asked for (the kernel's request size).
+        spanning_reads: reads answered from more than one buffer (two windows) by :meth:`read_views`.
         kept_states: libfuse worker threads that keep a Python thread state (see
             :func:`keep_thread_state`): one each, however many requests they serve.
     """
@@ -148,7 +152,7 @@ class FastFileOperations:
             raise ValueError(f"unknown io mode {io!r}: valid modes are {', '.join(IO_MODES)}")
         self.io = io
         self.direct_io = self.mmap_allowed = False
-        self.reads = self.largest_read = self.kept_states = 0
+        self.reads = self.largest_read = self.kept_states = self.spanning_reads = 0
         self.view = view.load()
         self._uid, self._gid = os.getuid(), os.getgid()
         self._time_ns = time.time_ns()
@@ -213,14 +217,27 @@ class FastFileOperations:
 
     def read_into(self, dest: memoryview, offset: int, fh: int) -> int:
         """Fill the kernel's buffer from ``offset``; bytes read (0 at the end)."""
+        return self._read(fh, offset, len(dest), lambda f: f.preadinto(offset, dest))
+
+    def read_views(self, fh: int, offset: int, size: int) -> Lent:
+        """Views of the bytes at ``offset`` in the readahead windows (none at the end), for a
+        reply straight from them; their windows are pinned until it is released."""
+        lent = self._read(fh, offset, size, lambda f: f.pread_views(offset, size))
+        if len(lent.views) > 1:
+            with self._lock:
+                self.spanning_reads += 1
+        return lent
+
+    def _read(self, fh: int, offset: int, size: int, read):
+        """``read(file)`` on handle ``fh``, counted; EBADF for no such handle, EIO for a failed fetch."""
         f = self._handles.get(fh)
         if f is None:
             raise _oserror(errno.EBADF)
         with self._lock:
             self.reads += 1
-            self.largest_read = max(self.largest_read, len(dest))
+            self.largest_read = max(self.largest_read, size)
         try:
-            return f.preadinto(offset, dest)
+            return read(f)
         except OSError as exc:
             log.error("read of %s at %d failed: %s", f.name, offset, exc)
             raise _oserror(errno.EIO) from None
@@ -245,8 +262,8 @@ class FastFileOperations:
             handles, self._handles = list(self._handles.values()), {}
         for f in handles:
             f.close()
-        log.info("served %d read requests, the largest of %d bytes, on %d worker threads", self.reads,
-                 self.largest_read, self.kept_states)
+        log.info("served %d read requests, the largest of %d bytes, on %d worker threads (%d from two "
+                 "windows)", self.reads, self.largest_read, self.kept_states, self.spanning_reads)
 
 
 def kernel_readahead(mountpoint: str, kib: int, timeout: float = 30.0) -> bool:
@@ -310,26 +327,16 @@ def keep_thread_state() -> None:
     _WORKER.kept = True
 
 
-def _fuse_class():
-    mfusepy = load_binding()
-
-    class _FUSE(mfusepy.FUSE):
-        """mfusepy's FUSE, reading straight into the kernel's buffer (no ``bytes`` in between), each
-        worker thread keeping its Python thread state (see :func:`keep_thread_state`)."""
-
-        def read(self, path, buf, size, offset, fip):
-            if not getattr(_WORKER, "kept", False):
-                keep_thread_state()
-                with self.operations._lock:
-                    self.operations.kept_states += 1
-            dest = memoryview((ctypes.c_ubyte * size).from_address(ctypes.addressof(buf.contents))).cast("B")
-            return self.operations.read_into(dest, offset, fip.contents.fh)
-
-    return _FUSE
+def note_worker(operations: FastFileOperations) -> None:
+    """At each read: in a libfuse worker thread not seen yet, keep its thread state, and count it."""
+    if not getattr(_WORKER, "kept", False):
+        keep_thread_state()
+        with operations._lock:
+            operations.kept_states += 1
 
 
 def mount(view: FastFileView, mountpoint: str, *, allow_other: bool | None = None, debug: bool = False,
-          io: str = IO_MODES[0], threads: int = MAX_THREADS) -> None:
+          io: str = IO_MODES[0], threads: int = MAX_THREADS, api: str = FUSE_APIS[0]) -> None:
     """Serve ``view`` at ``mountpoint`` until a signal ends it; blocks.
 
     SIGTERM, SIGINT (Ctrl-C) and SIGHUP unmount cleanly. The view is closed
@@ -348,39 +355,63 @@ def mount(view: FastFileView, mountpoint: str, *, allow_other: bool | None = Non
             with direct I/O every small read is a round trip to this process
             and nothing read stays cached for a second pass.
         threads: FUSE worker threads at most: reads served at once.
+        api: one of :data:`FUSE_APIS`. ``auto`` serves through libfuse's
+            low-level API where the library has it (3.12+), else the high-level one.
 
     Raises:
-        ValueError: ``io`` is not one of :data:`IO_MODES`.
+        ValueError: ``io`` is not one of :data:`IO_MODES`, or ``api`` of :data:`FUSE_APIS`.
         MountError: FUSE is unavailable, or the mount point is unusable.
         SourceNotFoundError, EmptyChannelError: the prefix cannot be listed.
     """
+    if api not in FUSE_APIS:
+        raise ValueError(f"unknown FUSE API {api!r}: valid ones are {', '.join(FUSE_APIS)}")
     check_fuse(mountpoint)
-    log.info("using %s", loaded())
+    library = loaded()
+    log.info("using %s", library)
     try:
         operations = FastFileOperations(view, io)
+        lowlevel = _lowlevel(api, library)
     except BaseException:
         view.close()
         raise
     if allow_other is None:
         allow_other = os.geteuid() == 0
     fsname = f"channels:{view.uri}"[:200].replace(",", "%2C")  # a comma would end the option
-    options = {"ro": True, "fsname": fsname, "subtype": "channels",
-               "kernel_cache": True, "entry_timeout": CACHE_SECONDS, "attr_timeout": CACHE_SECONDS,
-               "negative_timeout": CACHE_SECONDS, "allow_other": allow_other, "default_permissions": True,
-               "max_threads": threads, "max_idle_threads": threads}
-    fuse = _fuse_class()
     # Page-cache reads, and mapped pages under direct I/O, are read ahead by the kernel.
     threading.Thread(target=kernel_readahead, args=(mountpoint, KERNEL_READAHEAD_KIB), daemon=True,
                      name="channels-mount-readahead").start()
     try:
-        fuse(operations, os.path.realpath(mountpoint), foreground=True, debug=debug, **options)
-    except RuntimeError as exc:
-        # libfuse 3 reports a loop ended by its signal handler as an error (fuse_main
-        # returns 8, with the signal number kept as the session's error); it has
-        # unmounted by then. Anything else, or a mount left behind, is a failure.
-        if exc.args != (LOOP_ENDED,) or is_mounted(mountpoint):
-            raise MountError(f"mounting {view.uri} at {mountpoint} failed (libfuse returned {exc}); "
-                             "see the messages above", mountpoint=mountpoint) from exc
-        log.info("unmounted %s", mountpoint)
+        if lowlevel is not None:
+            log.info("serving through libfuse's low-level API")
+            options = ["ro", f"fsname={fsname}", "subtype=channels", "default_permissions"]
+            ended = lowlevel.serve(lowlevel.LowLevel(operations), os.path.realpath(mountpoint),
+                                   options + ["allow_other"] * allow_other, debug=debug, threads=threads)
+            log.debug("libfuse's loop returned %d", ended)
+            # 0, or the number of the signal that ended the loop (libfuse keeps it as the session's error).
+            if ended not in (0, signal.SIGTERM, signal.SIGINT, signal.SIGHUP) or is_mounted(mountpoint):
+                raise MountError(f"serving {view.uri} at {mountpoint} failed (libfuse's loop returned {ended}); "
+                                 "see the messages above", mountpoint=mountpoint)
+            log.info("unmounted %s", mountpoint)
+        else:
+            from channels.modes.fastfile import highlevel
+
+            log.info("serving through libfuse's high-level API")
+            highlevel.serve(view, operations, mountpoint, fsname=fsname, allow_other=allow_other,
+                            debug=debug, threads=threads)
     finally:
         view.close()
+
+
+def _lowlevel(api: str, library):
+    """The :mod:`~channels.modes.fastfile.lowlevel` module if ``api`` and ``library`` call for it, else None."""
+    if api == "high-level":
+        return None
+    from channels.modes.fastfile import lowlevel  # loads libfuse
+
+    if lowlevel.available():
+        return lowlevel
+    if api == "low-level":
+        raise MountError(f"{library} has no low-level API the mount can use (it needs libfuse "
+                         f"{lowlevel.SINCE[0]}.{lowlevel.SINCE[1]}+): mount with the high-level one (--fuse-api "
+                         "high-level) or install a newer libfuse (make system-deps)")
+    return None

@@ -108,3 +108,24 @@ class Pacing:
         """A reader took ``nbytes`` in ``seconds`` of its own time (its waits for bytes excluded)."""
         if nbytes > 0 and seconds > 0:
             self.readers.add(nbytes, seconds)
+
+
+class ReaderClock:
+    """Tells a view's :class:`Pacing` (if any) how fast one handle's reader takes bytes."""
+
+    __slots__ = ("_last_read", "pacing")
+
+    def __init__(self, pacing: Pacing | None) -> None:
+        self.pacing = pacing
+        self._last_read: float | None = None  # when the last read returned (the reader's clock)
+
+    def account(self, t_in: float, n: int, waited: float) -> None:
+        """A read that began at ``t_in`` gave ``n`` bytes: tell the pacing the read's own time
+        and the gap since the last one (if short: a reader at work), less ``waited`` for bytes."""
+        if self.pacing is None:
+            return
+        now = time.perf_counter()
+        gap = t_in - self._last_read if self._last_read is not None else 0.0
+        gap = gap if gap < IDLE_GAP else 0.0
+        self._last_read = now
+        self.pacing.note_read(n, now - t_in - waited + gap)

@@ -54,14 +54,13 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import wait as wait_futures
 
 from channels.memory.budget import ByteBudget
 from channels.memory.pool import BufferPool
 from channels.modes.fastfile.config import ReadaheadConfig
-from channels.modes.fastfile.pacing import IDLE_GAP, Pacing
+from channels.modes.fastfile.pacing import Pacing, ReaderClock
 from channels.modes.fastfile.stats import ReadStats
-from channels.modes.fastfile.window import Fetch, Window, fetch_part, split_parts
+from channels.modes.fastfile.window import Fetch, Lent, Window, fetch_direct
 from channels.units import KIB, MIB
 
 # KIB and MIB stay importable from here for the scripts that size a ReadaheadConfig.
@@ -137,7 +136,7 @@ class ReadaheadFile(io.RawIOBase):
         self._reading_on_due: Callable[[], None] | None = None  # due, to call once this read's window is asked for
         self._on_close = on_close
         self._pacing = pacing
-        self._last_read: float | None = None  # when the last read returned (the reader's clock)
+        self._clock = ReaderClock(pacing)
         if first is not None:
             if first.start != 0 or first.end > size:
                 first.drop()
@@ -226,6 +225,23 @@ class ReadaheadFile(io.RawIOBase):
         with self._lock:
             return self._read_at(offset, view)
 
+    def pread_views(self, offset: int, size: int) -> Lent:
+        """The bytes at ``offset`` (up to ``size``; none at the end) as views of the windows that
+        hold them, one per window, without a copy and without moving the position.
+
+        Release the result once sent: its windows' buffers are pinned until then. Bytes no
+        window could hold (the budget was short) come in a buffer of their own.
+        """
+        self._check_closed()
+        lent = Lent()
+        with self._lock:
+            try:
+                self._read_at(offset, None, size=size, lent=lent)
+            except BaseException:
+                lent.release()  # a failed part: unpin what was lent before it
+                raise
+        return lent
+
     def close(self) -> None:
         """Drop every window (their budget goes back) and stop private threads."""
         if self.closed:
@@ -260,14 +276,16 @@ class ReadaheadFile(io.RawIOBase):
             self._reading_on()
             t_in = time.perf_counter()
             self._after_read(pos + n)
-            self._account(t_in, n, 0.0)
+            self._clock.account(t_in, n, 0.0)
             return w.lend(pos, n)
         buf = bytearray(n)
         self._read_at(pos, memoryview(buf), noted=True)
         return buf
 
-    def _read_at(self, pos: int, dest: memoryview, noted: bool = False) -> int:
-        n = max(0, min(len(dest), self.size - pos))
+    def _read_at(self, pos: int, dest: memoryview | None, noted: bool = False, *, size: int = 0,
+                 lent: Lent | None = None) -> int:
+        """Copy into ``dest``; or, given ``lent`` (and ``size``, no ``dest``), lend views into it."""
+        n = max(0, min(size if dest is None else len(dest), self.size - pos))
         if n == 0:
             return 0
         if not noted:
@@ -280,13 +298,19 @@ class ReadaheadFile(io.RawIOBase):
             w = self._window_at(p)
             if w is None:
                 t = time.perf_counter()
-                w = self._miss(p, dest[done:n])
+                into = dest[done:n] if lent is None else memoryview(bytearray(n - done))
+                w = self._miss(p, into)
                 waited += time.perf_counter() - t
                 if w is None:  # read straight into dest
+                    if lent is not None:
+                        lent.add(into)
                     break
             before = w.waited
             try:
-                done += w.copy_into(p, dest[done:n])
+                if lent is None:
+                    done += w.copy_into(p, dest[done:n])
+                else:
+                    done += w.pin_landed(p, n - done, lent)
             except BaseException:
                 # A failed part: forget the windows so that a later read fetches anew.
                 self._drop_windows()
@@ -296,19 +320,8 @@ class ReadaheadFile(io.RawIOBase):
                 waited += w.waited - before
         self._reading_on()  # if no window was asked for (a direct read of a past window)
         self._after_read(pos + n)
-        self._account(t_in, n, waited)
+        self._clock.account(t_in, n, waited)
         return n
-
-    def _account(self, t_in: float, n: int, waited: float) -> None:
-        """Tell the pacing how fast this reader takes bytes: the read's own time and the
-        gap since the last one (if short: a reader at work), less the waits."""
-        if self._pacing is None:
-            return
-        now = time.perf_counter()
-        gap = t_in - self._last_read if self._last_read is not None else 0.0
-        gap = gap if gap < IDLE_GAP else 0.0
-        self._last_read = now
-        self._pacing.note_read(n, now - t_in - waited + gap)
 
     def _note_read(self, pos: int, n: int) -> None:
         """Classify a read as sequential or a seek, before serving it."""
@@ -428,19 +441,7 @@ class ReadaheadFile(io.RawIOBase):
         return w
 
     def _fetch_direct(self, pos: int, dest: memoryview, part_size: int) -> None:
-        """Fill the caller's buffer, in concurrent parts; no budget is used. A reader going on
-        to other files has all its parts asked for before theirs (none in this thread)."""
-        self.stats.add(windows=1)
-        parts = split_parts(0, len(dest), part_size)
-        inline = parts.pop(0) if self._reading_on_due is None else None
-        futures = [self._executor.submit(fetch_part, self._fetch, self.stats, pos + lo, dest[lo:hi], None)
-                   for lo, hi in parts]
-        self._reading_on()
-        try:
-            if inline is not None:
-                fetch_part(self._fetch, self.stats, pos, dest[inline[0]:inline[1]], None)
-        finally:
-            # Parts write into the caller's buffer: none may outlive this call.
-            wait_futures(futures)
-        for future in futures:
-            future.result()
+        """Fill the caller's buffer (no budget used). A reader going on to other files has
+        all its parts asked for before theirs (none in this thread)."""
+        fetch_direct(self._fetch, self.stats, self._executor, pos, dest, part_size,
+                     inline_first=self._reading_on_due is None, started=self._reading_on)

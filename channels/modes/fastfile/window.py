@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from functools import partial
 
 import numpy as np
@@ -80,7 +81,7 @@ class Window:
     """
 
     __slots__ = ("start", "end", "buf", "cancel", "waited", "_view", "_budget", "_parts", "_cond",
-                 "_pending", "_dropped", "_lent")
+                 "_pending", "_dropped", "_lent", "_pins")
 
     def __init__(self, start: int, buf, budget: BufferPool) -> None:
         self.start = start
@@ -97,6 +98,8 @@ class Window:
         self._pending = 0
         self._dropped = False
         self._lent = False  # a view of buf went to a caller (pread)
+        # Invariant: pins == views lent by pin_landed whose Lent is not released yet.
+        self._pins = 0
 
     def fill(self, fetch: Fetch, stats: ReadStats, executor: ThreadPoolExecutor, part_size: int, *,
              inline_first: bool) -> None:
@@ -144,7 +147,7 @@ class Window:
             if not future.cancelled() and future.exception() is None:
                 part.filled = part.end
             self._cond.notify_all()
-            free = self._dropped and self._pending == 0
+            free = self._dropped and self._pending == 0 and self._pins == 0
         if free:
             self._free()
 
@@ -157,7 +160,7 @@ class Window:
             if self._dropped:
                 return
             self._dropped = True
-            free = self._pending == 0
+            free = self._pending == 0 and self._pins == 0
         if free:
             self._free()
 
@@ -215,6 +218,31 @@ class Window:
                 break
         return n
 
+    def pin_landed(self, pos: int, n: int, lent: Lent) -> int:
+        """Add to ``lent`` a view of bytes ``[pos, pos + n)`` (up to the window's end) once they
+        have all landed (no copy); how many bytes it holds. Until ``lent`` is released the
+        buffer stays this window's: a drop meanwhile frees it only then, for reuse."""
+        end = min(pos + n, self.end)
+        p = pos
+        for part in self._parts:
+            if p >= end:
+                break
+            want = min(end, part.end)
+            while p < want:
+                p = min(part.filled, want) if part.filled > p else self._wait(part, p, want)
+        with self._cond:
+            self._pins += 1
+        lent.add(self._view[pos - self.start:end - self.start], self)
+        return end - pos
+
+    def unpin(self) -> None:
+        """A :class:`Lent` holding a view of this window let it go."""
+        with self._cond:
+            self._pins -= 1
+            free = self._dropped and self._pending == 0 and self._pins == 0
+        if free:
+            self._free()
+
     def _wait(self, part: _Part, pos: int, want: int) -> int:
         """Wait until ``part`` holds the bytes up to ``want`` (or has ended: if it
         failed before the byte at ``pos``, raise its error); how far it is filled."""
@@ -231,6 +259,33 @@ class Window:
         return part.end  # done, though its callback has not run yet
 
 
+class Lent:
+    """Views of windows' bytes for a caller to send (no copy), each window pinned until :meth:`release`.
+
+    Attributes:
+        views: the bytes in order, one view per window (or per buffer of their own).
+    """
+
+    __slots__ = ("_windows", "views")
+
+    def __init__(self) -> None:
+        self.views: list[memoryview] = []
+        self._windows: list[Window] = []
+
+    def add(self, view: memoryview, window: Window | None = None) -> None:
+        self.views.append(view)
+        if window is not None:
+            self._windows.append(window)
+
+    def release(self) -> None:
+        """Release the views (nothing may still point into them), then unpin their windows."""
+        views, windows, self.views, self._windows = self.views, self._windows, [], []
+        for v in views:
+            v.release()
+        for w in windows:
+            w.unpin()
+
+
 def copy_bytes(dest: memoryview, src: memoryview) -> None:
     """``dest[:] = src``, letting the fetch threads run during a large copy.
 
@@ -244,6 +299,26 @@ def copy_bytes(dest: memoryview, src: memoryview) -> None:
         dest[:] = src
     else:
         np.copyto(np.frombuffer(dest, np.uint8), np.frombuffer(src, np.uint8))
+
+
+def fetch_direct(fetch: Fetch, stats: ReadStats, executor: ThreadPoolExecutor, pos: int, dest: memoryview,
+                 part_size: int, *, inline_first: bool, started: Callable[[], None]) -> None:
+    """Fill ``dest`` with the object's bytes from ``pos``, in concurrent parts on ``executor``
+    (the first in this thread if ``inline_first``); ``started`` is called once all are asked for.
+    No budget is used: the caller's buffer is the window, and no part outlives this call."""
+    stats.add(windows=1)
+    parts = split_parts(0, len(dest), part_size)
+    inline = parts.pop(0) if inline_first else None
+    futures = [executor.submit(fetch_part, fetch, stats, pos + lo, dest[lo:hi], None) for lo, hi in parts]
+    started()
+    try:
+        if inline is not None:
+            fetch_part(fetch, stats, pos, dest[inline[0]:inline[1]], None)
+    finally:
+        # Parts write into the caller's buffer: none may outlive this call.
+        wait_futures(futures)
+    for future in futures:
+        future.result()
 
 
 def fetch_part(fetch: Fetch, stats: ReadStats, start: int, buf: memoryview,
