@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import _thread
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -173,11 +174,17 @@ def test_ctrl_c_removes_temporary_files_and_keeps_completed_ones(s3, s3_client, 
         _thread.interrupt_main()
 
     lines: list[str] = []
-    watcher = threading.Thread(target=interrupt_after_first_files)
-    watcher.start()
-    with pytest.raises(KeyboardInterrupt):
-        download(f"s3://{bucket}/d/", dest, store=store, config=slow, log=lines.append)
-    watcher.join()
+    # interrupt_main() does nothing while SIGINT is ignored, as it is in a shell's background job
+    # (`make test &`): Ctrl-C's own handler, for this test.
+    old_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        watcher = threading.Thread(target=interrupt_after_first_files)
+        watcher.start()
+        with pytest.raises(KeyboardInterrupt):
+            download(f"s3://{bucket}/d/", dest, store=store, config=slow, log=lines.append)
+        watcher.join()
+    finally:
+        signal.signal(signal.SIGINT, old_handler)
     kept = data_files(dest)
     assert 3 <= len(kept) < len(objects), "the download was not interrupted midway"
     assert all(objects[f"d/{k}"] == v for k, v in kept.items())
