@@ -43,7 +43,7 @@ class Response:
     body was read to the end; :meth:`close` drops it. Call one of them.
     """
 
-    __slots__ = ("status", "headers", "_raw", "_conn", "_pool", "_left")
+    __slots__ = ("_conn", "_left", "_pool", "_raw", "headers", "status")
 
     def __init__(self, pool: Pool, conn: http.client.HTTPConnection, raw: http.client.HTTPResponse) -> None:
         self.status = raw.status
@@ -211,8 +211,8 @@ class Pools:
 
     def __init__(self, *, connect_timeout: float, read_timeout: float, maxsize: int,
                  headers: dict[str, str] | None = None) -> None:
-        self._kw = dict(connect_timeout=connect_timeout, read_timeout=read_timeout, maxsize=maxsize,
-                        headers=headers)
+        self._kw = {"connect_timeout": connect_timeout, "read_timeout": read_timeout, "maxsize": maxsize,
+                    "headers": headers}
         self._pools: dict[tuple[str, str], Pool] = {}
         self._lock = threading.Lock()
 

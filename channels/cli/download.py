@@ -35,6 +35,7 @@ HELP = ("File mode: download this host's share of a prefix (or every File channe
 #: The process ends as soon as the download returns (:func:`channels.cli.main.exit_at_once`).
 EXIT_AT_ONCE = True
 
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM arrived: unwinds like Ctrl-C so every ``finally`` cleans up."""
 
