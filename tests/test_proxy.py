@@ -16,6 +16,7 @@ import pytest
 from channels.testing.profiles import MB, PROFILES, Profile, get_profile
 from channels.testing.proxy import Action, Pacer, Proxy, scripted_faults
 from channels.testing.services import cpu_seconds, start_proxies
+from channels.testing.relay import UPSTREAM_BUFFER
 from channels.testing.wire import SPLICE, splice
 from channels.listing import list_prefix
 from channels.store import Store
@@ -229,12 +230,19 @@ def test_proxies_in_a_child_process(s3, data):
     assert cpu_seconds(child.pid) is None  # gone
 
 
+#: The body of _Upstream's /big: as large as the proxy's upstream receive buffer.
+BIG = UPSTREAM_BUFFER
+
+
 class _Upstream:
     """A small HTTP/1.1 server that keeps connections alive (unlike moto) and
     can answer chunked; it drops a connection after 0.3 s idle."""
 
     def __enter__(self):
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        upstream = self
+        self.sent = threading.Event()  # the handler of /big wrote its whole body
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -248,6 +256,13 @@ class _Upstream:
                     for part in (b"hello ", b"chunked ", b"world"):
                         self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
                     self.wfile.write(b"0\r\n\r\n")
+                elif self.path == "/big":
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(BIG))
+                    self.end_headers()
+                    self.wfile.write(bytes(BIG))
+                    self.wfile.flush()
+                    upstream.sent.set()
                 else:
                     body = self.path.encode() * 1000
                     self.send_response(200)
@@ -283,3 +298,19 @@ def test_chunked_keep_alive_and_stale_upstream_connection():
         assert conn.getresponse().read() == b"/b" * 1000
     assert proxy.stats.connections == 1
     assert proxy.stats.upstream_connections == 2
+
+
+def test_the_endpoint_hands_over_a_paced_body_at_once():
+    """Pacing holds back the client, not the endpoint: its whole response is taken while the client has little."""
+    slow = Profile("slow", connection_bandwidth=50 * MB)
+    with _Upstream() as upstream, Proxy(upstream.url, slow) as proxy:
+        conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=30)
+        conn.request("GET", "/big")
+        resp = conn.getresponse()
+        got, at_sent = 0, None
+        while chunk := resp.read(256 * 1024):
+            got += len(chunk)
+            if at_sent is None and upstream.sent.is_set():
+                at_sent = got
+        assert got == BIG
+        assert at_sent is not None and at_sent < BIG // 8, at_sent

@@ -37,7 +37,10 @@ Efficiency: one thread per client connection. On Linux, bodies move with
 ``os.splice`` (upstream socket -> a 1 MiB pipe -> client socket): the bytes
 never enter this process, and each call releases the GIL. Elsewhere, and
 for responses a fault cuts short, through a reused 1 MiB buffer with
-``recv_into``/``sendall``. Run it in its own process
+``recv_into``/``sendall``. Each upstream socket has a 16 MiB receive buffer
+(:data:`~channels.testing.relay.UPSTREAM_BUFFER`), so that the endpoint hands
+a response over at once, as S3 would, rather than being woken for every paced
+slice of it. Run it in its own process
 (``python -m channels.testing.services proxy``) so that it competes with
 neither the client nor the server for a GIL; ``benchmarks/test_bench_proxy.py``
 measures its pass-through throughput against the endpoint alone.

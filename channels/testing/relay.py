@@ -27,6 +27,16 @@ from channels.testing.pacing import Pacer
 from channels.testing.profiles import Profile
 from channels.testing.wire import BUFFER, SPLICE, error_response, fcntl, is_object_get, parse_head, read_head, splice
 
+#: Receive buffer of each upstream socket (bytes): room for a whole 16 MiB
+#: response, so that the endpoint hands its body over at once and is not
+#: held back by the pacing of a far profile (S3's servers are not; moto,
+#: whose threads share one GIL, would wake per paced slice of every
+#: response). Measured on the 2-core machine, 32 x 16 MiB: the proxy spent
+#: 0.28 CPU-s per GB under ``s3-like`` with it against 0.39-0.43 without.
+UPSTREAM_BUFFER = 16 << 20
+#: Linux's SO_RCVBUFFORCE: SO_RCVBUF past ``net.core.rmem_max``, for root.
+_SO_RCVBUFFORCE = 33
+
 
 class Listener(Protocol):
     """What a connection needs of the listener that accepted it (:class:`channels.testing.proxy.Proxy`)."""
@@ -130,8 +140,7 @@ class Connection:
 
     def _upstream(self) -> socket.socket:
         if self.up is None:
-            self.up = socket.create_connection(self.listener.upstream, timeout=60)
-            self.up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.up = upstream_socket(self.listener.upstream)
             self.listener.count("upstream_connections", 1)
         return self.up
 
@@ -313,3 +322,25 @@ class Connection:
         else:
             self.listener.stopping.wait(action.seconds)
         return False
+
+
+def upstream_socket(address: tuple[str, int]) -> socket.socket:
+    """A connected socket to the endpoint with a receive buffer of :data:`UPSTREAM_BUFFER`.
+
+    The buffer is set before connecting, so that the window scale the
+    handshake agrees on can use it. Without root the kernel caps it at
+    twice ``net.core.rmem_max``.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, UPSTREAM_BUFFER)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UPSTREAM_BUFFER)
+        sock.settimeout(60)
+        sock.connect(address)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        sock.close()
+        raise
+    return sock
