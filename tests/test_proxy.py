@@ -13,14 +13,14 @@ import time
 import botocore.exceptions
 import pytest
 
-from channels.testing.profiles import MB, PROFILES, Profile, get_profile
-from channels.testing.proxy import Action, Pacer, Proxy, scripted_faults
-from channels.testing.services import cpu_seconds, start_proxies
-from channels.testing.relay import UPSTREAM_BUFFER
-from channels.testing.wire import SPLICE, splice
 from channels.listing import list_prefix
 from channels.store import Store
 from channels.testing import Dataset, fill_bucket, object_bytes, uniform_sizes
+from channels.testing.profiles import MB, PROFILES, Profile, get_profile
+from channels.testing.proxy import Action, Pacer, Proxy, scripted_faults
+from channels.testing.relay import UPSTREAM_BUFFER
+from channels.testing.services import cpu_seconds, start_proxies
+from channels.testing.wire import SPLICE, splice
 from channels.transport import Transport, TransportConfig
 
 SIZE = 2 * 1024 * 1024
