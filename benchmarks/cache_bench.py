@@ -26,9 +26,14 @@ each epoch. Prints a table of medians (MB/s with 1 MB = 10**6 bytes, GETs
 per epoch, cache hits), the ratios the issue asks for, the load average
 before and after, and writes every run to JSON.
 
+``--host-mb-per-s N`` caps all connections together at N MB/s (a host's
+network interface, the proxy's ``listener_bandwidth``): the network, rather
+than this machine's CPU, bounds the reads, as on an instance whose store
+runs elsewhere.
+
 Usage:
     flock /tmp/bench.lock python benchmarks/cache_bench.py [--rounds 3] [--set 32x16MiB]
-        [--epochs 3] [--json .benchmarks/cache_bench.json]
+        [--epochs 3] [--host-mb-per-s N] [--json .benchmarks/cache_bench.json]
 """
 
 from __future__ import annotations
@@ -121,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--set", type=parse_set, default=parse_set("32x16MiB"))
     ap.add_argument("--profile", default="s3-like")
+    ap.add_argument("--host-mb-per-s", type=float, default=None,
+                    help="cap all connections together at this many MB/s (a host's network interface; "
+                         "default: none, the CPU is the bound)")
     ap.add_argument("--cache-root", type=Path, default=None, help="a local disk (default: a new temp dir)")
     ap.add_argument("--json", type=Path, default=Path(".benchmarks/cache_bench.json"))
     args = ap.parse_args(argv)
@@ -131,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     with dummy_credentials(), start_endpoint() as endpoint:
         target, total = upload(endpoint.info["url"], "bench-cache", count, size)
         uri = f"s3://{target.bucket}/{target.prefix}"
-        with start_proxies(endpoint.info["url"], [get_profile(args.profile)]) as proxy:
+        host = args.host_mb_per_s * 1e6 if args.host_mb_per_s else None
+        with start_proxies(endpoint.info["url"], [get_profile(args.profile)], listener_bandwidth=host) as proxy:
             url = proxy.info["urls"][args.profile][0]
             for r in range(args.rounds):
                 for name in SCENARIOS:
@@ -143,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(cache_root, ignore_errors=True)
     load_after = loadavg()
     table = median_table(runs, args.epochs)
-    print(f"\n{count} x {size // (1 << 20)} MiB under {args.profile}, medians of {args.rounds} rounds; "
+    nic = f", {args.host_mb_per_s:g} MB/s per host" if args.host_mb_per_s else ""
+    print(f"\n{count} x {size // (1 << 20)} MiB under {args.profile}{nic}, medians of {args.rounds} rounds; "
           f"load average before {load_before}, after {load_after}")
     print(f"{'scenario':<10} {'epoch':>5} {'MB/s':>8} {'GETs':>6} {'hits':>6} {'admitted':>9} {'deferred':>9} "
           f"{'CPU s':>7}")
@@ -161,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         # The median of each round's own ratio too: a round's scenarios run back to back, under one load.
         print(f"{label}: {value:.2f}x" + (f" (per round: {paired[label]:.2f}x)" if label in paired else ""))
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"set": [count, size], "profile": args.profile, "rounds": args.rounds,
+    args.json.write_text(json.dumps({"set": [count, size], "profile": args.profile,
+                                     "host_mb_per_s": args.host_mb_per_s, "rounds": args.rounds,
                                      "load_average": {"before": load_before, "after": load_after},
                                      "versions": versions(), "runs": runs, "ratios": ratios,
                                      "ratios_per_round": paired}, indent=1))
