@@ -37,10 +37,15 @@ peak RSS), the ratios the latency acceptance asks for (each mode far over
 its own local figure, FastFile over Pipe, File over s5cmd), and the load
 average; writes every run to ``--json``.
 
+``--host-mb-per-s N`` caps all connections of each proxied profile together
+at N MB/s (a host's network interface), so that the network rather than
+this machine's 2 cores bounds every profile: what is left between a far
+profile and ``local`` is then latency the client did not hide.
+
 Usage:
     python benchmarks/latency_bench.py [--rounds 3] [--profiles local,s3-like,s3-40ms]
         [--clients pipe,fastfile,file,s5cmd] [--tree new=. --tree base=/path/to/checkout]
-        [--objects 32] [--size-mib 16] [--json .benchmarks/latency_bench.json]
+        [--objects 32] [--size-mib 16] [--host-mb-per-s N] [--json .benchmarks/latency_bench.json]
 """
 
 from __future__ import annotations
@@ -238,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--objects", type=int, default=32)
     ap.add_argument("--size-mib", type=int, default=16)
     ap.add_argument("--bucket", default="channels-bench")
+    ap.add_argument("--host-mb-per-s", type=float, default=None,
+                    help="cap all connections of each proxied profile together at this many MB/s (a host's "
+                         "network interface; default: none, the CPU is the bound)")
     ap.add_argument("--json", default=".benchmarks/latency_bench.json")
     args = ap.parse_args(argv)
     if args.cmd == "child":
@@ -263,7 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     profiles = [get_profile(p) for p in args.profiles.split(",")]
     ds = BenchDataset("large", args.objects, args.size_mib * MIB, 64 * KIB)
     runs: list[dict] = []
-    with start_endpoint() as endpoint, start_proxies(endpoint.info["url"], [p for p in profiles if p.proxied]) as px:
+    host = args.host_mb_per_s * 1e6 if args.host_mb_per_s else None
+    with start_endpoint() as endpoint, start_proxies(endpoint.info["url"], [p for p in profiles if p.proxied],
+                                                     listener_bandwidth=host) as px:
         ensure(s3_client(endpoint.info["url"]), args.bucket, ds)
         with Transport(Store(endpoint.info["url"])) as t:  # warm the server, untimed
             from channels.listing import list_prefix
@@ -289,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
                               f"ttfb {(r['ttfb_s'] or 0) * 1000:5.0f} ms  load {r['load_average']:.1f}",
                               file=sys.stderr, flush=True)
     rows = summarize(runs)
-    print(f"medians of {args.rounds} rounds; {ds.label()}; MB = 10**6 bytes; CPU-s per GB of client, "
+    nic = f"; {args.host_mb_per_s:g} MB/s per host" if args.host_mb_per_s else ""
+    print(f"medians of {args.rounds} rounds; {ds.label()}{nic}; MB = 10**6 bytes; CPU-s per GB of client, "
           f"endpoint (moto), proxy")
     for profile, by_client in rows.items():
         print(f"\n== {profile}")

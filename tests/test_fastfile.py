@@ -246,6 +246,28 @@ def test_random_reads_and_header_probes_fetch_nothing_ahead(shards):
         assert view.stats.files_ahead == ahead
 
 
+def test_a_reader_that_catches_up_with_the_files_ahead_gets_more_of_them(s3, shards):
+    """Connections sharing one capped interface look near to the link's estimate (at first: a few
+    in flight, none alone, fool it later); the reader outrunning its files ahead widens them."""
+    from channels.store import Store
+    from channels.testing.profiles import MB, Profile
+    from channels.testing.proxy import Proxy
+
+    uri, bodies = shards
+    nic = Profile("nic", first_byte_delay=0.02, listener_bandwidth=20 * MB)
+    with Proxy(s3.endpoint_url, nic) as proxy, \
+            FastFileView(uri, Store(proxy.url), ReadaheadConfig(prefetch_files=2)) as view:
+        lead = []  # per file: how many files after it were fetched ahead when the reader opened it
+        for k, name in enumerate(view.listdir("")):
+            lead.append(view.stats.files_ahead - k)
+            assert cat_file(view, name)[0] == bodies[name]
+        s = view.stats.snapshot()
+        assert s["files_ahead_late"] >= 1
+        # 2 ahead of the file read on (1 past the next one opened); caught up: 4, 8 ahead.
+        assert max(lead[1:3]) == 1 and max(lead) >= 3, lead
+        assert s["files_ahead"] == s["files_ahead_used"] == 11 and s["files_ahead_dropped"] == 0
+
+
 def test_fetching_ahead_can_be_turned_off(shards):
     uri, _ = shards
     with FastFileView(uri, config=ReadaheadConfig(prefetch_files=0)) as view:

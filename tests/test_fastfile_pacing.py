@@ -89,8 +89,10 @@ def test_an_epochs_first_file_is_not_fetched_alone(s3_client, bucket, s3):
         for epoch in range(2):
             before = view.stats.files_ahead
             assert read_all(view, "000.bin") == contents["000.bin"]
-            # The walk starts (over): the next files are fetched before file 1 is opened.
-            assert view.stats.files_ahead - before == 4, epoch
+            # The walk starts (over): the next files are fetched before file 1 is opened: 4, or
+            # more in the second epoch if the reader caught up with them in the first.
+            ahead = view.stats.files_ahead - before
+            assert ahead == 4 if epoch == 0 else 4 <= ahead <= 11, (epoch, ahead)
             for name in sorted(contents)[1:]:
                 assert read_all(view, name) == contents[name]
         assert view.stats.files_ahead_dropped == 0  # every file fetched ahead was read

@@ -10,7 +10,11 @@ when: once a file is read on from its start, the next
 file to file. Random reads never start this. On a far store the view's
 :class:`~channels.modes.fastfile.pacing.Pacing` widens this: more files
 ahead, in more of the budget, and the windows due soonest as parallel
-ranged GETs.
+ranged GETs. A reader that catches up with the files ahead (opens one still
+landing that was not fetched in its walk's first wave) doubles how many are
+fetched, within the same budget, whatever the link looks like: connections
+that share a bottleneck (a host's network interface) hide a far store from
+the link's estimate, not from the reader.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from channels.modes.fastfile.window import Fetch, Window
 RECENT_FILES = 16
 #: The largest stride (in files of ``walk`` order) taken for a reader going from file to file.
 MAX_STRIDE = 8
+#: The most files ahead that catching up asks for (the budget bounds them first).
+MAX_DEPTH = 256
 
 
 class View(Protocol):
@@ -96,7 +102,10 @@ class FilesAhead:
     it over (the next epoch), so that the first file of an epoch is not
     fetched alone. The
     first windows of the next ``prefetch_files`` files at that stride (on a
-    far store, as many as the view's pacing asks for) are then fetched now,
+    far store, as many as the view's pacing asks for; once the reader has
+    caught up with them, opening one still landing that the walk fetched
+    after its first wave, twice as many as were asked for then, up to
+    :data:`MAX_DEPTH`) are then fetched now,
     nearest first, except files open already or fetched ahead already; a
     file read on with no such file before it (a reader taking files in a
     shuffled order) fetches nothing ahead. ``open`` hands a file its window.
@@ -129,6 +138,9 @@ class FilesAhead:
         self._open: Counter[str] = Counter()  # path -> handles open now
         self._recent: deque[int] = deque(maxlen=RECENT_FILES)  # indexes of files read on
         self._stride = 1  # the stride of the last walk
+        self._depth = 0  # files ahead the last walk step asked for
+        self._learned = 0  # files ahead the reader showed it needs by catching up (0: none yet)
+        self._wave = 0  # the count of files read on when the last walk began (its first wave's fetched_at)
         self._walk_start = 0  # where it began
         self._closed = False
 
@@ -137,15 +149,22 @@ class FilesAhead:
         with self._lock:
             self._open[path] += 1
             w = self._ready.pop(path, None)
+            late = False
             if w is not None:
                 self._held -= w.end - w.start
-                del self._fetched_at[path]
+                fetched = self._fetched_at.pop(path)
+                # A walk's first wave lands together, after the reader wants it: waiting
+                # for it says nothing. A file fetched later, still landing, says the
+                # reader used up its lead: fetch further ahead from now on.
+                late = w.landing() and fetched > self._wave
+                if late:
+                    self._learned = min(MAX_DEPTH, 2 * max(self._learned, self._depth, 1))
         if w is not None and w.failed():  # fetch it anew rather than fail the read
             w.drop()
             self._view.stats.add(files_ahead_dropped=1)
             return None
         if w is not None:
-            self._view.stats.add(files_ahead_used=1)
+            self._view.stats.add(files_ahead_used=1, files_ahead_late=int(late))
         return w
 
     def closed(self, path: str) -> None:
@@ -168,13 +187,14 @@ class FilesAhead:
                 # one: the walk starting over (the next epoch).
                 behind = [self._stride]
                 self._walk_start = i
+                self._wave = self._read_on + 1
             self._recent.append(i)
             self._read_on += 1
             self._view.pacing.walking = bool(behind)
             if not behind:
                 return
             stride = self._stride = min(behind)
-            depth = self._view.pacing.files_ahead(self._view.stat(path).size)
+            depth = self._depth = max(self._view.pacing.files_ahead(self._view.stat(path).size), self._learned)
             end = min(len(order), i + stride * depth + 1)
             targets = [order[j] for j in range(i + stride, end, stride)]
             missing = [(rank, t) for rank, t in enumerate(targets) if t not in self._ready and t not in self._open]

@@ -19,7 +19,12 @@ class ReadStats(Counters):
         files_ahead: first windows fetched for files not open yet (a view's).
         files_ahead_used: of those, windows a file opened later read from.
         files_ahead_dropped: of those, windows dropped unused (their budget given back).
+        files_ahead_late: of those used, windows still landing when their file was
+            opened, other than a walk's first wave: the reader caught up with
+            the files ahead (each time, twice as many are fetched from then
+            on, within the budget).
     """
 
     FIELDS = ("requests", "bytes_fetched", "bytes_read", "windows", "prefetches", "seeks",
-              "budget_denied", "files_ahead", "files_ahead_used", "files_ahead_dropped")
+              "budget_denied", "files_ahead", "files_ahead_used", "files_ahead_dropped",
+              "files_ahead_late")

@@ -164,6 +164,10 @@ class Window:
         if free:
             self._free()
 
+    def landing(self) -> bool:
+        """Whether a part is still being fetched (its bytes have not all landed)."""
+        return self._pending > 0
+
     def failed(self) -> bool:
         """Whether a part has already ended in an error (or was cancelled)."""
         return any(p.future.done() and (p.future.cancelled() or p.future.exception() is not None)
