@@ -331,14 +331,15 @@ def upstream_socket(address: tuple[str, int]) -> socket.socket:
     handshake agrees on can use it. Without root the kernel caps it at
     twice ``net.core.rmem_max``.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    family, kind, proto, _, resolved = socket.getaddrinfo(*address, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
     try:
         try:
             sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, UPSTREAM_BUFFER)
         except OSError:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UPSTREAM_BUFFER)
         sock.settimeout(60)
-        sock.connect(address)
+        sock.connect(resolved)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except OSError:
         sock.close()
