@@ -31,6 +31,7 @@ from channels.modes.fastfile.view import FastFileView
 from channels.modes.pipe.reader import PipeReader
 from channels.modes.pipe.resume import Cursor, Start
 from channels.store import Store
+from channels.testing import wait_for
 from channels.testing.faults import Action, object_gets
 from channels.testing.proxy import Proxy
 from channels.transport import Transport, TransportConfig
@@ -217,15 +218,20 @@ def test_the_adapters_sources_pass_the_cache_through(s3, s3_client, bucket, tmp_
     objects = upload(s3_client, bucket, SIZES[:3])
     uri = f"s3://{bucket}/{PREFIX}"
     store = Store(s3.endpoint_url)
-    for source, transport in [
-        (src := PipeReaderSource(uri, config=config(tmp_path / "pipe"), store=store), lambda s: s.reader().transport),
-        (FastFileSource(uri, store=store, cache=CacheConfig(tmp_path / "ff", "64MiB")), lambda s: s.view().transport),
+    for source, transport, root in [
+        (src := PipeReaderSource(uri, config=config(tmp_path / "pipe"), store=store), lambda s: s.reader().transport,
+         tmp_path / "pipe"),
+        (FastFileSource(uri, store=store, cache=CacheConfig(tmp_path / "ff" / "cache", "64MiB")),
+         lambda s: s.view().transport, tmp_path / "ff"),
     ]:
         refs = source.listing().refs
         for attempt in range(2):
             got = b"".join(bytes(r) for r in source.read([(ref, Start()) for ref in refs], Cursor()))
             assert got == b"".join(objects[PREFIX + ref.key] for ref in refs)
             if attempt == 0:
+                # A reader has its last bytes a moment before the thread that fetched them has
+                # written them into the cache: wait for the entries, then count.
+                assert wait_for(lambda: len(entries(root)) == len(objects)), entries(root)  # noqa: B023
                 requests = transport(source).stats.requests
         assert transport(source).stats.requests == requests  # the second pass: all from the cache
         assert transport(source).cache_stats.hit_bytes == sum(len(v) for v in objects.values())
