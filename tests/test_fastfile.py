@@ -268,6 +268,18 @@ def test_a_reader_that_catches_up_with_the_files_ahead_gets_more_of_them(s3, sha
         assert s["files_ahead"] == s["files_ahead_used"] == 11 and s["files_ahead_dropped"] == 0
 
 
+def test_a_window_dropped_stale_halves_what_catching_up_asked_for(shards):
+    uri, bodies = shards
+    size = len(bodies["part-11.bin"])
+    config = ReadaheadConfig(budget_bytes=4 * size + 4 * size // 10, prefetch_files=2)
+    with FastFileView(uri, config=config) as view:
+        cat_file(view, "part-00.bin")
+        view.ahead._learned = 8  # as if the reader had caught up twice
+        cat_file(view, "part-02.bin")  # stride 2: part-01 is stale, dropped to make room
+        assert view.stats.files_ahead_dropped == 1
+        assert view.ahead._learned == 4
+
+
 def test_fetching_ahead_can_be_turned_off(shards):
     uri, _ = shards
     with FastFileView(uri, config=ReadaheadConfig(prefetch_files=0)) as view:

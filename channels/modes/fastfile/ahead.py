@@ -105,7 +105,8 @@ class FilesAhead:
     far store, as many as the view's pacing asks for; once the reader has
     caught up with them, opening one still landing that the walk fetched
     after its first wave, twice as many as were asked for then, up to
-    :data:`MAX_DEPTH`) are then fetched now,
+    :data:`MAX_DEPTH`, and half as many again for each stale window dropped
+    to make room) are then fetched now,
     nearest first, except files open already or fetched ahead already; a
     file read on with no such file before it (a reader taking files in a
     shuffled order) fetches nothing ahead. ``open`` hands a file its window.
@@ -238,6 +239,7 @@ class FilesAhead:
                 if self._held + want <= room:
                     break
                 self._drop(p)
+                self._learned //= 2  # fetched for nothing: catching up asked for too many
             if self._held + want > room:
                 return False
         # The reader gets to it after the rest of its own file and the files before it.
