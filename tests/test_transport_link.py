@@ -5,6 +5,7 @@ transport's own stats."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import time
@@ -12,7 +13,9 @@ import time
 import pytest
 from transporting import put
 
+from channels.cache import CacheConfig
 from channels.store import Store
+from channels.testing.faults import Action, RequestInfo
 from channels.testing.profiles import Profile
 from channels.testing.proxy import Proxy
 from channels.transport import Transport, TransportConfig
@@ -167,6 +170,57 @@ def test_a_sink_stream_far_uses_more_connections_and_writes_every_byte_once(s3_c
     assert [bytes(got[r.url]) for r in refs] == data
     assert cfg.max_workers < stats["inflight_peak"] <= cfg.connections
     assert stats["buffer_peak"] <= cfg.budget_bytes
+
+
+def test_the_end_of_a_far_stream_hands_the_rest_of_its_parts_to_more_gets(s3_client, bucket, s3, tmp_path):
+    # Three 6 MiB objects at 16 MB/s per connection: once all three are arriving, nothing else
+    # is left to fetch, and each would take some 400 ms more on its one connection.
+    data = [os.urandom(6 * MIB + i) for i in range(3)]
+    refs = [put(s3_client, bucket, f"tail/{i}", d) for i, d in enumerate(data)]
+    expected = {r.url: hashlib.sha256(d).hexdigest() for r, d in zip(refs, data)}
+    cfg = TransportConfig(part_size=8 * MIB, budget_bytes=32 * MIB, max_workers=4, first_part_size=0,
+                          cache=CacheConfig(tmp_path / "cache", 64 * MIB))
+    with Proxy(s3.endpoint_url, FAR) as proxy, Transport(Store(proxy.url), cfg) as t:
+        for _ in range(8):  # what earlier reads of this link measured
+            t.link.observe(0.03, 16e6, receiving=8)
+        assert epochs(t, refs, 1) == expected
+        far = t.stats.snapshot()
+        # Each object is whole in the cache, from the bytes of both of its reads.
+        t.cache.flush()
+        assert epochs(t, refs, 1) == expected
+        assert t.stats.snapshot()["requests"] == far["requests"]
+        assert t.cache_stats.hit_bytes == sum(map(len, data))
+    assert far["tail_splits"] >= 1
+    # One GET per object, one per hand-over; no retry, no error, every byte counted once.
+    assert far["requests"] == len(refs) + far["tail_splits"]
+    assert far["retries"] == far["errors"] == 0
+    assert sum(map(len, data)) <= far["bytes"] <= sum(map(len, data)) + far["tail_splits"] * MIB
+    with Transport(Store(s3.endpoint_url), dataclasses.replace(cfg, cache=None)) as near:
+        assert epochs(near, refs, 2) == expected
+        assert near.stats.snapshot()["tail_splits"] == 0  # a near store: nothing to gain
+
+
+def test_a_hand_over_reset_midway_is_resumed_and_its_part_reads_right(s3_client, bucket, s3):
+    data = [os.urandom(6 * MIB) for _ in range(3)]
+    refs = [put(s3_client, bucket, f"tail-reset/{i}", d) for i, d in enumerate(data)]
+    resets: list[RequestInfo] = []
+
+    def reset_the_first_ranged_get(req: RequestInfo) -> Action | None:
+        # Each object's first GET is whole (no Range): the first ranged one is a hand-over.
+        if req.method == "GET" and req.range and not resets:
+            resets.append(req)
+            return Action("reset", after_bytes=64 * KIB)
+        return None
+
+    cfg = TransportConfig(part_size=8 * MIB, budget_bytes=32 * MIB, max_workers=4, first_part_size=0)
+    with Proxy(s3.endpoint_url, FAR, fault_policy=reset_the_first_ranged_get) as proxy, \
+            Transport(Store(proxy.url), cfg) as t:
+        for _ in range(8):
+            t.link.observe(0.03, 16e6, receiving=8)
+        assert epochs(t, refs, 1) == {r.url: hashlib.sha256(d).hexdigest() for r, d in zip(refs, data)}
+        stats = t.stats.snapshot()
+    assert len(resets) == 1 and len(proxy.stats.faults) == 1
+    assert stats["tail_splits"] >= 1 and stats["retries"] == 1 and stats["errors"] == 0
 
 
 def test_a_late_part_far_is_cut_into_ranges_and_reads_right(s3_client, bucket, s3):

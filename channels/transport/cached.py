@@ -41,6 +41,7 @@ from channels.listing import ObjectRef
 from channels.store import Store
 from channels.transport.backends.base import OnData, Progress
 from channels.transport.config import TransportConfig
+from channels.transport.errors import Truncated
 from channels.transport.fetch import Fetcher
 from channels.transport.stats import TransportStats
 
@@ -92,7 +93,11 @@ class CachingFetcher(Fetcher):
             if progress is not None:
                 progress(start + len(view))
             return
-        super().read(url, start, view, size, etag, cancel, progress)
+        try:
+            super().read(url, start, view, size, etag, cancel, progress)
+        except Truncated as cut:  # the rest comes from another read, which writes it too
+            self.cache.write(url, etag, start, view[:min(cut.nread, len(view))])
+            raise
         self.cache.write(url, etag, start, view)
 
     def read_to(self, url: str, start: int, n: int, scratch: memoryview, on_data: OnData,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from channels.errors import AccessDeniedError
 
-__all__ = ["AccessDeniedError", "Cancelled", "PartialRead", "TransientHTTPError"]
+__all__ = ["AccessDeniedError", "Cancelled", "PartialRead", "TransientHTTPError", "Truncated"]
 
 
 class PartialRead(Exception):
@@ -42,3 +42,24 @@ class TransientHTTPError(Exception):
 
 class Cancelled(Exception):
     """The stream that asked for the read was closed; nothing to report."""
+
+
+class Truncated(Cancelled):
+    """The caller shortened a read in flight: the rest of its range comes from another GET.
+
+    Raised by the caller's ``progress`` callback once the read has landed the
+    bytes it is still wanted for; the backend drops the connection (its
+    response has bytes left unread), and nothing is retried or counted as an
+    error.
+
+    Attributes:
+        nread: bytes landed from the start of the read's range (at least
+            the shortened length, and at most one socket read more).
+    """
+
+    def __init__(self, nread: int) -> None:
+        super().__init__(f"read cut after {nread} bytes")
+        self.nread = nread
+
+    def __reduce__(self):
+        return (Truncated, (self.nread,))

@@ -22,7 +22,7 @@ from channels.store import Store, protocol_of
 from channels.transport.backends import Backend, backend_class
 from channels.transport.backends.base import OnData, Progress
 from channels.transport.config import TransportConfig
-from channels.transport.errors import Cancelled, PartialRead
+from channels.transport.errors import Cancelled, PartialRead, Truncated
 from channels.transport.link import Attempt, LinkMonitor
 from channels.transport.stats import TransportStats
 
@@ -150,6 +150,9 @@ class Fetcher:
                     return
                 if self._give_up_or_wait(url, start + done, attempts, failures, exc.cause, cancel):
                     continue
+            except Truncated as cut:  # the caller has the rest read elsewhere
+                self.stats.add(bytes=max(0, min(cut.nread, n) - done))
+                raise
             except Cancelled:
                 raise
             except BaseException:

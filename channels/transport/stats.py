@@ -22,7 +22,9 @@ class TransportStats(Counters):
             yet received, at once (its bytes in flight).
         splits: planned parts a stream cut into ranged pieces, one per cut,
             so that they land in time on a far store.
+        tail_splits: at a stream's end on a far store, parts in flight
+            whose unread rest was handed to a GET of its own, one per hand-over.
     """
 
     FIELDS = ("requests", "bytes", "retries", "errors", "buffer_peak", "inflight_peak", "inflight_bytes_peak",
-              "splits")
+              "splits", "tail_splits")
