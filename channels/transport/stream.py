@@ -15,7 +15,8 @@ the link the fetcher measures and the rate the consumer takes bytes at: on a
 near store, whole planned parts with ``max_workers`` threads; on a far one,
 as many GETs as cover the bandwidth-delay product (up to
 ``max_connections``), the parts due soon cut into ranges fetched in
-parallel, all within ``budget_bytes``.
+parallel, all within ``budget_bytes``; and at the stream's end, the back of
+a part still arriving handed to a GET of its own (:meth:`ChunkStream._split_tail`).
 
 Why it cannot deadlock: the only part the consumer ever waits for is the
 window's head, and the head was admitted (so it is in flight or done) unless
