@@ -19,7 +19,7 @@ from channels.testing.faults import Action, RequestInfo
 from channels.testing.profiles import Profile
 from channels.testing.proxy import Proxy
 from channels.transport import Transport, TransportConfig
-from channels.transport.inflight import Inflight, floor_pow2
+from channels.transport.inflight import HAND_OVER_ALIGN, Inflight, floor_pow2
 from channels.transport.link import LinkEstimate, LinkMonitor, RateMeter, parts_needed
 from channels.units import KIB, MIB
 
@@ -118,6 +118,20 @@ def test_inflight_keeps_max_workers_near_and_follows_littles_law_far():
     assert rules.piece(16 * MIB, ahead=0, wait=0.06, room=None) == 4 * MIB
     assert rules.piece(16 * MIB, ahead=0, wait=0.06, room=3 * MIB) == 2 * MIB
 
+
+
+def test_a_hand_over_cuts_where_both_gets_land_together_and_only_far_and_worth_a_request():
+    cfg = TransportConfig()
+    assert Inflight(cfg, LinkMonitor(), RateMeter(4e9)).hand_over(0, 16 * MIB) is None  # near
+    rules = Inflight(cfg, far_monitor(rate=90e6, ttfb=0.02), RateMeter(1e9))
+    got, stop = MIB, 16 * MIB
+    cut = rules.hand_over(got, stop)
+    assert got < cut < stop and cut % HAND_OVER_ALIGN == 0
+    # The first GET's bytes up to the cut, against the new one's first byte and then the rest.
+    first, new = (cut - got) / 90e6, 0.02 + (stop - cut) / 90e6
+    assert abs(first - new) <= 2 * HAND_OVER_ALIGN / 90e6
+    # Too little left to be worth a request.
+    assert rules.hand_over(stop - 5 * MIB, stop) is None and rules.hand_over(stop - 7 * MIB, stop) is not None
 
 # ---------------------------------------------------------------- streams, near and far
 

@@ -20,6 +20,9 @@ A stream (:class:`~channels.transport.stream.ChunkStream`) asks its
   next, the same way. Each cut is one more request (on moto, one more pass
   over the whole object), so parts are cut only where one would be late.
 
+* :meth:`Inflight.hand_over`: at a stream's end, where a part's GET still
+  arriving should stop so that a new GET takes the back of its bytes.
+
 The store is *far* when its connections are capped each on its own (more
 connections carry more bytes) and one carries less than the consumer takes
 (:meth:`~channels.transport.link.LinkEstimate.far`); only then does anything
@@ -32,6 +35,13 @@ import math
 
 from channels.transport.config import TransportConfig
 from channels.transport.link import LinkEstimate, LinkMonitor, RateMeter, parts_needed
+
+
+#: Where :meth:`Inflight.hand_over` cuts: a multiple of this.
+HAND_OVER_ALIGN = 64 * 1024
+#: The least bytes :meth:`Inflight.hand_over` gives a new GET: the stream's end then comes sooner
+#: by their transfer time on one connection (about 23 ms at 90 MB/s), for one more request.
+HAND_OVER_MIN = 2 * 1024 * 1024
 
 
 def floor_pow2(n: int) -> int:
@@ -107,3 +117,30 @@ class Inflight:
             # Late already: bytes in flight now beat a whole piece after the wait for its room.
             piece = floor_pow2(room)
         return min(piece, length)
+
+    def hand_over(self, got: int, stop: int) -> int | None:
+        """Where a GET with bytes ``[got, stop)`` of its part still to come should stop, a new GET
+        taking the rest; None to let it run (a near store, or too little to gain).
+
+        At a stream's end nothing is left to fetch but the parts in flight,
+        and on a far store each lands at one connection's rate while the
+        connections already done sit idle: the last 16 MiB takes some 190 ms
+        at S3's ~90 MB/s. Cut where both land together, the new GET after its
+        time to first byte (``ttfb * rate`` bytes of head start for the first),
+        the stream's end comes sooner by the new GET's bytes' transfer time;
+        it is cut only if those are at least :data:`HAND_OVER_MIN`.
+
+        Example:
+            >>> link = LinkMonitor()
+            >>> for _ in range(8):
+            ...     link.observe(0.02, 90e6, receiving=8)
+            >>> rules = Inflight(TransportConfig(), link, RateMeter(1e9))
+            >>> rules.hand_over(1 << 20, 16 << 20) / 2**20, rules.hand_over(14 << 20, 16 << 20)
+            (9.375, None)
+        """
+        est = self.far()
+        if est is None:
+            return None
+        head_start = est.ttfb * est.rate
+        cut = -(-int((got + stop + head_start) / 2) // HAND_OVER_ALIGN) * HAND_OVER_ALIGN
+        return cut if stop - cut >= HAND_OVER_MIN else None

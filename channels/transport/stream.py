@@ -120,11 +120,6 @@ def plan_parts(refs: Iterable[Target], part_size: int, threshold: int,
 #: bytes as it arrives, before its part is delivered (see
 #: :meth:`Transport.stream`).
 Sink = Callable[[ObjectRef, int, memoryview], None]
-#: Where :meth:`ChunkStream._split_tail` cuts the rest of a part: a multiple of this.
-SPLIT_ALIGN = 64 * 1024
-#: The least bytes :meth:`ChunkStream._split_tail` hands to a new GET: the stream's end then comes
-#: sooner by their transfer time on one connection (about 23 ms at 90 MB/s), for one more request.
-TAIL_PIECE = 2 * 1024 * 1024
 #: Bytes of landing buffer per part in flight when a sink takes the bytes:
 #: one socket read's worth (the S3 backend reads at most 1 MiB at a time).
 SINK_BUFFER = 1024 * 1024
@@ -461,32 +456,21 @@ class ChunkStream(Iterator[Chunk]):
             self._cond.notify_all()
 
     def _split_tail(self) -> None:
-        """At the end of a stream from a far store, hand the unread rest of parts in flight to GETs
-        of their own (lock held).
+        """At the end of a stream from a far store, hand the back of a part still arriving to a GET
+        of its own (lock held): the part with the most bytes still to come on its first read, cut
+        where :meth:`Inflight.hand_over` says.
 
-        Once the plan is spent, nothing is left to fetch but the parts in
-        flight, and on a store that caps each connection on its own (S3:
-        about 90 MB/s) each lands at one connection's rate while the
-        connections that are done sit idle: the stream's last 16 MiB takes
-        some 190 ms on one connection. So while connections are free, the
-        part whose first read has the most bytes still to come gives up the
-        back of them to a new GET, cut where both would land together (the
-        new one after its time to first byte), if that back is at least
-        :data:`TAIL_PIECE`: the stream's end comes sooner by the back's
-        transfer time.
-
-        Only once every read in flight has begun to land, so one at a time:
-        a store that still has requests waiting would serve the new one
-        behind them. And only for objects read by their ETag (the S3
+        Only once the plan is spent (a free connection has nothing else to
+        fetch) and every read in flight has begun to land, so one hand-over
+        at a time: a store that still has requests waiting would serve the
+        new one behind them. And only for objects read by their ETag (the S3
         backend's ``If-Match``): the first read may land up to one socket
         read past its cut before it sees it, into bytes the new GET writes
-        too, which are then the same bytes.
+        too (a cache keeps both), which are then the same bytes. Not for a
+        sink, which must have each byte once.
         """
         if (self._closed or self._sink is not None or not self._planned_all or self._pending is not None
                 or self._later_waiting or self._inflight + self._later_reads >= self._connections):
-            return
-        est = self._inflight_rules.far()
-        if est is None:
             return
         best = None
         for slot in self._window:
@@ -498,10 +482,9 @@ class ChunkStream(Iterator[Chunk]):
                 best = slot
         if best is None:
             return
+        cut = self._inflight_rules.hand_over(best.got, best.stop)
         ref = best.ref
-        head_start = est.ttfb * est.rate  # bytes the first read lands while a new GET waits for its first
-        cut = -(-int((best.got + best.stop + head_start) / 2) // SPLIT_ALIGN) * SPLIT_ALIGN
-        if best.stop - cut < TAIL_PIECE or not (ref.etag and self._fetcher.backend_for(ref.url).verifies_etag):
+        if cut is None or not (ref.etag and self._fetcher.backend_for(ref.url).verifies_etag):
             return
         try:
             self._executor.submit(self._fetch_rest, best, cut, best.stop)
