@@ -23,6 +23,14 @@ The clients are ``channels bench``'s own runners
   included (as s5cmd lists it);
 * ``s5cmd``: ``s5cmd cp`` of the prefix to tmpfs with 8 workers (the bench's
   peer); ``s5cmd-default``: the same with s5cmd's own worker count (256).
+* ``all-at-once``: every object asked for at once, one whole-object GET
+  each on a connection of its own, into memory, nothing done with the
+  bytes (the transport's ``read_into`` from a pool of as many threads): what
+  this endpoint delivers through each profile to a reader that hides
+  latency by asking for everything. Its far/local ratio is the rig's own,
+  the reference for the modes' (on moto, which serves its GETs in turn,
+  far below 1: see the README's *Near and far*). Its time to first byte is
+  that of its first whole object.
   These do not depend on the code tree: they run once per round (tree
   ``peer``).
 
@@ -34,8 +42,9 @@ beside the view's budget.
 Prints, per profile, the medians (MB/s with 1 MB = 10**6 bytes, time to
 first byte, CPU seconds per GB of the client, the endpoint and the proxy,
 peak RSS), the ratios the latency acceptance asks for (each mode far over
-its own local figure, FastFile over Pipe, File over s5cmd), and the load
-average; writes every run to ``--json``.
+its own local figure, FastFile over Pipe, File over s5cmd) beside the
+reference's (``all-at-once`` far over local, and Pipe and FastFile over it),
+and the load average; writes every run to ``--json``.
 
 ``--host-mb-per-s N`` caps all connections of each proxied profile together
 at N MB/s (a host's network interface), so that the network rather than
@@ -44,7 +53,7 @@ profile and ``local`` is then latency the client did not hide.
 
 Usage:
     python benchmarks/latency_bench.py [--rounds 3] [--profiles local,s3-like,s3-40ms]
-        [--clients pipe,fastfile,file,s5cmd] [--tree new=. --tree base=/path/to/checkout]
+        [--clients pipe,fastfile,file,s5cmd,all-at-once] [--tree new=. --tree base=/path/to/checkout]
         [--objects 32] [--size-mib 16] [--host-mb-per-s N] [--json .benchmarks/latency_bench.json]
 """
 
@@ -61,7 +70,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve()
-CLIENTS = ("pipe", "fastfile", "file", "s5cmd", "s5cmd-default", "rss16")
+CLIENTS = ("pipe", "fastfile", "file", "s5cmd", "s5cmd-default", "all-at-once", "rss16")
+#: Clients that do not depend on the code tree: measured once per round, as tree ``peer``.
+PEERS = ("s5cmd", "s5cmd-default", "all-at-once")
 READERS = 16
 
 
@@ -113,6 +124,8 @@ def prepare(name: str, target):
         return peers.s5cmd_cp(target, workers=None)
     if name == "rss16":
         return readers16(target)
+    if name == "all-at-once":
+        return all_at_once(target)
     if name == "file":  # listing included in every tree (older trees default to a listing made untimed)
         from channels.bench import ours
 
@@ -149,6 +162,37 @@ def readers16(target):
             yield body
         finally:
             view.close()
+
+    return prepared()
+
+
+def all_at_once(target):
+    """Every object of ``target`` asked for at once, each a whole-object GET on its own connection."""
+    import contextlib
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    from channels.transport import Transport, TransportConfig
+
+    @contextlib.contextmanager
+    def prepared():
+        refs = target.listing.refs
+        bufs = [bytearray(ref.size) for ref in refs]
+        transport = Transport(target.store(), TransportConfig(max_connections=len(refs)))
+        pool = ThreadPoolExecutor(len(refs))
+
+        def one(i: int) -> int:
+            transport.read_into(refs[i], 0, bufs[i])
+            return refs[i].size
+
+        def body(meter) -> None:
+            for done in as_completed([pool.submit(one, i) for i in range(len(refs))]):
+                meter.add(done.result(), 1)
+
+        try:
+            yield body
+        finally:
+            pool.shutdown()
+            transport.close()
 
     return prepared()
 
@@ -216,6 +260,12 @@ def ratios(rows: dict, trees: list[str]) -> list[str]:
                 near, far = mb("local", client, tree), mb(profile, client, tree)
                 if profile != "local" and near and far:
                     parts.append(f"{client} {far / near:.2f}x local")
+            ref, near_ref = mb(profile, "all-at-once", "peer"), mb("local", "all-at-once", "peer")
+            if ref and near_ref and profile != "local":
+                parts.append(f"all-at-once {ref / near_ref:.2f}x local")
+            if ref:
+                parts += [f"{client}/all-at-once {mb(profile, client, tree) / ref:.2f}x"
+                          for client in ("pipe", "fastfile") if mb(profile, client, tree)]
             view, pipe = mb(profile, "fastfile", tree), mb(profile, "pipe", tree)
             if view and pipe:
                 parts.append(f"fastfile/pipe {view / pipe:.2f}x")
@@ -237,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--rpo", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--profiles", default="local,s3-like,s3-40ms")
-    ap.add_argument("--clients", default="pipe,fastfile,file,s5cmd")
+    ap.add_argument("--clients", default="pipe,fastfile,file,s5cmd,all-at-once")
     ap.add_argument("--rss-profile", default="s3-like", help="the profile rss16 runs under")
     ap.add_argument("--tree", action="append", default=[], help="NAME=PATH of a checkout (default: new=this one)")
     ap.add_argument("--objects", type=int, default=32)
@@ -289,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
                     if client == "rss16" and profile.name != args.rss_profile:
                         continue
                     k = (rnd + i) % len(names)
-                    for tree in (["peer"] if client.startswith("s5cmd") else names[k:] + names[:k]):
+                    for tree in (["peer"] if client in PEERS else names[k:] + names[:k]):
                         path = trees[names[0]] if tree == "peer" else trees[tree]
                         r = measure(args, tree, path, client, url, ds.prefix, ds.records_per_object,
                                     (endpoint, px))
