@@ -19,10 +19,11 @@ $(STAMP): $(PY) pyproject.toml
 		(apt-get install -y -qq gcc >/dev/null 2>&1 || \
 		 (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq gcc >/dev/null 2>&1)); } || \
 		echo "no C compiler: installing sagemaker-training (the test extra) will fail; install gcc"
-	$(PIP) install --quiet -e '.[test]'
-	@# The torch extra's CPU build, pinned: a bare "torch" would fetch a multi-GB CUDA build.
+	@# The torch extra's CPU build, pinned, and first: a bare "torch" would fetch a multi-GB CUDA build,
+	@# and the test extra's torchdata asks for torch, which pip would resolve so if none were installed.
 	@$(PY) -c 'import torch' 2>/dev/null || $(PIP) install --quiet torch==2.13.0 || \
 		echo "torch==2.13.0 could not be installed: the PyTorch adapter's tests will be skipped"
+	$(PIP) install --quiet -e '.[test]'
 	@# s3torchconnector (a bench peer) requires torch: added without its deps once torch is there, so
 	@# pip never resolves a torch of its own (its client, s3torchconnectorclient, comes with the test extra).
 	@$(PY) -c 'import torch' 2>/dev/null && $(PIP) install --quiet --no-deps 's3torchconnector>=1.5,<2' || true
