@@ -190,6 +190,28 @@ def test_a_paid_fill_of_a_scan_that_cannot_fit_writes_only_what_its_hits_pay_for
         assert cache.stats.evicted == 0 and len(entry_files(tmp_path)) == 16
 
 
+def test_a_paid_fill_credits_a_kept_object_again_only_once_it_has_been_read_from_the_cache(tmp_path):
+    """A scan announced twice before it reads (a stream restarted) is paid for once."""
+    urls = [f"s3://b/{i:03d}" for i in range(32)]
+    with ObjectCache(CacheConfig(tmp_path, 16 * UNIT, fill="paid")) as cache:
+        cache.expect((url, UNIT, "e1") for url in urls)
+        for url in urls:
+            read_whole(cache, url)  # the seed: one object written
+        cache.flush()
+        assert cache.stats.admitted == 1
+        for _ in range(2):  # the second epoch, announced, then announced again (restarted)
+            cache.expect((url, UNIT, "e1") for url in urls)
+        for url in urls:
+            read_whole(cache, url)
+        cache.flush()
+        assert cache.stats.admitted == 2  # the one kept object pays for one more, not two
+        cache.expect((url, UNIT, "e1") for url in urls)  # read since: both kept objects pay again
+        for url in urls:
+            read_whole(cache, url)
+        cache.flush()
+        assert cache.stats.admitted == 4
+
+
 def test_an_eager_cache_writes_all_that_fits_in_the_first_epoch_of_a_scan_that_cannot(tmp_path):
     urls = [f"s3://b/{i:03d}" for i in range(32)]
     with ObjectCache(CacheConfig(tmp_path, 16 * UNIT)) as cache:  # eager, the default

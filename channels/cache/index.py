@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from channels.cache.layout import Layout
@@ -119,10 +118,9 @@ class Index:
         row = self._db.execute("SELECT freq FROM seen WHERE key = ?", (key,)).fetchone()
         return row[0] if row else 0
 
-    def kept_bytes(self, keys: Iterable[str]) -> int:
-        """Bytes of the entries among ``keys``."""
-        want = set(keys)
-        return sum(size for key, size in self._db.execute("SELECT key, size FROM entries") if key in want)
+    def sizes(self) -> dict[str, int]:
+        """Every entry's key and size."""
+        return dict(self._db.execute("SELECT key, size FROM entries"))
 
     def _refresh(self) -> None:
         self.used = self._meta("used")

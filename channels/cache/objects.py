@@ -81,6 +81,8 @@ class ObjectCache:
         #: Whether streams announce their scans (``fill="paid"``): with "eager" nothing reads them.
         self.paid = config.fill == "paid"
         self._allowance = Allowance(self.limit)
+        # Kept objects an announced scan was credited for and that have not been read from the cache since.
+        self._credited: set[str] = set()
         self._last_flush = time.monotonic()
         self._closed = False
 
@@ -93,8 +95,10 @@ class ObjectCache:
         ``CacheConfig(fill="paid")``), newcomers are written only
         as far as the scan's hits pay for them (the bytes of its objects
         already kept: :class:`~channels.cache.policy.Allowance`); the others
-        are counted as ``deferred`` and read from the store alone. With
-        ``fill="eager"`` it does nothing.
+        are counted as ``deferred`` and read from the store alone. A kept
+        object pays once per read from the cache: announced again before
+        that (a stream restarted in new versions), it earns nothing more.
+        With ``fill="eager"`` it does nothing.
         """
         if not self.paid:
             return
@@ -105,9 +109,15 @@ class ObjectCache:
             self._check_fork()
             if self._closed:
                 return
+            earned = 0
             if keys:
                 self._flush()  # the index then knows this process's entries too
-            self._allowance.expect(total, self._index.kept_bytes(keys) if keys else 0)
+                sizes = self._index.sizes()
+                self._credited.intersection_update(sizes)  # evicted entries earn nothing
+                fresh = [key for key in keys if key in sizes and key not in self._credited]
+                self._credited.update(fresh)
+                earned = sum(sizes[key] for key in fresh)
+            self._allowance.expect(total, earned)
 
     def access(self, url: str, size: int, etag: str) -> None:
         """A whole-object read of this version begins: count it; start writing it if worth keeping."""
@@ -131,7 +141,8 @@ class ObjectCache:
 
     def read(self, url: str, etag: str, size: int, start: int, view: memoryview) -> bool:
         """Fill ``view`` with bytes from ``start`` of the kept object; False (a miss) if not kept."""
-        fd = self._open_entry(url, etag, size, len(view))
+        key = entry_key(url, etag)
+        fd = self._open_entry(key, size, len(view))
         if fd is None:
             return False
         try:
@@ -141,6 +152,7 @@ class ObjectCache:
         if done < len(view):  # cut short under our feet: the store fills the whole range again
             self.stats.add(misses=1, miss_bytes=len(view))
             return False
+        self._credited.discard(key)
         self.stats.add(hits=1, hit_bytes=len(view))
         return True
 
@@ -151,7 +163,8 @@ class ObjectCache:
         Returns how many bytes went to ``on_data`` (``n`` on a hit; fewer if
         the entry was cut short under our feet), or -1 on a miss.
         """
-        fd = self._open_entry(url, etag, size, n)
+        key = entry_key(url, etag)
+        fd = self._open_entry(key, size, n)
         if fd is None:
             return -1
         done = 0
@@ -166,12 +179,13 @@ class ObjectCache:
                     break
         finally:
             os.close(fd)
+        self._credited.discard(key)
         self.stats.add(hits=1, hit_bytes=done)
         return done
 
-    def _open_entry(self, url: str, etag: str, size: int, nbytes: int) -> int | None:
+    def _open_entry(self, key: str, size: int, nbytes: int) -> int | None:
         """The kept object's file, open; None (a miss, counted) when it is not kept or damaged."""
-        path = self.layout.entry_path(entry_key(url, etag))
+        path = self.layout.entry_path(key)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -341,6 +355,7 @@ class ObjectCache:
         self._claimed = set()
         # This process's own seed; its streams say what they scan.
         self._allowance = Allowance(self.limit)
+        self._credited = set()
         self._pid = os.getpid()
         self._index = self._open_index(sweep=False)
 

@@ -25,7 +25,9 @@ them. So while the latest scan announced to the cache cannot fit, it writes
 at first only 1/:data:`SEED_PARTS` of its limit, and
 after that only what each scan's hits pay for: :data:`EARN_RATIO` byte
 written per byte of the scan it already keeps (credited when the scan is
-announced, so that the order of its objects does not matter). Every epoch
+announced, so that the order of its objects does not matter; a kept object
+pays once per read from the cache, so a scan announced again before it has
+read them, as a restarted stream is, earns nothing more). Every epoch
 then spends on writes no more than its own hits save, and the resident set
 doubles from epoch to epoch (1/16, 2/16, 4/16, 8/16 of the limit, full in
 the fifth). A scan that fits is written whole at once: its next epoch reads
@@ -113,7 +115,8 @@ class Allowance:
         self._bounded = False
 
     def expect(self, scan_bytes: int, kept_bytes: int) -> None:
-        """A scan of ``scan_bytes`` of whole objects begins, ``kept_bytes`` of them kept already.
+        """A scan of ``scan_bytes`` of whole objects begins, ``kept_bytes`` of them kept already
+        (and read from the cache since they last paid: :meth:`ObjectCache.expect`).
 
         Bounded from now on if it cannot fit; its hits-to-be pay for its
         writes up front, whatever their order in the scan (a scan's first
