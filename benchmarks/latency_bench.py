@@ -46,6 +46,12 @@ its own local figure, FastFile over Pipe, File over s5cmd) beside the
 reference's (``all-at-once`` far over local, and Pipe and FastFile over it),
 and the load average; writes every run to ``--json``.
 
+``--endpoints N`` starts N moto servers with the same objects, and the
+proxies send each request to the next in turn: moto serves one GET at a
+time (each a copy of the whole object), S3 serves many side by side. The
+endpoint CPU reported is theirs together; the ``direct`` profile talks to
+the first.
+
 ``--host-mb-per-s N`` caps all connections of each proxied profile together
 at N MB/s (a host's network interface), so that the network rather than
 this machine's 2 cores bounds every profile: what is left between a far
@@ -54,12 +60,14 @@ profile and ``local`` is then latency the client did not hide.
 Usage:
     python benchmarks/latency_bench.py [--rounds 3] [--profiles local,s3-like,s3-40ms]
         [--clients pipe,fastfile,file,s5cmd,all-at-once] [--tree new=. --tree base=/path/to/checkout]
-        [--objects 32] [--size-mib 16] [--host-mb-per-s N] [--json .benchmarks/latency_bench.json]
+        [--objects 32] [--size-mib 16] [--host-mb-per-s N] [--endpoints 1]
+        [--json .benchmarks/latency_bench.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -208,12 +216,12 @@ def measure(args, tree: str, path: str, client: str, url: str, prefix: str, rpo:
         line = proc.stdout.readline()
         if line.strip() != "warm":
             raise RuntimeError(f"{tree} {client}: the child said {line!r} (exit {proc.wait()})")
-        endpoint, proxies = services
-        s0, p0 = endpoint.cpu(), proxies.cpu()
+        endpoints, proxies = services
+        s0, p0 = sum(e.cpu() for e in endpoints), proxies.cpu()
         proc.stdin.write("go\n")
         proc.stdin.flush()
         result = json.loads(proc.stdout.readline())
-        s1, p1 = endpoint.cpu(), proxies.cpu()
+        s1, p1 = sum(e.cpu() for e in endpoints), proxies.cpu()
     finally:
         proc.stdin.close()
         proc.wait()
@@ -296,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host-mb-per-s", type=float, default=None,
                     help="cap all connections of each proxied profile together at this many MB/s (a host's "
                          "network interface; default: none, the CPU is the bound)")
+    ap.add_argument("--endpoints", type=int, default=1,
+                    help="moto servers holding the same objects, the proxies sending requests to each in turn "
+                         "(default 1: moto serves one GET at a time; S3 serves many)")
     ap.add_argument("--json", default=".benchmarks/latency_bench.json")
     args = ap.parse_args(argv)
     if args.cmd == "child":
@@ -322,19 +333,22 @@ def main(argv: list[str] | None = None) -> int:
     ds = BenchDataset("large", args.objects, args.size_mib * MIB, 64 * KIB)
     runs: list[dict] = []
     host = args.host_mb_per_s * 1e6 if args.host_mb_per_s else None
-    with start_endpoint() as endpoint, start_proxies(endpoint.info["url"], [p for p in profiles if p.proxied],
-                                                     listener_bandwidth=host) as px:
-        ensure(s3_client(endpoint.info["url"]), args.bucket, ds)
-        with Transport(Store(endpoint.info["url"])) as t:  # warm the server, untimed
-            from channels.listing import list_prefix
+    with contextlib.ExitStack() as stack:
+        endpoints = [stack.enter_context(start_endpoint()) for _ in range(args.endpoints)]
+        direct = [e.info["url"] for e in endpoints]
+        px = stack.enter_context(start_proxies(direct, [p for p in profiles if p.proxied], listener_bandwidth=host))
+        for endpoint_url in direct:  # the same bytes on every replica, so the same ETags
+            ensure(s3_client(endpoint_url), args.bucket, ds)
+            with Transport(Store(endpoint_url)) as t:  # warm the server, untimed
+                from channels.listing import list_prefix
 
-            for _ in t.stream(list_prefix(f"s3://{args.bucket}/{ds.prefix}", store=Store(endpoint.info["url"])).refs):
-                pass
+                for _ in t.stream(list_prefix(f"s3://{args.bucket}/{ds.prefix}", store=Store(endpoint_url)).refs):
+                    pass
         names = list(trees)
         for rnd in range(args.rounds):
             order = clients[rnd % len(clients):] + clients[:rnd % len(clients)]
             for profile in profiles:
-                url = px.info["urls"][profile.name][0] if profile.proxied else endpoint.info["url"]
+                url = px.info["urls"][profile.name][0] if profile.proxied else direct[0]
                 for i, client in enumerate(order):
                     if client == "rss16" and profile.name != args.rss_profile:
                         continue
@@ -342,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
                     for tree in (["peer"] if client in PEERS else names[k:] + names[:k]):
                         path = trees[names[0]] if tree == "peer" else trees[tree]
                         r = measure(args, tree, path, client, url, ds.prefix, ds.records_per_object,
-                                    (endpoint, px))
+                                    (endpoints, px))
                         r.update(round=rnd, profile=profile.name)
                         runs.append(r)
                         print(f"  [{rnd}] {profile.name:8} {client:13} {tree:5} {r['mb_per_s']:7.0f} MB/s "
@@ -350,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
                               file=sys.stderr, flush=True)
     rows = summarize(runs)
     nic = f"; {args.host_mb_per_s:g} MB/s per host" if args.host_mb_per_s else ""
+    nic += f"; {args.endpoints} endpoints" if args.endpoints > 1 else ""
     print(f"medians of {args.rounds} rounds; {ds.label()}{nic}; MB = 10**6 bytes; CPU-s per GB of client, "
           f"endpoint (moto), proxy")
     for profile, by_client in rows.items():

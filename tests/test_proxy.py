@@ -19,7 +19,8 @@ from channels.testing import Dataset, fill_bucket, object_bytes, uniform_sizes
 from channels.testing.profiles import MB, PROFILES, Profile, get_profile
 from channels.testing.proxy import Action, Pacer, Proxy, scripted_faults
 from channels.testing.relay import UPSTREAM_BUFFER
-from channels.testing.services import cpu_seconds, start_proxies
+from channels.testing.s3 import dummy_credentials
+from channels.testing.services import cpu_seconds, start_endpoint, start_proxies
 from channels.testing.wire import SPLICE, splice
 from channels.transport import Transport, TransportConfig
 
@@ -228,6 +229,21 @@ def test_proxies_in_a_child_process(s3, data):
         assert "unknown command" in child.command("bogus")["error"]
         assert child.cpu() > 0
     assert cpu_seconds(child.pid) is None  # gone
+
+
+def test_a_proxy_over_replicas_sends_each_request_to_the_next_in_turn(s3, s3_client, bucket):
+    # A second endpoint in a process of its own (moto's state is per process), holding another
+    # body under the same key, so that each answer says which replica served it.
+    with dummy_credentials(), start_endpoint() as other:
+        _client(other.info["url"]).create_bucket(Bucket=bucket)
+        _client(other.info["url"]).put_object(Bucket=bucket, Key="r/k", Body=b"second")
+        s3_client.put_object(Bucket=bucket, Key="r/k", Body=b"first")
+        with start_proxies([s3.endpoint_url, other.info["url"]], [PROFILES["local"]]) as child:
+            c = _client(child.info["urls"]["local"][0], max_pool_connections=1)
+            bodies = [c.get_object(Bucket=bucket, Key="r/k")["Body"].read() for _ in range(4)]
+            stats = child.command("stats")[child.info["urls"]["local"][0]]
+    assert bodies == [b"first", b"second", b"first", b"second"]
+    assert stats["connections"] == 1 and stats["upstream_connections"] == 4
 
 
 #: The body of _Upstream's /big: as large as the proxy's upstream receive buffer.

@@ -52,9 +52,11 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -106,19 +108,21 @@ class Proxy:
 
     Args:
         upstream: ``http://host:port`` of the endpoint (https is refused:
-            the proxy does not speak TLS).
+            the proxy does not speak TLS), or a list of endpoints holding
+            the same objects (replicas): each upstream connection goes to
+            the next, in turn, so that they serve requests side by side, as
+            S3's many servers do.
         profile: delay and bandwidth knobs.
         fault_policy: called per request; may return an :class:`Action`.
         port: port to listen on (0: a free one).
     """
 
-    def __init__(self, upstream: str, profile: Profile | None = None, *,
+    def __init__(self, upstream: str | Sequence[str], profile: Profile | None = None, *,
                  fault_policy: FaultPolicy | None = None, port: int = 0) -> None:
-        parts = urlsplit(upstream)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"the proxy relays plain HTTP only; got upstream {upstream!r} "
-                             "(use the 'direct' profile for an https endpoint)")
-        self.upstream = (parts.hostname, parts.port or 80)
+        self.upstreams = [_address(u) for u in ([upstream] if isinstance(upstream, str) else upstream)]
+        if not self.upstreams:
+            raise ValueError("the proxy needs an upstream endpoint")
+        self._turn = itertools.cycle(self.upstreams)
         self.profile = profile or PROFILES["local"]
         self.fault_policy = fault_policy
         self.stats = ProxyStats()
@@ -132,6 +136,11 @@ class Proxy:
         self.port = self._server.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._accept, name=f"proxy-{self.port}", daemon=True)
+
+    def next_upstream(self) -> tuple[str, int]:
+        """The endpoint the next upstream connection goes to: each in turn."""
+        with self._lock:
+            return next(self._turn)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -224,3 +233,11 @@ class Proxy:
         """Note a fault injected into the response to request ``index``."""
         with self._lock:
             self.stats.faults.append((index, kind))
+
+
+def _address(upstream: str) -> tuple[str, int]:
+    parts = urlsplit(upstream)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"the proxy relays plain HTTP only; got upstream {upstream!r} "
+                         "(use the 'direct' profile for an https endpoint)")
+    return parts.hostname, parts.port or 80

@@ -41,10 +41,12 @@ _SO_RCVBUFFORCE = 33
 class Listener(Protocol):
     """What a connection needs of the listener that accepted it (:class:`channels.testing.proxy.Proxy`)."""
 
-    upstream: tuple[str, int]
     profile: Profile
     shared: Pacer | None  # the listener's own cap, shared by its connections
     stopping: threading.Event  # set when the listener stops: stalls end
+
+    def next_upstream(self) -> tuple[str, int]:
+        """The endpoint the next upstream connection goes to."""
 
     def begin(self, method: str, target: str, rng: str | None) -> tuple[int, Action | None]:
         """A request arrived: its 1-based index and the fault to inject, if any."""
@@ -140,7 +142,7 @@ class Connection:
 
     def _upstream(self) -> socket.socket:
         if self.up is None:
-            self.up = upstream_socket(self.listener.upstream)
+            self.up = upstream_socket(self.listener.next_upstream())
             self.listener.count("upstream_connections", 1)
         return self.up
 

@@ -100,15 +100,18 @@ def start_endpoint() -> Child:
     return Child(["endpoint"])
 
 
-def start_proxies(upstream: str, profiles: Sequence[Profile], *,
+def start_proxies(upstream: str | Sequence[str], profiles: Sequence[Profile], *,
                   listeners: int = 1, listener_bandwidth: float | None = None) -> Child:
-    """One child serving a proxy per profile (``listeners`` each).
+    """One child serving a proxy per profile (``listeners`` each), in front of
+    ``upstream`` (a list: replicas, taken in turn; see :class:`~channels.testing.proxy.Proxy`).
 
     ``info["urls"]`` maps each profile name to a list of ``listeners`` URLs;
     with ``listener_bandwidth`` every listener is capped on its own (one
     simulated host's network interface each).
     """
-    argv = ["proxy", "--upstream", upstream, "--listeners", str(listeners)]
+    argv = ["proxy", "--listeners", str(listeners)]
+    for url in [upstream] if isinstance(upstream, str) else upstream:
+        argv += ["--upstream", url]
     if listener_bandwidth:
         argv += ["--listener-bandwidth", str(listener_bandwidth)]
     for p in profiles:
@@ -163,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="kind", required=True)
     sub.add_parser("endpoint", help="moto's S3 server on a free loopback port")
     p = sub.add_parser("proxy", help="latency proxies in front of an endpoint")
-    p.add_argument("--upstream", required=True)
+    p.add_argument("--upstream", action="append", required=True, help="an endpoint; repeat for replicas")
     p.add_argument("--profile", action="append", default=[], help="a profile as JSON (Profile fields) or a name")
     p.add_argument("--listeners", type=int, default=1)
     p.add_argument("--listener-bandwidth", type=float)
