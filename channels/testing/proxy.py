@@ -111,7 +111,8 @@ class Proxy:
             the proxy does not speak TLS), or a list of endpoints holding
             the same objects (replicas): each upstream connection goes to
             the next, in turn, so that they serve requests side by side, as
-            S3's many servers do.
+            S3's many servers do. A write through the proxy reaches one of
+            them only: fill each replica directly.
         profile: delay and bandwidth knobs.
         fault_policy: called per request; may return an :class:`Action`.
         port: port to listen on (0: a free one).
